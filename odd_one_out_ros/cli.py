@@ -1,0 +1,38 @@
+"""`odd-one-out`: the package's one console command, with subcommands.
+
+Each subcommand lives in its own module and is imported only when it runs, so `--help` is quick.
+Exit codes: 0 success, 1 runtime failure, 2 bad input (file, argument).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+SUBCOMMANDS = {
+    "demo": ("odd_one_out_ros.commands.demo", "run the end-to-end demo in a real ROS 2 graph"),
+    "camera-info": ("odd_one_out_ros.commands.camera_info", "check and summarise a camera_info YAML"),
+    "info": ("odd_one_out_ros.commands.info", "print versions, devices and paths"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="odd-one-out",
+        description="Multi-view anomaly detection by comparing objects with their neighbours.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_module=module)
+        importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(importlib.import_module(args._module).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""ROS 2 node `camera_info_publisher`: publishes a camera_info YAML as sensor_msgs/CameraInfo.
+
+For cameras whose driver publishes no (or an uncalibrated) CameraInfo. Parameters:
+  camera_info_file (string, required): camera_calibration_parsers YAML (docs/frames.md)
+  frame_id (string): header.frame_id, default = the file's camera_name + "_optical_frame"
+  rate (double, Hz, 0.1..1000): publish rate, default 10
+Topic: ~/camera_info remapped by the user (e.g. camera_info:=/cam0/camera_info).
+A missing or invalid file is a clear error at start (exit code 2), not a crash later.
+"""
+from __future__ import annotations
+
+import sys
+
+from ..env import apply_ros_env_defaults
+
+apply_ros_env_defaults()
+
+import rclpy  # noqa: E402  (after the environment defaults)
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor  # noqa: E402
+from rclpy.executors import ExternalShutdownException  # noqa: E402
+from rclpy.node import Node  # noqa: E402
+from sensor_msgs.msg import CameraInfo  # noqa: E402
+
+from ..geometry import CalibrationFileError, read_camera_info_yaml  # noqa: E402
+from .conversions import calibration_to_camera_info  # noqa: E402
+
+
+class CameraInfoPublisher(Node):
+    def __init__(self, **kwargs):
+        super().__init__("camera_info_publisher", **kwargs)
+        path = self.declare_parameter(
+            "camera_info_file", "",
+            ParameterDescriptor(description="camera_info YAML (camera_calibration_parsers format)",
+                                read_only=True)).value
+        frame_id = self.declare_parameter(
+            "frame_id", "", ParameterDescriptor(description="header.frame_id (default: <camera_name>_optical_frame)",
+                                                read_only=True)).value
+        rate = self.declare_parameter(
+            "rate", 10.0, ParameterDescriptor(description="publish rate in Hz", read_only=True,
+                                              floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0)])).value
+        if not path:
+            raise CalibrationFileError("parameter camera_info_file is required")
+        calib = read_camera_info_yaml(path)
+        self._msg = calibration_to_camera_info(calib, frame_id or f"{calib.camera_name}_optical_frame")
+        self._pub = self.create_publisher(CameraInfo, "camera_info", 10)
+        self.create_timer(1.0 / rate, self._publish)
+        self.get_logger().info(f"publishing {path} ({calib.width}x{calib.height}) on "
+                               f"{self._pub.topic_name} at {rate} Hz, frame {self._msg.header.frame_id}")
+
+    def _publish(self):
+        self._msg.header.stamp = self.get_clock().now().to_msg()
+        self._pub.publish(self._msg)
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = CameraInfoPublisher()
+    except (CalibrationFileError, ValueError) as e:
+        print(f"camera_info_publisher: {e}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 2
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""sensor_msgs/CameraInfo <-> CameraCalibration / PinholeCamera, geometry_msgs <-> Rigid.
+
+Message classes only; no rclpy import (nodes stay thin, this stays testable without a graph).
+Frames: docs/frames.md.
+"""
+from __future__ import annotations
+
+import numpy as np
+from geometry_msgs.msg import Pose, Transform
+from sensor_msgs.msg import CameraInfo
+
+from ..geometry import CameraCalibration, PinholeCamera, Rigid
+
+__all__ = ["camera_info_to_calibration", "calibration_to_camera_info", "camera_info_to_camera",
+           "pose_to_rigid", "rigid_to_pose", "transform_to_rigid"]
+
+
+def camera_info_to_calibration(msg: CameraInfo, source: str = "camera_info") -> CameraCalibration:
+    """CameraInfo -> calibration of the *published image* (binning and ROI applied, as image_geometry).
+
+    Raises ValueError naming `source` for an uncalibrated (all-zero K) or malformed message.
+    """
+    K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
+    if not np.any(K):
+        raise ValueError(f"{source}: K is all zeros (camera not calibrated)")
+    P = np.array(msg.p, dtype=np.float64).reshape(3, 4)
+    bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
+    width, height = int(msg.width), int(msg.height)
+    roi = msg.roi
+    if roi.width or roi.height or roi.x_offset or roi.y_offset:
+        K[0, 2] -= roi.x_offset
+        K[1, 2] -= roi.y_offset
+        P[0, 2] -= roi.x_offset
+        P[1, 2] -= roi.y_offset
+        width, height = int(roi.width) or width, int(roi.height) or height
+    if bx > 1 or by > 1:
+        S = np.diag([1.0 / bx, 1.0 / by, 1.0])
+        K, P = S @ K, S @ P
+        width, height = width // bx, height // by
+    try:
+        return CameraCalibration(width=width, height=height, K=K, D=np.array(msg.d, dtype=np.float64),
+                                 distortion_model=msg.distortion_model or "plumb_bob",
+                                 R=np.array(msg.r, dtype=np.float64).reshape(3, 3) if any(msg.r) else np.eye(3),
+                                 P=P if np.any(P) else None, camera_name=msg.header.frame_id or "camera")
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+
+
+def camera_info_to_camera(msg: CameraInfo, T_cw: Rigid | None = None, source: str = "camera_info") -> PinholeCamera:
+    """CameraInfo (+ world-to-camera pose) -> PinholeCamera for the published image."""
+    return camera_info_to_calibration(msg, source).to_camera(T_cw)
+
+
+def calibration_to_camera_info(calib: CameraCalibration, frame_id: str = "", stamp=None) -> CameraInfo:
+    """CameraCalibration -> CameraInfo (no binning, full ROI)."""
+    msg = CameraInfo()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.width, msg.height = calib.width, calib.height
+    msg.distortion_model = calib.distortion_model
+    msg.d = [float(x) for x in calib.D]
+    msg.k = [float(x) for x in calib.K.ravel()]
+    msg.r = [float(x) for x in calib.R.ravel()]
+    msg.p = [float(x) for x in calib.P.ravel()]
+    return msg
+
+
+def pose_to_rigid(pose: Pose) -> Rigid:
+    """geometry_msgs/Pose (pose of frame B in frame A) -> Rigid mapping B coordinates into A."""
+    q, p = pose.orientation, pose.position
+    return Rigid.from_quat([q.x, q.y, q.z, q.w], [p.x, p.y, p.z])
+
+
+def transform_to_rigid(tf: Transform) -> Rigid:
+    q, t = tf.rotation, tf.translation
+    return Rigid.from_quat([q.x, q.y, q.z, q.w], [t.x, t.y, t.z])
+
+
+def rigid_to_pose(T: Rigid) -> Pose:
+    pose = Pose()
+    pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T.t)
+    pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in T.as_quat())
+    return pose

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Create or update .venv from the registries alone: Debian libraries, then the locked Python
+# packages, then this package (editable). Idempotent; `make setup` runs it only when an input
+# changed. Usage: scripts/setup.sh [VENV_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${1:-.venv}
+start=$(date +%s)
+
+# --- Debian libraries: open3d needs GL/EGL/X11/usb; colcon builds the package like a ROS workspace.
+DEB_PKGS="libgl1 libegl1 libx11-6 libusb-1.0-0 libgomp1 colcon python3-colcon-ros"
+missing=""
+for p in $DEB_PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+  echo "setup: installing Debian packages:$missing"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  if ! { $SUDO apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 ||
+         { $SUDO apt-get update -qq && $SUDO apt-get install -y --no-install-recommends $missing >/dev/null; }; }; then
+    echo "setup: could not install:$missing. Run as root: apt-get install -y$missing" >&2
+    exit 1
+  fi
+fi
+
+# --- Python: the ROS 2 Kilted wheels and the locked versions are built for CPython 3.11.
+PY=${PYTHON:-}
+if [ -z "$PY" ]; then
+  for c in python3.11 python3; do
+    if command -v "$c" >/dev/null && "$c" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then PY=$c; break; fi
+  done
+fi
+[ -n "$PY" ] || { echo "setup: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=24" 2>&1 | grep -v "is ignored" || true
+# --no-deps: the lock file is the complete, resolved set (scripts/lock.sh).
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
+"$VENV/bin/python" -m pip check
+# Editable installs skip setup.py's data_files: link them into the venv's prefix the way
+# `colcon build --symlink-install` does, so the ament index finds the package and its share/.
+SHARE="$VENV/share/odd_one_out_ros"
+mkdir -p "$SHARE" "$VENV/share/ament_index/resource_index/packages"
+ln -sfn "$PWD/resource/odd_one_out_ros" "$VENV/share/ament_index/resource_index/packages/odd_one_out_ros"
+for f in package.xml launch calibration; do ln -sfn "$PWD/$f" "$SHARE/$f"; done
+
+# --- Environment that ROS needs here, for every Python process of the venv (a .pth line runs at
+# start-up) and for shells that source bin/activate. Values the user set are kept.
+SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+cat > "$SITE/odd_one_out_ros_env.pth" <<'PTH'
+import os, sys; os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST"); p = [x for x in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if x]; os.environ["AMENT_PREFIX_PATH"] = os.pathsep.join(p if sys.prefix in p else p + [sys.prefix])
+PTH
+if ! grep -q "odd_one_out_ros environment" "$VENV/bin/activate"; then
+  cat >> "$VENV/bin/activate" <<'ACT'
+# odd_one_out_ros environment (scripts/setup.sh): DDS on loopback, ament index of this venv
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+case ":${AMENT_PREFIX_PATH:-}:" in *":$VIRTUAL_ENV:"*) ;; *) export AMENT_PREFIX_PATH="${AMENT_PREFIX_PATH:+$AMENT_PREFIX_PATH:}$VIRTUAL_ENV";; esac
+ACT
+fi
+# A real check, not a hope: the package, rclpy and the ament index resolve in the new venv.
+"$VENV/bin/python" -c "
+import rclpy, torch, cv2, open3d, pupil_apriltags, sklearn
+from ament_index_python.packages import get_package_share_directory as g
+print('setup: ok; share dir', g('odd_one_out_ros'))"
+echo "setup: done in $(( $(date +%s) - start )) s"
