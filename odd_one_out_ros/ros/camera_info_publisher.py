@@ -17,6 +17,7 @@ apply_ros_env_defaults()
 
 import rclpy  # noqa: E402  (after the environment defaults)
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor  # noqa: E402
+from rclpy.exceptions import ParameterException  # noqa: E402
 from rclpy.executors import ExternalShutdownException  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from sensor_msgs.msg import CameraInfo  # noqa: E402
@@ -56,7 +57,7 @@ def main(args=None) -> int:
     rclpy.init(args=args)
     try:
         node = CameraInfoPublisher()
-    except (CalibrationFileError, ValueError) as e:
+    except (CalibrationFileError, ValueError, ParameterException) as e:  # bad file or parameter
         print(f"camera_info_publisher: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2

@@ -1,0 +1,124 @@
+"""The package as users get it: colcon build in a ROS 2 workspace, launch wiring, CLI, purity."""
+import ast
+import os
+import pkgutil
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import odd_one_out_ros
+from odd_one_out_ros.cli import SUBCOMMANDS
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def console_scripts() -> dict[str, str]:
+    """name -> module of setup.py's console_scripts."""
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    entries = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
+               and re.match(r"^[\w-]+ = [\w.]+:\w+$", n.value)]
+    return {e.split(" = ")[0]: e.split(" = ")[1].split(":")[0] for e in entries}
+
+
+@pytest.mark.skipif(shutil.which("colcon") is None, reason="colcon not installed (make setup installs it)")
+def test_colcon_build_installs_executables_launch_and_calibration(tmp_path):
+    src = tmp_path / "ws" / "src" / "odd_one_out_ros"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".venv", ".git", "build", "install", "log", "runs",
+                                                              "data", "__pycache__", "*.egg-info"))
+    ws = tmp_path / "ws"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
+    env["PATH"] = "/usr/bin:/bin"  # Debian's colcon with Debian's python, as in a ROS workspace
+    r = subprocess.run(["colcon", "build", "--event-handlers", "console_direct-"], cwd=ws, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    inst = ws / "install" / "odd_one_out_ros"
+    for exe in console_scripts():
+        path = inst / "lib" / "odd_one_out_ros" / exe
+        assert path.is_file() and os.access(path, os.X_OK), f"{exe} not installed where `ros2 run` looks"
+    share = inst / "share" / "odd_one_out_ros"
+    assert (inst / "share" / "ament_index" / "resource_index" / "packages" / "odd_one_out_ros").is_file()
+    assert (share / "package.xml").is_file()
+    for d in ("launch", "calibration"):
+        shipped = sorted(p.name for p in (ROOT / d).iterdir() if p.is_file())
+        assert shipped and sorted(p.name for p in (share / d).iterdir()) == shipped
+    site = next(inst.glob("lib/python3*/site-packages"))
+    assert (site / "odd_one_out_ros" / "assets" / "toysad8k_sample" / "scene3d.metadata.json").is_file()
+    # the installed copy runs (with the venv's libraries) and finds its share dir through the ament index
+    env = dict(os.environ, PYTHONPATH=str(site), AMENT_PREFIX_PATH=str(inst))
+    r = subprocess.run([sys.executable, str(inst / "lib" / "odd_one_out_ros" / "odd-one-out"), "info", "--json"],
+                       env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert f'"share_dir": "{share}"' in r.stdout
+    assert str(site) in subprocess.run([sys.executable, "-c", "import odd_one_out_ros; print(odd_one_out_ros.__file__)"],
+                                       env=env, capture_output=True, text=True).stdout
+
+
+def launch_nodes(path: Path):
+    """(package, executable, parameter names) of every Node(...) in a launch file."""
+    for call in ast.walk(ast.parse(path.read_text())):
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
+            kw = {k.arg: k.value for k in call.keywords}
+            params = set()
+            for d in ast.walk(kw.get("parameters", ast.List(elts=[]))):
+                if isinstance(d, ast.Dict):
+                    params |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
+            yield kw["package"].value, kw["executable"].value, params
+
+
+def test_launch_files_name_real_executables_files_and_parameters():
+    scripts = console_scripts()
+    launch_files = sorted((ROOT / "launch").glob("*.launch.py"))
+    assert launch_files
+    for lf in launch_files:
+        compile(lf.read_text(), str(lf), "exec")
+        nodes = list(launch_nodes(lf))
+        assert nodes, f"{lf.name} starts no node"
+        for package, exe, params in nodes:
+            assert package == "odd_one_out_ros" and exe in scripts, (lf.name, exe)
+            module_src = (ROOT / (scripts[exe].replace(".", "/") + ".py")).read_text()
+            declared = set(re.findall(r'declare_parameter\(\s*"(\w+)"', module_src))
+            assert params <= declared, f"{lf.name}: {exe} does not declare {params - declared}"
+        for name in re.findall(r'"([\w.-]+\.(?:yaml|rviz))"', lf.read_text()):
+            assert list(ROOT.glob(f"*/{name}")), f"{lf.name} names missing file {name}"
+
+
+def test_every_subcommand_has_help():
+    for name in SUBCOMMANDS:
+        r = subprocess.run([str(BIN / "odd-one-out"), name, "--help"], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0 and "usage: odd-one-out " + name in r.stdout, r.stderr
+
+
+def test_camera_info_command(tmp_path):
+    r = subprocess.run([str(BIN / "odd-one-out"), "camera-info", str(ROOT / "calibration" / "toysad_camera.yaml")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "hfov_deg" in r.stdout and "61.9" in r.stdout  # 2 atan(128 / 213.33)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("image_width: 1\n")
+    r = subprocess.run([str(BIN / "odd-one-out"), "camera-info", str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and str(bad) in r.stderr and "Traceback" not in r.stderr
+
+
+def test_pure_modules_never_import_rclpy():
+    pure = [m.name for m in pkgutil.walk_packages(odd_one_out_ros.__path__, "odd_one_out_ros.")
+            if not m.name.startswith(("odd_one_out_ros.ros", "odd_one_out_ros.commands"))]
+    assert "odd_one_out_ros.geometry.camera" in pure
+    code = f"import importlib, sys\nfor m in {pure!r}: importlib.import_module(m)\n" \
+           "bad = [m for m in sys.modules if m.split('.')[0] in ('rclpy', 'sensor_msgs', 'rcl_interfaces')]\n" \
+           "assert not bad, bad"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+
+def test_environment_reaches_every_venv_process():
+    """setup writes a .pth so that ROS's environment is there without the user setting it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "AMENT_PREFIX_PATH")}
+    r = subprocess.run([sys.executable, "-c", "import os; print(os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE']);"
+                        "from ament_index_python.packages import get_package_share_directory as g;"
+                        "print(g('odd_one_out_ros'))"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "LOCALHOST"
