@@ -28,6 +28,7 @@ setup(
         "console_scripts": [
             "odd-one-out = odd_one_out_ros.cli:main",
             "camera_info_publisher = odd_one_out_ros.ros.camera_info_publisher:main",
+            "scene_player = odd_one_out_ros.ros.scene_player:main",
         ],
     },
 )

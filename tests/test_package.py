@@ -55,7 +55,7 @@ def test_colcon_build_installs_executables_launch_and_calibration(tmp_path):
     assert r.returncode == 0, r.stderr
     assert f'"share_dir": "{share}"' in r.stdout
     assert str(site) in subprocess.run([sys.executable, "-c", "import odd_one_out_ros; print(odd_one_out_ros.__file__)"],
-                                       env=env, capture_output=True, text=True).stdout
+                                       env=env, cwd=tmp_path, capture_output=True, text=True).stdout
 
 
 def launch_nodes(path: Path):

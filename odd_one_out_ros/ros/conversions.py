@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 from geometry_msgs.msg import Pose, Transform
-from sensor_msgs.msg import CameraInfo
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..geometry import CameraCalibration, PinholeCamera, Rigid
 
 __all__ = ["camera_info_to_calibration", "calibration_to_camera_info", "camera_info_to_camera",
-           "pose_to_rigid", "rigid_to_pose", "transform_to_rigid"]
+           "pose_to_rigid", "rigid_to_pose", "transform_to_rigid", "image_to_rgb", "rgb_to_image", "IMAGE_ENCODINGS"]
 
 
 def camera_info_to_calibration(msg: CameraInfo, source: str = "camera_info") -> CameraCalibration:
@@ -82,3 +82,49 @@ def rigid_to_pose(T: Rigid) -> Pose:
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T.t)
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in T.as_quat())
     return pose
+
+
+# --- sensor_msgs/Image <-> numpy (cv_bridge is not obtainable from PyPI; this is the small part we need)
+IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB copy.
+
+    Raises ValueError with the reason for any other encoding or an inconsistent message.
+    """
+    enc = msg.encoding.lower()
+    if enc not in IMAGE_ENCODINGS:
+        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
+    ch = IMAGE_ENCODINGS[enc]
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    if h <= 0 or w <= 0 or step < w * ch:
+        raise ValueError(f"bad image geometry: {w}x{h}, step {step} for {enc}")
+    if len(msg.data) < step * h:
+        raise ValueError(f"image data has {len(msg.data)} bytes, expected {step * h} ({w}x{h}, step {step})")
+    data = msg.data  # array.array('B') when received; bytes or a list when built by hand
+    buf = (np.array(data, dtype=np.uint8) if isinstance(data, list) else np.frombuffer(data, dtype=np.uint8))[:step * h]
+    img = buf.reshape(h, step)[:, :w * ch].reshape(h, w, ch)
+    if enc == "mono8":
+        return np.repeat(img, 3, axis=2)
+    if enc in ("bgr8", "bgra8"):
+        img = img[..., 2::-1]
+    return np.ascontiguousarray(img[..., :3])
+
+
+def rgb_to_image(rgb: np.ndarray, frame_id: str = "", stamp=None, encoding: str = "rgb8") -> Image:
+    """(H, W, 3) uint8 RGB -> sensor_msgs/Image (rgb8 or bgr8)."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected (H, W, 3) uint8 RGB, got {rgb.shape} {rgb.dtype}")
+    if encoding not in ("rgb8", "bgr8"):
+        raise ValueError(f"encoding must be rgb8 or bgr8, got {encoding!r}")
+    msg = Image()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    msg.height, msg.width = rgb.shape[:2]
+    msg.encoding = encoding
+    msg.step = rgb.shape[1] * 3
+    msg.data = np.ascontiguousarray(rgb if encoding == "rgb8" else rgb[..., ::-1]).tobytes()
+    return msg
