@@ -33,10 +33,19 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "setup: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade "pip>=24" 2>&1 | grep -v "is ignored" || true
+LOG="$VENV/setup-pip.log"
+pip_install() {  # quiet unless it fails; then the log's tail says why
+  if ! "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" > "$LOG" 2>&1; then
+    grep -v "is ignored" "$LOG" | tail -n 30 >&2
+    echo "setup: pip install $* failed (full log: $LOG)" >&2
+    exit 1
+  fi
+}
+pip_install "pip==26.3"
 # --no-deps: the lock file is the complete, resolved set (scripts/lock.sh).
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps -r requirements.lock 2>&1 | grep -v "is ignored" || true
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e . 2>&1 | grep -v "is ignored" || true
+pip_install --no-deps -r requirements.lock
+# the package itself, editable (PYTHONWARNINGS silences setuptools' editable-install notice)
+PYTHONWARNINGS=ignore pip_install --no-deps --no-build-isolation -e .
 "$VENV/bin/python" -m pip check
 # Editable installs skip setup.py's data_files: link them into the venv's prefix the way
 # `colcon build --symlink-install` does, so the ament index finds the package and its share/.
