@@ -2,8 +2,12 @@
 import numpy as np
 import pytest
 
-from odd_one_out_ros.geometry import (CalibrationFileError, CameraCalibration, read_camera_info_yaml,
-                                      write_camera_info_yaml)
+from odd_one_out_ros.geometry import (
+    CalibrationFileError,
+    CameraCalibration,
+    read_camera_info_yaml,
+    write_camera_info_yaml,
+)
 from odd_one_out_ros.resources import share_dir
 
 CALIB = CameraCalibration(640, 480, np.array([[610.5, 0, 321.25], [0, 612.0, 239.75], [0, 0, 1]]),

@@ -3,6 +3,8 @@
 The paper's scene metadata stores world-to-camera 4x4 matrices in the OpenCV frame and object
 boxes as centre + extents along the object's own axes + its yaw (docs/frames.md).
 """
+import json
+
 import cv2
 import numpy as np
 import pytest
@@ -102,7 +104,8 @@ def test_bad_scene_folders_are_clear_errors(tmp_path):
     (tmp_path / "scene3d.metadata.json").write_text("{not json")
     with pytest.raises(SceneFormatError, match="not valid JSON"):
         read_scene_meta(tmp_path)
-    (tmp_path / "scene3d.metadata.json").write_text('{"camera": {"K": [[0,0,0],[0,0,0],[0,0,1]], '
-                                                    '"poses": [{"rotation": [[1,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]}]}}')
+    identity = [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]
+    meta = {"camera": {"K": [[0, 0, 0], [0, 0, 0], [0, 0, 1]], "poses": [{"rotation": identity}]}}
+    (tmp_path / "scene3d.metadata.json").write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match="fx=0.0"):
         read_scene_meta(tmp_path)

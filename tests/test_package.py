@@ -54,8 +54,9 @@ def test_colcon_build_installs_executables_launch_and_calibration(tmp_path):
                        env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert f'"share_dir": "{share}"' in r.stdout
-    assert str(site) in subprocess.run([sys.executable, "-c", "import odd_one_out_ros; print(odd_one_out_ros.__file__)"],
-                                       env=env, cwd=tmp_path, capture_output=True, text=True).stdout
+    where = subprocess.run([sys.executable, "-c", "import odd_one_out_ros; print(odd_one_out_ros.__file__)"],
+                           env=env, cwd=tmp_path, capture_output=True, text=True).stdout
+    assert str(site) in where
 
 
 def launch_nodes(path: Path):
@@ -122,3 +123,10 @@ def test_environment_reaches_every_venv_process():
                         "print(g('odd_one_out_ros'))"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[0] == "LOCALHOST"
+
+
+def test_lint():
+    """ruff (pyflakes, pycodestyle, import order; ruff.toml) over the package, tests and launch files."""
+    r = subprocess.run([str(BIN / "ruff"), "check", "odd_one_out_ros", "tests", "benchmarks", "launch"], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr

@@ -72,7 +72,8 @@ def test_posed_view_checks_image_against_camera():
 
 
 def test_draw_box_marks_the_projected_box():
-    cam = PinholeCamera(np.array([[80.0, 0, 31.5], [0, 80, 31.5], [0, 0, 1]]), 64, 64, look_at([1.5, 0.2, 1.0], [0, 0, 0]))
+    K = np.array([[80.0, 0, 31.5], [0, 80, 31.5], [0, 0, 1]])
+    cam = PinholeCamera(K, 64, 64, look_at([1.5, 0.2, 1.0], [0, 0, 0]))
     box = Box3D([0, 0, 0.1], [0.4, 0.3, 0.2], 0.3)
     img = draw_box(np.zeros((64, 64, 3), np.uint8), cam, box, (255, 0, 0))
     ys, xs = np.nonzero(img[..., 0])

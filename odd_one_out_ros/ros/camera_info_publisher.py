@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import sys
 
-from ..env import apply_ros_env_defaults
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
+from rclpy.node import Node
+from sensor_msgs.msg import CameraInfo
 
-apply_ros_env_defaults()
-
-import rclpy  # noqa: E402  (after the environment defaults)
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor  # noqa: E402
-from rclpy.exceptions import ParameterException  # noqa: E402
-from rclpy.executors import ExternalShutdownException  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from sensor_msgs.msg import CameraInfo  # noqa: E402
-
-from ..geometry import CalibrationFileError, read_camera_info_yaml  # noqa: E402
-from .conversions import calibration_to_camera_info  # noqa: E402
+from ..geometry import CalibrationFileError, read_camera_info_yaml
+from .conversions import calibration_to_camera_info
+from .node_main import run_node  # noqa: I001  (first: sets the ROS environment before rclpy loads)
 
 
 class CameraInfoPublisher(Node):
@@ -38,7 +32,8 @@ class CameraInfoPublisher(Node):
                                                 read_only=True)).value
         rate = self.declare_parameter(
             "rate", 10.0, ParameterDescriptor(description="publish rate in Hz", read_only=True,
-                                              floating_point_range=[FloatingPointRange(from_value=0.1, to_value=1000.0)])).value
+                                              floating_point_range=[FloatingPointRange(from_value=0.1,
+                                                                                      to_value=1000.0)])).value
         if not path:
             raise CalibrationFileError("parameter camera_info_file is required")
         calib = read_camera_info_yaml(path)
@@ -54,21 +49,7 @@ class CameraInfoPublisher(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = CameraInfoPublisher()
-    except (CalibrationFileError, ValueError, ParameterException) as e:  # bad file or parameter
-        print(f"camera_info_publisher: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraInfoPublisher, "camera_info_publisher", args)
 
 
 if __name__ == "__main__":

@@ -11,25 +11,19 @@ from __future__ import annotations
 import json
 import sys
 
-from ..env import apply_ros_env_defaults
+import cv2
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
 
-apply_ros_env_defaults()
-
-import cv2  # noqa: E402
-import rclpy  # noqa: E402
-from geometry_msgs.msg import PoseStamped  # noqa: E402
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor  # noqa: E402
-from rclpy.exceptions import ParameterException  # noqa: E402
-from rclpy.executors import ExternalShutdownException  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
-from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import String  # noqa: E402
-
-from ..data.scene_meta import SceneFormatError, read_scene_meta  # noqa: E402
-from ..geometry import CameraCalibration  # noqa: E402
-from ..resources import SAMPLE_SCENE  # noqa: E402
-from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose  # noqa: E402
+from ..data.scene_meta import SceneFormatError, read_scene_meta
+from ..geometry import CameraCalibration
+from ..resources import SAMPLE_SCENE
+from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
+from .node_main import run_node  # noqa: I001  (first: sets the ROS environment before rclpy loads)
 
 
 class ScenePlayer(Node):
@@ -87,21 +81,7 @@ class ScenePlayer(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = ScenePlayer()
-    except (ValueError, ParameterException) as e:  # bad scene folder or parameter
-        print(f"scene_player: {e}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 2
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ScenePlayer, "scene_player", args)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,8 @@ class ViewGatherer:
         self._lock = threading.Lock()
         for name in self.cameras:
             sync = ApproximateSync(3, slop=sync_slop, on_match=lambda msgs, n=name: self._on_match(n, *msgs))
-            for i, (typ, topic) in enumerate(((Image, "image_raw"), (CameraInfo, "camera_info"), (PoseStamped, "pose"))):
+            streams = ((Image, "image_raw"), (CameraInfo, "camera_info"), (PoseStamped, "pose"))
+            for i, (typ, topic) in enumerate(streams):
                 node.create_subscription(typ, f"{prefix}/{name}/{topic}",
                                          lambda m, i=i, s=sync: self._add(s, i, m), qos)
 

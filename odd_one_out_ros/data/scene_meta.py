@@ -1,0 +1,99 @@
+"""Reading the metadata of a scene in the official ToysAD-8K layout (docs/frames.md).
+
+Layout: RGB/NNNN.png, depth_png/, segmentations/<object>/<object>_NNNN.png, binary_labels/,
+scene3d.metadata.json (objects with rotation_matrix, rotation_euler, bbox [[cx,cy,cz],[sx,sy,sz]];
+camera.K and camera.poses[i].rotation = 4x4 world-to-camera, OpenCV frame).
+An object is anomalous when it has an explicit `label` field equal to 1 (our generator writes it)
+or, in official scenes, when the file name of its .blend holds '-' (e.g. banana_028-crack-001).
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..geometry import Box3D, PinholeCamera, Rigid
+
+__all__ = ["SceneObject", "SceneMeta", "read_scene_meta", "SceneFormatError"]
+
+
+class SceneFormatError(ValueError):
+    """A scene folder that does not follow the official layout; the message names the file."""
+
+
+@dataclass(frozen=True)
+class SceneObject:
+    name: str           # folder name under segmentations/, e.g. "object.001"
+    box: Box3D          # world frame
+    anomalous: bool
+    anomaly_type: str   # "" for normal objects, e.g. "crack"
+    category: str       # e.g. "banana", "" when unknown
+
+
+@dataclass(frozen=True)
+class SceneMeta:
+    root: Path
+    cameras: list[PinholeCamera]  # one per view, index = view number
+    objects: list[SceneObject]
+
+    def rgb_path(self, view: int) -> Path:
+        return self.root / "RGB" / f"{view:04d}.png"
+
+    def mask_path(self, obj: SceneObject, view: int) -> Path:
+        return self.root / "segmentations" / obj.name / f"{obj.name}_{view:04d}.png"
+
+
+def _object_from_json(o: dict, source: str) -> SceneObject:
+    try:
+        (cx, cy, cz), (sx, sy, sz) = o["bbox"]  # extents along the object's own x, y, z (docs/frames.md)
+        if "rotation_matrix" in o:
+            R = np.asarray(o["rotation_matrix"], dtype=np.float64)
+            yaw = float(np.arctan2(R[1, 0], R[0, 0]))
+        else:
+            yaw = float(o.get("rotation_euler", [0, 0, 0])[2])
+        stem = Path(str(o.get("path", ""))).stem  # banana_028-crack-001
+        parts = stem.split("-")
+        if "label" in o:
+            anomalous = int(o["label"]) == 1
+        else:
+            anomalous = len(parts) > 1
+        anomaly_type = str(o.get("anomaly_type", parts[1] if anomalous and len(parts) > 1 else ""))
+        category = str(o.get("category", re.sub(r"_\d+$", "", parts[0])))
+        return SceneObject(str(o["name"]), Box3D((cx, cy, cz), (sx, sy, sz), yaw), anomalous, anomaly_type, category)
+    except (KeyError, TypeError, ValueError) as e:
+        raise SceneFormatError(f"{source}: bad object entry {o.get('name', '?')!r}: {e!r}") from None
+
+
+def read_scene_meta(root: str | Path) -> SceneMeta:
+    """Read scene3d.metadata.json of one scene folder and the RGB image size."""
+    root = Path(root)
+    meta_path = root / "scene3d.metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except OSError as e:
+        raise SceneFormatError(f"{meta_path}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise SceneFormatError(f"{meta_path}: not valid JSON ({e})") from None
+    try:
+        K = np.array(meta["camera"]["K"], dtype=np.float64)
+        poses = [np.array(p["rotation"], dtype=np.float64) for p in meta["camera"]["poses"]]
+    except (KeyError, TypeError, ValueError) as e:
+        raise SceneFormatError(f"{meta_path}: camera.K / camera.poses[].rotation missing or malformed "
+                               f"({e!r})") from None
+    width, height = _image_size(root / "RGB" / "0000.png", default=(int(round(2 * K[0, 2])), int(round(2 * K[1, 2]))))
+    try:
+        cameras = [PinholeCamera(K, width, height, Rigid.from_matrix(T)) for T in poses]
+    except ValueError as e:
+        raise SceneFormatError(f"{meta_path}: {e}") from None
+    objects = [_object_from_json(o, str(meta_path)) for o in meta.get("objects", [])]
+    return SceneMeta(root, cameras, objects)
+
+
+def _image_size(path: Path, default: tuple[int, int]) -> tuple[int, int]:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
+    return (img.shape[1], img.shape[0]) if img is not None else default
