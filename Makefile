@@ -7,7 +7,7 @@ STAMP := $(VENV)/.odd-one-out-setup
 setup: $(STAMP)
 
 # Re-run setup only when something it installs from changed.
-$(STAMP): requirements.lock setup.py setup.cfg package.xml scripts/setup.sh
+$(STAMP): requirements.lock requirements-nodeps.txt setup.py setup.cfg package.xml scripts/setup.sh
 	scripts/setup.sh $(VENV)
 	@touch $@
 

@@ -1,0 +1,87 @@
+"""The voxel grid and the back-projection of view features into it (paper Eq. 2).
+
+Frames: docs/frames.md. Volumes are (B, C, Z, Y, X); voxel (i, j, k) along world (x, y, z) has its
+centre at origin + (index + 0.5) * voxel_size. Cameras are batched tensors: K (B, V, 3, 3) for the
+feature map's resolution and T_cw (B, V, 4, 4) world-to-camera. Images are assumed undistorted.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import GridConfig
+
+
+@dataclass(frozen=True)
+class VoxelGrid:
+    shape: tuple[int, int, int]  # (X, Y, Z) voxels
+    voxel_size: float
+    origin: tuple[float, float, float]  # world position of the grid's minimum corner
+
+    @staticmethod
+    def from_config(cfg: GridConfig) -> "VoxelGrid":
+        X, Y, Z = cfg.shape
+        s = cfg.voxel_size
+        return VoxelGrid(tuple(cfg.shape), s, (-X * s / 2, -Y * s / 2, cfg.z_min))
+
+    @property
+    def lo(self) -> np.ndarray:
+        return np.asarray(self.origin, dtype=np.float64)
+
+    @property
+    def hi(self) -> np.ndarray:
+        return self.lo + np.asarray(self.shape) * self.voxel_size
+
+    def centers(self, device=None, dtype=torch.float32) -> torch.Tensor:
+        """(Z, Y, X, 3) world coordinates of the voxel centres."""
+        X, Y, Z = self.shape
+        axes = [torch.arange(n, device=device, dtype=dtype) * self.voxel_size + (o + self.voxel_size / 2)
+                for n, o in zip((X, Y, Z), self.origin)]
+        zz, yy, xx = torch.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+        return torch.stack([xx, yy, zz], dim=-1)
+
+    def world_to_normalized(self, points: torch.Tensor) -> torch.Tensor:
+        """World points (..., 3) -> grid_sample coordinates (..., 3) in [-1, 1] (align_corners=False)."""
+        lo = torch.as_tensor(self.lo, dtype=points.dtype, device=points.device)
+        size = torch.as_tensor(np.asarray(self.shape) * self.voxel_size, dtype=points.dtype, device=points.device)
+        return (points - lo) / size * 2 - 1
+
+
+def project_points(points: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pinhole projection of world points through many cameras.
+
+    points (B, P, 3); K (B, V, 3, 3); T_cw (B, V, 4, 4) -> pixels uv (B, V, P, 2), depth z (B, V, P).
+    """
+    R, t = T_cw[..., :3, :3], T_cw[..., :3, 3]
+    pc = torch.einsum("bvij,bpj->bvpi", R, points) + t[:, :, None, :]  # (B, V, P, 3) camera frame
+    z = pc[..., 2]
+    xy = pc[..., :2] / z.clamp(min=1e-6)[..., None]
+    uv = torch.einsum("bvij,bvpj->bvpi", K[..., :2, :2], xy) + K[:, :, None, :2, 2]
+    return uv, z
+
+
+def backproject(features: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, grid: VoxelGrid
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the view features seen by each voxel centre (paper Eq. 2, aggr = mean).
+
+    features (B, V, C, h, w); K (B, V, 3, 3) at the feature resolution (pixel-centre convention);
+    T_cw (B, V, 4, 4). Returns volume (B, C, Z, Y, X) and count (B, 1, Z, Y, X): the number of views
+    in which the voxel centre is in front of the camera and inside the feature map. Voxels seen by
+    no view are 0. Bilinear sampling, so features get gradients.
+    """
+    B, V, C, h, w = features.shape
+    X, Y, Z = grid.shape
+    centers = grid.centers(features.device, features.dtype).reshape(1, -1, 3).expand(B, -1, -1)  # (B, P, 3)
+    uv, z = project_points(centers, K, T_cw)  # (B, V, P, 2), (B, V, P)
+    valid = (z > 1e-6) & (uv[..., 0] >= -0.5) & (uv[..., 0] <= w - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= h - 0.5)
+    # pixel (u, v) -> grid_sample coordinates with align_corners=False: pixel centres at (2u + 1) / w - 1
+    norm = torch.stack([(2 * uv[..., 0] + 1) / w - 1, (2 * uv[..., 1] + 1) / h - 1], dim=-1)
+    sampled = F.grid_sample(features.reshape(B * V, C, h, w), norm.reshape(B * V, 1, -1, 2), mode="bilinear",
+                            padding_mode="border", align_corners=False)  # (B*V, C, 1, P)
+    sampled = sampled.reshape(B, V, C, -1) * valid[:, :, None, :]
+    count = valid.sum(dim=1, keepdim=True).to(features.dtype)  # (B, 1, P)
+    volume = sampled.sum(dim=1) / count.clamp(min=1)  # (B, C, P)
+    return volume.reshape(B, C, Z, Y, X), count.reshape(B, 1, Z, Y, X)
