@@ -6,8 +6,8 @@ No knowledge of the object count. Rules (BoxConfig):
    min_samples; DBSCAN's noise points are dropped;
 3. clusters with fewer than min_voxels voxels, or whose largest extent is below min_extent_voxels
    voxels, are dropped;
-4. each remaining cluster gets the minimum-area rectangle of its voxels seen from above
-   (cv2.minAreaRect, each voxel counted as its 4 footprint corners) and its z range: yaw box;
+4. each remaining cluster gets the minimum-area rectangle of its voxel centres seen from above
+   (cv2.minAreaRect), grown to the cluster's footprint area (see _yaw_box), and its z range;
 5. at most max_objects boxes are kept, the clusters with the most voxels.
 Returned boxes are sorted by centre (x, then y) so the order does not depend on DBSCAN labels.
 """
@@ -51,17 +51,27 @@ def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list
 
 
 def _yaw_box(pts: np.ndarray, s: float) -> Box3D:
-    """Minimum-area yaw box around voxels centred at pts (P, 3) of edge s."""
-    corners = (pts[:, None, :2] + np.array([[-1, -1], [1, -1], [1, 1], [-1, 1]]) * (s / 2)).reshape(-1, 2)
-    (cx, cy), (w, h), _ = cv2.minAreaRect(corners.astype(np.float32))
-    quad = cv2.boxPoints(((cx, cy), (w, h), _)).astype(np.float64)
+    """Minimum-area yaw box around voxels centred at pts (P, 3) of edge s.
+
+    The rectangle of the voxel centres (cv2.minAreaRect) lies inside the object by a gap that depends
+    on the angle: exactly s/2 for an axis-aligned box, near 0 for a rotated one, whose edges pass close
+    to some voxel centre. Each side grows by the g in [0, s/2] that makes the rectangle's area equal
+    to the footprint area (occupied xy cells x s^2): exact for filled rectangles at any angle, and at
+    most s/2 too small for concave shapes.
+    """
+    (cx, cy), (w, h), angle = cv2.minAreaRect(pts[:, :2].astype(np.float32))
+    quad = cv2.boxPoints(((cx, cy), (w, h), angle)).astype(np.float64)
     edge = quad[1] - quad[0]
     yaw = float(np.arctan2(edge[1], edge[0]))
-    sx, sy = float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[1]))
+    a0, b0 = float(np.linalg.norm(quad[1] - quad[0])), float(np.linalg.norm(quad[2] - quad[1]))
+    cells = np.unique(np.floor(pts[:, :2] / s + 1e-6).astype(np.int64), axis=0)  # centres sit mid-cell
+    area = len(cells) * s * s
+    g = (-(a0 + b0) + np.sqrt((a0 + b0) ** 2 - 4 * (a0 * b0 - area))) / 4
+    g = float(np.clip(g, 0.0, s / 2))
     # canonical yaw in (-pi/2, pi/2]: a box equals itself turned by pi
     if yaw <= -np.pi / 2:
         yaw += np.pi
     elif yaw > np.pi / 2:
         yaw -= np.pi
     z0, z1 = pts[:, 2].min() - s / 2, pts[:, 2].max() + s / 2
-    return Box3D([cx, cy, (z0 + z1) / 2], [sx, sy, z1 - z0], yaw)
+    return Box3D([cx, cy, (z0 + z1) / 2], [a0 + 2 * g, b0 + 2 * g, z1 - z0], yaw)

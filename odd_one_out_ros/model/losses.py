@@ -1,0 +1,37 @@
+"""Losses: image + mask reconstruction (Eq. 3), feature cosine (Eq. 4), weighted BCE (Eq. 8)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def image_loss(rgb: torch.Tensor, opacity: torch.Tensor, gt_rgb: torch.Tensor, gt_mask: torch.Tensor,
+               lambda_sigma: float = 1.0) -> torch.Tensor:
+    """L_im = ||I * M - I_hat||^2 + lambda_sigma ||M - M_hat||^2 (means over pixels).
+
+    rgb (B, V, 3, h, w), opacity (B, V, 1, h, w), gt_rgb (B, V, 3, h, w) in [0, 1], gt_mask (B, V, 1, h, w)
+    (objects only: the volume models the objects, not the floor or background).
+    """
+    return F.mse_loss(rgb, gt_rgb * gt_mask) + lambda_sigma * F.mse_loss(opacity, gt_mask)
+
+
+def feature_loss(rendered: torch.Tensor, teacher: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Cosine distance between rendered and teacher features on object pixels.
+
+    rendered, teacher (B, V, d_f, h, w); mask (B, V, 1, h, w) in [0, 1] at the same resolution.
+    """
+    cos = F.cosine_similarity(rendered, teacher, dim=2, eps=1e-6)  # (B, V, h, w)
+    w = mask[:, :, 0]
+    return ((1 - cos) * w).sum() / w.sum().clamp(min=1.0)
+
+
+def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, w_anomalous: float = 0.7,
+                 w_normal: float = 0.3) -> torch.Tensor:
+    """BCE with anomalies weighted w_anomalous and normals w_normal (reference code: 0.7 / 0.3).
+
+    logits, labels (N,); labels 1 = anomalous.
+    """
+    labels = labels.to(logits.dtype)
+    weights = labels * w_anomalous + (1 - labels) * w_normal
+    return F.binary_cross_entropy_with_logits(logits, labels, weight=weights, reduction="sum") / weights.sum().clamp(
+        min=1e-6)

