@@ -8,8 +8,15 @@ import torch
 from odd_one_out_ros.geometry import Box3D, PinholeCamera, iou_3d, look_at
 from odd_one_out_ros.model.box_estimator import estimate_boxes
 from odd_one_out_ros.model.config import BoxConfig, GridConfig, ModelConfig, preset
-from odd_one_out_ros.model.matcher import (AttentionBlock, CrossInstanceMatcher, SparseVoxelAttention,
-                                           boxes_to_tensor, correspondences, roi_pool, select_partners)
+from odd_one_out_ros.model.matcher import (
+    AttentionBlock,
+    CrossInstanceMatcher,
+    SparseVoxelAttention,
+    boxes_to_tensor,
+    correspondences,
+    roi_pool,
+    select_partners,
+)
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.model.renderer import VolumeRenderer, scale_intrinsics
 from odd_one_out_ros.model.volume import VoxelGrid, backproject
@@ -92,8 +99,8 @@ def test_renderer_constant_density_box_is_analytic():
     opacity = out["opacity"][0, 0, 0]
     # the four pixels around the centre see 0.4 m of the cube (rays nearly parallel to x)
     L = 0.4
-    assert float(opacity[4, 4]) == pytest.approx(1 - math.exp(-sigma * L / math.cos(math.atan(0.5 * math.sqrt(2) / 50))),
-                                                 abs=2e-3)
+    slant = math.cos(math.atan(0.5 * math.sqrt(2) / 50))  # pixel (4, 4) is half a pixel off the axis
+    assert float(opacity[4, 4]) == pytest.approx(1 - math.exp(-sigma * L / slant), abs=2e-3)
     a = 0.8  # entry distance from the camera
     expected = a + 1 / sigma - L * math.exp(-sigma * L) / (1 - math.exp(-sigma * L))
     assert float(out["depth"][0, 0, 0, 4, 4]) == pytest.approx(expected, abs=0.01)
@@ -111,8 +118,8 @@ def test_renderer_sphere_opacity_matches_chord_length():
     r, sigma = 0.2, 10.0
     dens = (c.norm(dim=-1) < r).double()[None, None] * sigma
     cam = PinholeCamera(np.array([[60.0, 0, 15.5], [0, 60, 15.5], [0, 0, 1]]), 32, 32, look_at([0, -1.5, 0], [0, 0, 0]))
-    out = VolumeRenderer(grid, 800)(dens, None, torch.tensor(cam.K)[None, None], torch.tensor(cam.T_cw.as_matrix())[None, None],
-                                    32, 32)
+    K, T = torch.tensor(cam.K)[None, None], torch.tensor(cam.T_cw.as_matrix())[None, None]
+    out = VolumeRenderer(grid, 800)(dens, None, K, T, 32, 32)
     origin, dirs = cam.pixel_rays()
     d = dirs.reshape(-1, 3)
     # distance of each ray to the sphere centre -> chord length 2 sqrt(r^2 - p^2)

@@ -46,7 +46,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError, OSError) as e:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})") from None
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(e).__name__}: {first})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an odd_one_out_ros checkpoint (format "
                               f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
@@ -67,5 +68,6 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit the {cfg.name} config ({str(e).splitlines()[0]} ...)") from None
+        first = str(e).splitlines()[0]
+        raise CheckpointError(f"{path}: weights do not fit the {cfg.name} config ({first} ...)") from None
     return net.to(device).eval(), blob

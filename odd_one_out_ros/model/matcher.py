@@ -152,7 +152,8 @@ class ClassificationHead(nn.Module):
             raise ValueError(f"roi_size must be a power of two, got {r}")
         layers = []
         for _ in range(n_down):
-            layers += [nn.Conv3d(dim, dim, 3, stride=2, padding=1), nn.GroupNorm(min(8, dim), dim), nn.ReLU(inplace=True)]
+            layers += [nn.Conv3d(dim, dim, 3, stride=2, padding=1), nn.GroupNorm(min(8, dim), dim),
+                       nn.ReLU(inplace=True)]
         self.down = nn.Sequential(*layers)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, 1))
 
@@ -178,7 +179,7 @@ class CrossInstanceMatcher(nn.Module):
         self.head = ClassificationHead(m.dim, m.roi_size, m.head_hidden)
 
     def forward(self, z: torch.Tensor, corr_feats: torch.Tensor | None = None) -> torch.Tensor:
-        N, C, r = z.shape[0], z.shape[1], self.r
+        N, r = z.shape[0], self.r
         x = self.inp(z.flatten(2).transpose(1, 2))  # (N, P, D)
         partners = idx = None
         if self.sparse and len(self.blocks):

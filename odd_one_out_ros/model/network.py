@@ -44,7 +44,8 @@ class OddOneOutNet(nn.Module):
     # ------------------------------------------------------------------ 3D scene volume
     def build_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor) -> dict[str, torch.Tensor]:
         """images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4) ->
-        fv (B, c, Z, Y, X), density (B, 1, ...), colour (B, 3, ...), seen (B, 1, ...), feat (B, d_f, ...) if distilling."""
+        fv (B, c, Z, Y, X), density (B, 1, ...), colour (B, 3, ...), seen (B, 1, ...) and, when distilling,
+        feat (B, d_f, ...)."""
         B, V, _, H, W = images.shape
         feats = self.encoder(images.flatten(0, 1))  # (B*V, d, h, w)
         h, w = feats.shape[-2:]
@@ -108,7 +109,8 @@ class OddOneOutNet(nn.Module):
             logits.append(self.matcher(z, beta))
         return logits
 
-    def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor) -> tuple[list[list[Box3D]], list[torch.Tensor]]:
+    def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor
+                ) -> tuple[list[list[Box3D]], list[torch.Tensor]]:
         """Inference: boxes per scene and their anomaly logits."""
         vol = self.build_volume(images, K, T_cw)
         boxes = self.estimate_boxes(vol)
