@@ -93,7 +93,11 @@ class FPNEncoder(nn.Module):
             state = state["state_dict"]
         if self.cfg.name == "resnet50_fpn":
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-            missing, unexpected = self.backbone.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = self.backbone.load_state_dict(state, strict=False)
+            except RuntimeError as e:  # shape mismatches
+                raise ValueError(f"{path}: not a torchvision ResNet-50 state dict ({str(e).splitlines()[-1].strip()})"
+                                 ) from None
             if [k for k in missing if not k.startswith("fc.")] or unexpected:
                 raise ValueError(f"{path}: not a torchvision ResNet-50 state dict "
                                  f"(missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -93,21 +93,25 @@ class SparseVoxelAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, partners: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         N, P, D = x.shape
-        M = partners.shape[1]
+        M, k = partners.shape[1], idx.shape[-1]
         if M == 0:  # a single object has nobody to compare with
             return torch.zeros_like(x)
         q = self.q(x).view(N, P, self.h, self.dh)
-        kk = self.k(x).view(N, P, self.h, self.dh)
-        vv = self.v(x).view(N, P, self.h, self.dh)
-        m_index = torch.arange(M, device=x.device)[None, :, None]
+        kk = self.k(x).reshape(N * P, D)
+        vv = self.v(x).reshape(N * P, D)
+        # flat row of each correspondence in (N * P): object partners[n, m], voxel idx[n, i, m, j]
+        flat = (partners[:, None, :, None] * P + idx).reshape(N, P * M * k)  # (N, P*M*k)
+        chunk = max(1, int(2 ** 25 // max(1, P * M * k * D)))  # objects per step: ~128 MB of gathered keys
         outs = []
-        for n in range(N):  # one query object at a time keeps memory at P * M * k * D
-            keys = kk[partners[n]][m_index, idx[n]]  # (P, M, k, h, dh)
-            vals = vv[partners[n]][m_index, idx[n]]
-            logits = torch.einsum("phd,pmkhd->phmk", q[n], keys) / math.sqrt(self.dh)
-            attn = logits.reshape(P, self.h, -1).softmax(dim=-1).reshape(logits.shape)
-            outs.append(torch.einsum("phmk,pmkhd->phd", attn, vals))
-        return self.out(torch.stack(outs).reshape(N, P, D))
+        for s in range(0, N, chunk):
+            rows = flat[s:s + chunk].reshape(-1)
+            n = min(chunk, N - s)
+            keys = kk.index_select(0, rows).view(n * P, M * k, self.h, self.dh).transpose(1, 2)  # (nP, h, Mk, dh)
+            vals = vv.index_select(0, rows).view(n * P, M * k, self.h, self.dh).transpose(1, 2)
+            query = q[s:s + n].reshape(n * P, self.h, 1, self.dh)
+            # Eq. 7: one softmax over the correspondences in all partner objects together
+            outs.append(F.scaled_dot_product_attention(query, keys, vals).reshape(n, P, D))
+        return self.out(torch.cat(outs).reshape(N, P, D))
 
 
 class VanillaAttention(nn.Module):
