@@ -12,6 +12,7 @@ import sys
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
     "demo": ("odd_one_out_ros.commands.demo", "run the end-to-end demo in a real ROS 2 graph"),
+    "bench": ("odd_one_out_ros.commands.bench", "latency and memory of one inspection (random or checkpoint weights)"),
     "camera-info": ("odd_one_out_ros.commands.camera_info", "check and summarise a camera_info YAML"),
     "info": ("odd_one_out_ros.commands.info", "print versions, devices and paths"),
 }

@@ -172,3 +172,19 @@ def test_views_are_resized_and_undistorted():
     assert images.shape == (1, 1, 3, 64, 64) and float(images.max()) <= 1.0
     np.testing.assert_allclose(Kt[0, 0].numpy(), cam.resized(64, 64).K, rtol=1e-6)
     np.testing.assert_allclose(Tt[0, 0].numpy(), cam.T_cw.as_matrix(), atol=1e-6)
+
+
+def test_bench_command_writes_latency_and_attention(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "bench.json"
+    r = subprocess.run([str(Path(sys.executable).parent / "odd-one-out"), "bench", "--config", "tiny", "--views", "2",
+                        "--objects", "3", "--repeat", "1", "--threads", "1", "--attention", "2,4", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(out.read_text())
+    assert res["views"] == 2 and res["objects"] == 3 and res["latency_ms_median"] > 0 and res["peak_memory_mb"] > 0
+    assert set(res["attention_ms_median"]) == {"sparse", "vanilla"}
