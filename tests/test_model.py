@@ -300,3 +300,24 @@ def test_config_round_trip_and_errors():
         ModelConfig.from_dict({**preset("cpu").to_dict(), "colour": 1})
     with pytest.raises(ValueError, match="unknown config"):
         preset("huge")
+
+
+def test_losses_against_hand_computed_values():
+    from odd_one_out_ros.model.losses import feature_loss, image_loss, weighted_bce
+
+    gt = torch.rand(1, 2, 3, 4, 4)
+    mask = (torch.rand(1, 2, 1, 4, 4) > 0.5).float()
+    assert float(image_loss(gt * mask, mask, gt, mask)) == 0.0  # perfect reconstruction
+    assert float(image_loss(torch.zeros_like(gt), torch.zeros_like(mask), gt, mask, 2.0)) == pytest.approx(
+        float((gt * mask).square().mean() + 2 * mask.square().mean()))
+    f = torch.randn(1, 2, 5, 4, 4)
+    assert float(feature_loss(3 * f, f, mask)) == pytest.approx(0.0, abs=1e-6)  # cosine ignores scale
+    assert float(feature_loss(-f, f, mask)) == pytest.approx(2.0, abs=1e-6)
+    # off-mask pixels do not count
+    g = f.clone()
+    g[:, :, :, mask[0, 0, 0] == 0] = -g[:, :, :, mask[0, 0, 0] == 0]
+    assert float(feature_loss(g[:, :1], f[:, :1], mask[:, :1])) == pytest.approx(0.0, abs=1e-6)
+    logits, labels = torch.tensor([2.0, -1.0, 0.5]), torch.tensor([1, 0, 0])
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
+    w = torch.tensor([0.7, 0.3, 0.3])
+    assert float(weighted_bce(logits, labels)) == pytest.approx(float((w * bce).sum() / w.sum()))
