@@ -195,9 +195,16 @@ class PinholeCamera:
 
         With stride s, rays go through pixels (i*s, j*s) for i < ceil(H/s), j < ceil(W/s).
         """
-        v, u = np.mgrid[0:self.height:stride, 0:self.width:stride].astype(np.float64)
-        xy = self.undistort_pixels(np.stack([u.ravel(), v.ravel()], axis=1))
-        d_c = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
-        d_w = d_c @ self.T_cw.R  # R_wc @ d_c for each row
-        d_w /= np.linalg.norm(d_w, axis=1, keepdims=True)
-        return self.center, d_w.reshape(*u.shape, 3)
+        us = np.arange(0, self.width, stride, dtype=np.float64)
+        vs = np.arange(0, self.height, stride, dtype=np.float64)
+        if self.has_distortion:
+            v, u = np.meshgrid(vs, us, indexing="ij")
+            xy = self.undistort_pixels(np.stack([u.ravel(), v.ravel()], axis=1)).reshape(len(vs), len(us), 2)
+        else:  # separable: no per-pixel undistortion needed
+            y = (vs - self.cy) / self.fy
+            x = (us[None, :] - self.cx - self.K[0, 1] * y[:, None]) / self.fx
+            xy = np.stack(np.broadcast_arrays(x, np.broadcast_to(y[:, None], x.shape)), axis=-1)
+        d_c = np.concatenate([xy, np.ones((*xy.shape[:2], 1))], axis=-1)
+        d_w = d_c @ self.T_cw.R  # R_wc @ d_c for each pixel
+        d_w /= np.linalg.norm(d_w, axis=-1, keepdims=True)
+        return self.center, d_w

@@ -1,0 +1,165 @@
+"""Torch dataset over scenes in the official ToysAD-8K layout (ours and the authors').
+
+Each item: `n_input` input views and `n_target` disjoint render-target views of one scene, their
+cameras, object masks, the objects' boxes and labels; with augmentation (the paper's): a random
+rotation about the world z axis, an xy shift and a mirror flip, applied consistently to cameras,
+images and boxes (docs/frames.md). A flip mirrors the world in y and every image left-right, so
+world-to-camera rotations stay proper rotations: R' = F R M, t' = F t, with M = diag(1, -1, 1)
+and F = diag(-1, 1, 1), and cx' = W - 1 - cx.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from ..geometry import Box3D, PinholeCamera, Rigid
+from .scene_meta import SceneFormatError, SceneMeta, read_scene_meta
+
+
+@dataclass
+class DatasetConfig:
+    n_input: int = 5
+    n_target: int = 5
+    image_size: int = 256
+    augment: bool = True
+    rotation_deg: float = 150.0
+    """z rotation drawn from +- this"""
+    shift: float = 0.05
+    """xy shift drawn from +- this (m); the reference code uses 0.2 m on its 3.84 m grid"""
+    flip: bool = True
+
+
+def scene_dirs(root: str | Path, split: str | None = None) -> list[Path]:
+    """Scene folders of a dataset root (with splits.json), a folder of scenes, or one scene folder."""
+    root = Path(root)
+    if (root / "scene3d.metadata.json").is_file():
+        return [root]
+    splits = root / "splits.json"
+    if splits.is_file():
+        table = json.loads(splits.read_text())
+        names = table.get(split, []) if split else sorted(n for v in table.values() for n in v)
+        if split and split not in table:
+            raise ValueError(f"{splits}: no split {split!r} (has {sorted(table)})")
+        base = root / "scenes" if (root / "scenes").is_dir() else root
+        return [base / n for n in names]
+    dirs = sorted(p.parent for p in root.glob("*/scene3d.metadata.json")) or \
+        sorted(p.parent for p in root.glob("scenes/*/scene3d.metadata.json"))
+    if not dirs:
+        raise ValueError(f"{root}: no scenes (no scene3d.metadata.json below it)")
+    return dirs
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SceneFormatError(f"{path}: cannot read image")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """Official masks are RGBA (object ~206 in the colour channels), ours 8-bit 0/255: > 127 is the object."""
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        return np.zeros(shape, bool)
+    return (m[..., 0] if m.ndim == 3 else m) > 127
+
+
+def augment_world(cameras: list[PinholeCamera], boxes: list[Box3D], theta: float, shift: np.ndarray, flip: bool
+                  ) -> tuple[list[PinholeCamera], list[Box3D]]:
+    """Apply (optional flip, then rotation theta about z and an xy shift) to cameras and boxes.
+
+    With flip, the images must be mirrored left-right (np.flip(image, axis=1)).
+    """
+    c, s = np.cos(theta), np.sin(theta)
+    A = Rigid(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), np.array([shift[0], shift[1], 0.0]))
+    out_cams, out_boxes = [], []
+    for cam in cameras:
+        R, t, K = cam.T_cw.R, cam.T_cw.t, cam.K.copy()
+        if flip:
+            F, M = np.diag([-1.0, 1, 1]), np.diag([1.0, -1, 1])
+            R, t = F @ R @ M, F @ t
+            K[0, 2] = cam.width - 1 - K[0, 2]
+        out_cams.append(PinholeCamera(K, cam.width, cam.height, Rigid(R, t) @ A.inverse()))
+    for b in boxes:
+        center, yaw = b.center.copy(), b.yaw
+        if flip:
+            center[1], yaw = -center[1], -yaw
+        out_boxes.append(Box3D(A.apply(center), b.size, yaw + theta))
+    return out_cams, out_boxes
+
+
+class SceneDataset(torch.utils.data.Dataset):
+    """Items are dicts of tensors:
+    images (V, 3, S, S) in [0, 1], K (V, 3, 3) for S x S, T_cw (V, 4, 4), masks (V, 1, S, S) (union of the
+    objects), with V = n_input + n_target (inputs first); boxes (N, 7) [cx, cy, cz, sx, sy, sz, yaw];
+    labels (N,) 1 = anomalous; plus "scene" (folder) and "anomaly_types" (list of str).
+    """
+
+    def __init__(self, dirs: list[Path], cfg: DatasetConfig | None = None, seed: int = 0):
+        self.dirs, self.cfg, self.seed = [Path(d) for d in dirs], cfg or DatasetConfig(), seed
+        self.epoch = 0
+        self._meta: dict[int, SceneMeta] = {}
+
+    def __len__(self) -> int:
+        return len(self.dirs)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Different views and augmentations each epoch, reproducibly."""
+        self.epoch = epoch
+
+    def meta(self, i: int) -> SceneMeta:
+        if i not in self._meta:
+            self._meta[i] = read_scene_meta(self.dirs[i])
+        return self._meta[i]
+
+    def __getitem__(self, i: int) -> dict:
+        cfg = self.cfg
+        meta = self.meta(i)
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        n_views = len(meta.cameras)
+        need = cfg.n_input + cfg.n_target
+        if cfg.augment:
+            order = rng.permutation(n_views)
+        else:  # evenly spaced inputs, the views in between as targets
+            step = n_views / cfg.n_input
+            inputs = [int(k * step) for k in range(cfg.n_input)]
+            order = np.array(inputs + [v for v in range(n_views) if v not in inputs])
+        picks = np.arange(need) % n_views  # fewer views than asked for: reuse them
+        views = [int(v) for v in order[picks]]
+        S = cfg.image_size
+        cams, images, masks = [], [], []
+        for v in views:
+            cam = meta.cameras[v]
+            rgb = read_rgb(meta.rgb_path(v))
+            if rgb.shape[:2] != (cam.height, cam.width):
+                raise SceneFormatError(f"{meta.rgb_path(v)}: image size differs from the camera's")
+            mask = np.zeros(rgb.shape[:2], bool)
+            for o in meta.objects:
+                mask |= read_mask(meta.mask_path(o, v), rgb.shape[:2])
+            images.append(cv2.resize(rgb, (S, S), interpolation=cv2.INTER_AREA))
+            masks.append(cv2.resize(mask.astype(np.float32), (S, S), interpolation=cv2.INTER_AREA))
+            cams.append(cam.resized(S, S))
+        boxes = [o.box for o in meta.objects]
+        if cfg.augment:
+            flip = cfg.flip and rng.random() < 0.5
+            theta = np.radians(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
+            cams, boxes = augment_world(cams, boxes, theta, rng.uniform(-cfg.shift, cfg.shift, 2), flip)
+            if flip:
+                images = [np.ascontiguousarray(im[:, ::-1]) for im in images]
+                masks = [np.ascontiguousarray(m[:, ::-1]) for m in masks]
+        return {
+            "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255),
+            "K": torch.tensor(np.stack([c.K for c in cams]), dtype=torch.float32),
+            "T_cw": torch.tensor(np.stack([c.T_cw.as_matrix() for c in cams]), dtype=torch.float32),
+            "masks": torch.from_numpy(np.stack(masks))[:, None].float(),
+            "boxes": torch.tensor([[*b.center, *b.size, b.yaw] for b in boxes], dtype=torch.float32).reshape(-1, 7),
+            "labels": torch.tensor([int(o.anomalous) for o in meta.objects], dtype=torch.long),
+            "anomaly_types": [o.anomaly_type for o in meta.objects],
+            "views": views,
+            "scene": str(meta.root),
+        }

@@ -1,0 +1,301 @@
+"""Scene composition: N copies of one shape on a floor, a strict minority of them anomalous, 20 cameras.
+
+Placement: random yaw, a stable resting pose (toys stand upright; mechanical and user parts take one
+of their most likely resting poses from trimesh), one scale per scene (+-3 % per object), no
+collisions (footprint circles). Anomalies: at most (N - 1) // 2 objects, none in `p_clean` of the
+scenes; each anomaly must be visible: rendered alone in its final pose, the anomalous object must
+differ from the normal one (silhouette, depth > 5 mm, or albedo) in >= `min_visible_px` pixels of
+a 64 x 64 view from at least one camera, otherwise another anomaly is drawn.
+Frames: docs/frames.md (world z up, floor z = 0, boxes = centre, extents, yaw).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import trimesh
+
+from ..geometry import Box3D, PinholeCamera, look_at
+from . import anomalies
+from .materials import Material, random_floor
+from .parts import make_part
+from .render import Lighting, Renderer, RenderMesh
+from .shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES, Part, Shape, make_toy
+
+TOY_ANOMALIES = anomalies.GEOMETRIC + anomalies.PART_LEVEL
+PART_ANOMALIES = anomalies.ANOMALY_TYPES
+
+
+@dataclass
+class GeneratorConfig:
+    kind: str = "toys"
+    """"toys", "parts" or "custom" (meshes from `shapes_dir`)"""
+    views: int = 20
+    size: int = 256
+    objects: tuple[int, int] = (3, 12)
+    """inclusive range of objects per scene"""
+    apriltag_board: bool = False
+    shapes_dir: str = ""
+    supersample: int = 2
+    area_radius: float = 0.42
+    """objects are placed inside this disc (m); fits the cpu model's 1.2 m grid"""
+    object_size: tuple[float, float] = (0.12, 0.24)
+    """largest extent of an object (m), before crowding shrinks it"""
+    p_clean: float = 0.15
+    """fraction of scenes without any anomaly"""
+    min_visible_px: int = 6
+    camera_distance: tuple[float, float] = (0.75, 1.15)
+    camera_elevation_deg: tuple[float, float] = (25.0, 65.0)
+    focal: float = 0.8333
+    """focal length / image width (ToysAD: 213.33 / 256)"""
+
+
+@dataclass
+class SceneObject:
+    name: str
+    shape: Shape  # in the object's local frame (box centre at the origin, z up)
+    yaw: float
+    location: np.ndarray  # (3,) world position of the local origin = box centre
+    box: Box3D
+    anomalous: bool
+    anomaly_type: str
+    category: str
+    shape_id: str
+
+    def local_to_world(self) -> np.ndarray:
+        T = np.eye(4)
+        c, s = np.cos(self.yaw), np.sin(self.yaw)
+        T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+        T[:3, 3] = self.location
+        return T
+
+
+@dataclass
+class Scene:
+    objects: list[SceneObject]
+    cameras: list[PinholeCamera]
+    floor: Material
+    lighting: Lighting
+    board: dict | None = None  # {"image": (H, W, 3) float, "extent": (x0, y0, x1, y1), "yaml": dict}
+    info: dict = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- shapes
+def load_user_shapes(directory: str | Path) -> list[tuple[str, Shape]]:
+    """Meshes (.obj/.stl/.ply/.off) of a folder as shapes; each connected component is a part.
+
+    Raises ValueError naming the folder or the file for an empty folder or an unreadable mesh.
+    """
+    d = Path(directory)
+    if not d.is_dir():
+        raise ValueError(f"{d}: --shapes must be a folder of meshes")
+    files = sorted(p for p in d.iterdir() if p.suffix.lower() in (".obj", ".stl", ".ply", ".off"))
+    if not files:
+        raise ValueError(f"{d}: no .obj/.stl/.ply/.off meshes in this folder")
+    shapes = []
+    for f in files:
+        try:
+            mesh = trimesh.load(f, force="mesh", process=True)
+        except Exception as e:  # trimesh raises many types for bad files
+            raise ValueError(f"{f}: cannot read mesh ({type(e).__name__}: {e})") from None
+        if not isinstance(mesh, trimesh.Trimesh) or len(mesh.faces) == 0 or not np.all(np.isfinite(mesh.vertices)):
+            raise ValueError(f"{f}: not a triangle mesh with faces")
+        comps = sorted(mesh.split(only_watertight=False), key=lambda m: -m.area)
+        parts = [Part(c, 0, f"part{i}", movable=i > 0) for i, c in enumerate(comps[:12])]
+        from .materials import random_material
+
+        rng = np.random.default_rng(abs(hash(f.name)) % (1 << 31))
+        shapes.append((f.stem, Shape(parts, f"user/{f.stem}", [random_material(rng)], shape_id=f.name)))
+    return shapes
+
+
+def _stable_rotation(shape: Shape, rng: np.random.Generator) -> np.ndarray:
+    """A likely resting orientation (4, 4) of a shape (trimesh's stable poses of its convex hull)."""
+    try:
+        transforms, probs = trimesh.poses.compute_stable_poses(shape.mesh().convex_hull, n_samples=1)
+    except Exception:
+        return np.eye(4)
+    if len(probs) == 0:
+        return np.eye(4)
+    top = np.argsort(-probs)[:3]
+    p = probs[top] / probs[top].sum()
+    T = transforms[int(rng.choice(top, p=p))].copy()
+    T[:3, 3] = 0
+    return T
+
+
+def _posed(shape: Shape, R: np.ndarray, scale: float) -> tuple[Shape, np.ndarray, np.ndarray]:
+    """Rotate, scale and centre a shape: box centre at the origin; returns (shape, box size, local centre)."""
+    out = shape.copy()
+    T = R.copy()
+    T[:3, :3] *= scale
+    for p in out.parts:
+        p.mesh.apply_transform(T)
+    lo, hi = out.bounds
+    c = (lo + hi) / 2
+    for p in out.parts:
+        p.mesh.apply_translation(-c)
+    return out, hi - lo, c
+
+
+# ----------------------------------------------------------------------------- rendering helpers
+def scene_meshes(objects: list[SceneObject], floor: Material | None, board: dict | None = None) -> list[RenderMesh]:
+    meshes = []
+    if floor is not None:
+        s = 6.0
+        v = np.array([[-s, -s, 0], [s, -s, 0], [s, s, 0], [-s, s, 0]], float)
+        decal = (board["image"], tuple(board["extent"])) if board else None
+        meshes.append(RenderMesh(v, np.array([[0, 1, 2], [0, 2, 3]]), np.tile([0.0, 0, 1], (4, 1)), floor, 0,
+                                 np.eye(4), decal))
+    for k, obj in enumerate(objects):
+        T = obj.local_to_world()
+        inv = np.linalg.inv(T)
+        for part in obj.shape.parts:
+            m = part.mesh
+            verts = m.vertices @ T[:3, :3].T + T[:3, 3]
+            normals = np.asarray(m.vertex_normals) @ T[:3, :3].T
+            mat = obj.shape.materials[part.material]
+            meshes.append(RenderMesh(verts, np.asarray(m.faces), normals, mat, k + 1, inv))
+    return meshes
+
+
+def _albedo_depth(renderer: Renderer, cam: PinholeCamera) -> tuple[np.ndarray, np.ndarray]:
+    """Low-cost comparison render: albedo (H, W, 3) and depth (H, W) at pixel centres."""
+    origin, dirs = cam.pixel_rays()
+    d = dirs.reshape(-1, 3)
+    ans = renderer._cast(np.broadcast_to(origin, d.shape), d)
+    t = ans["t_hit"]
+    hit = np.isfinite(t)
+    alb = np.zeros((len(d), 3))
+    if hit.any():
+        alb[hit] = renderer.albedo_at(origin + t[hit, None] * d[hit], ans["primitive_ids"][hit])
+    depth = np.where(hit, np.where(hit, t, 0) * (d @ cam.T_cw.R[2]), 0.0)
+    return alb.reshape(cam.height, cam.width, 3), depth.reshape(cam.height, cam.width)
+
+
+def anomaly_visible_px(normal: SceneObject, anomalous: SceneObject, cameras: list[PinholeCamera], res: int = 64) -> int:
+    """Largest number of differing pixels over the cameras (64 x 64 renders of the object alone)."""
+    r_n = Renderer(scene_meshes([normal], None), Lighting(np.array([0, 0, 1.0])))
+    r_a = Renderer(scene_meshes([anomalous], None), Lighting(np.array([0, 0, 1.0])))
+    best = 0
+    for cam in cameras:
+        c = cam.resized(res, res)
+        an, dn = _albedo_depth(r_n, c)
+        aa, da = _albedo_depth(r_a, c)
+        diff = ((dn > 0) != (da > 0)) | ((dn > 0) & (da > 0) & ((np.abs(dn - da) > 0.005) |
+                                                                (np.abs(an - aa).max(-1) > 0.15)))
+        best = max(best, int(diff.sum()))
+    return best
+
+
+# ----------------------------------------------------------------------------- the scene
+def make_cameras(cfg: GeneratorConfig, rng: np.random.Generator) -> list[PinholeCamera]:
+    S = cfg.size
+    K = np.array([[cfg.focal * S, 0, S / 2 - 0.5], [0, cfg.focal * S, S / 2 - 0.5], [0, 0, 1]])
+    az0 = rng.uniform(0, 2 * np.pi)
+    cams = []
+    for i in range(cfg.views):
+        az = az0 + 2 * np.pi * i / cfg.views + rng.normal(scale=0.05)
+        el = np.radians(rng.uniform(*cfg.camera_elevation_deg))
+        dist = rng.uniform(*cfg.camera_distance)
+        eye = dist * np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
+        target = np.array([*rng.normal(scale=0.04, size=2), 0.03])
+        cams.append(PinholeCamera(K, S, S, look_at(eye, target)))
+    return cams
+
+
+def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list[str] | None = None,
+                user_shapes: list[tuple[str, Shape]] | None = None, board: dict | None = None) -> Scene:
+    """One random scene (geometry, labels, cameras, lighting); deterministic for a given rng state."""
+    n = int(rng.integers(cfg.objects[0], cfg.objects[1] + 1))
+    if cfg.kind == "toys":
+        category = str(rng.choice(categories or sorted(set(TOY_CATEGORIES) - set(UNSEEN_TOY_CATEGORIES))))
+        inst_seed = int(rng.integers(1 << 31))
+        normal = make_toy(category, np.random.default_rng(inst_seed))
+        shape_id, kinds, upright = f"{category}_{inst_seed}", TOY_ANOMALIES, True
+    elif cfg.kind == "parts":
+        inst_seed = int(rng.integers(1 << 31))
+        normal = make_part(inst_seed)
+        category, shape_id, kinds, upright = normal.category, f"part_{inst_seed}", PART_ANOMALIES, False
+    elif cfg.kind == "custom":
+        if not user_shapes:
+            raise ValueError("kind 'custom' needs user shapes (--shapes DIR)")
+        name, normal = user_shapes[int(rng.integers(len(user_shapes)))]
+        category, shape_id, kinds, upright = f"user/{name}", name, TOY_ANOMALIES, False
+    else:
+        raise ValueError(f"unknown kind {cfg.kind!r}")
+    normal.shape_id = shape_id
+    normal = normal.normalized(1.0)  # unit size; the scene scale comes below
+    size = rng.uniform(*cfg.object_size) * min(1.0, np.sqrt(5.0 / n))
+    n_anom = 0 if rng.random() < cfg.p_clean or n < 3 else int(rng.integers(1, (n - 1) // 2 + 1))
+    labels = np.zeros(n, bool)
+    labels[rng.choice(n, n_anom, replace=False)] = True
+    cameras = make_cameras(cfg, rng)
+
+    # poses and placement (retry with smaller objects if the disc is too crowded)
+    for _attempt in range(6):
+        objs, footprints, ok = [], [], True
+        for k in range(n):
+            R = np.eye(4) if upright else _stable_rotation(normal, rng)
+            shape, ext, _ = _posed(normal, R, size * rng.uniform(0.97, 1.03))
+            r = 0.5 * float(np.hypot(ext[0], ext[1]))
+            for _ in range(300):
+                xy = rng.uniform(-1, 1, 2) * (cfg.area_radius - r)
+                if np.hypot(*xy) <= cfg.area_radius - r and all(np.hypot(*(xy - q)) > r + rq + 0.01
+                                                               for q, rq in footprints):
+                    break
+            else:
+                ok = False
+                break
+            footprints.append((xy, r))
+            yaw = float(rng.uniform(-np.pi, np.pi))
+            loc = np.array([xy[0], xy[1], ext[2] / 2])
+            objs.append(SceneObject(f"object.{k:03d}" if k else "object", shape, yaw, loc, Box3D(loc, ext, yaw),
+                                    False, "", category, shape_id))
+        if ok:
+            break
+        size *= 0.85
+    else:
+        raise RuntimeError("could not place the objects without collisions")
+
+    # anomalies (strict minority), each checked for visibility
+    for k in np.flatnonzero(labels):
+        obj = objs[k]
+        for _ in range(12):
+            kind = str(rng.choice(kinds))
+            try:
+                # operate on the unit-size shape in the object's pose, then place it like the normal one
+                an = anomalies.make_anomaly(obj.shape, kind, rng)
+            except anomalies.Rejected:
+                continue
+            except Exception:  # e.g. a non-manifold user mesh for a boolean operator
+                continue
+            lo, hi = an.bounds
+            c = (lo + hi) / 2
+            for p in an.parts:
+                p.mesh.apply_translation(-c)
+            ext = hi - lo
+            T = obj.local_to_world()
+            # keep the anomalous object on the floor at the same spot
+            loc = np.array([*(T[:3, :3] @ c + obj.location)[:2], ext[2] / 2])
+            cand = SceneObject(obj.name, an, obj.yaw, loc, Box3D(loc, ext, obj.yaw), True, kind, category, shape_id)
+            if anomaly_visible_px(obj, cand, cameras) >= cfg.min_visible_px:
+                objs[k] = cand
+                break
+    floor = random_floor(rng)
+    el = np.radians(rng.uniform(35, 70))
+    az = rng.uniform(0, 2 * np.pi)
+    light = Lighting(np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)]),
+                     sun=float(rng.uniform(0.6, 0.9)), ambient=float(rng.uniform(0.25, 0.45)),
+                     background_top=tuple(float(x) for x in rng.uniform(0.5, 0.95, 3)),
+                     background_bottom=tuple(float(x) for x in rng.uniform(0.2, 0.6, 3)))
+    return Scene(objs, cameras, floor, light, board, {"category": category, "shape_id": shape_id, "kind": cfg.kind})
+
+
+def render_scene(scene: Scene, supersample: int = 2):
+    """Yields (view index, rgb (H, W, 3) uint8, depth (H, W) float32 m, instance (H, W) int32) per camera."""
+    renderer = Renderer(scene_meshes(scene.objects, scene.floor, scene.board), scene.lighting)
+    for i, cam in enumerate(scene.cameras):
+        rgb, depth, inst = renderer.render(cam, supersample)
+        yield i, rgb, depth, inst

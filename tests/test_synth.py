@@ -1,0 +1,217 @@
+"""The benchmark generator (shapes, anomalies, scenes, rendering, layout) and the dataset loader."""
+import hashlib
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, augment_world, scene_dirs
+from odd_one_out_ros.data.scene_meta import read_scene_meta
+from odd_one_out_ros.resources import SAMPLE_SCENE
+from odd_one_out_ros.synth import anomalies
+from odd_one_out_ros.synth.generate import generate
+from odd_one_out_ros.synth.parts import make_part
+from odd_one_out_ros.synth.scene import GeneratorConfig, build_scene, load_user_shapes
+from odd_one_out_ros.synth.shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES, make_toy
+
+BIN = Path(sys.executable).parent
+SMALL = dict(views=6, size=96, objects=(3, 5))
+
+
+def test_there_are_enough_categories_and_distinct_parts():
+    assert len(TOY_CATEGORIES) >= 24
+    assert 0 < len(UNSEEN_TOY_CATEGORIES) < len(TOY_CATEGORIES) // 2
+    for c in TOY_CATEGORIES:
+        s = make_toy(c, np.random.default_rng(1)).normalized(0.2)
+        assert all(p.mesh.is_watertight for p in s.parts), c
+        lo, hi = s.bounds
+        assert np.isclose((hi - lo).max(), 0.2) and abs(lo[2]) < 1e-9
+    # instances of a category differ; parts differ by seed
+    a, b = make_toy("cup", np.random.default_rng(1)), make_toy("cup", np.random.default_rng(2))
+    assert not np.allclose(a.bounds, b.bounds)
+    vols = {round(make_part(s).mesh().volume, 9) for s in range(40)}
+    assert len(vols) == 40
+
+
+def test_every_anomaly_type_is_produced_and_keeps_meshes_watertight():
+    rng = np.random.default_rng(0)
+    made = {}
+    for trial in range(80):
+        kind = anomalies.ANOMALY_TYPES[trial % len(anomalies.ANOMALY_TYPES)]
+        if kind in made:
+            continue
+        shape = make_part(trial).normalized(0.15) if kind == "similar_shape" or trial % 2 else \
+            make_toy(sorted(TOY_CATEGORIES)[trial % len(TOY_CATEGORIES)], rng).normalized(0.2)
+        try:
+            out = anomalies.make_anomaly(shape, kind, rng)
+        except anomalies.Rejected:
+            continue
+        made[kind] = (shape, out)
+    assert set(made) == set(anomalies.ANOMALY_TYPES)
+    for kind, (normal, out) in made.items():
+        assert all(p.mesh.is_watertight for p in out.parts), kind
+        if kind == "material":
+            assert out.materials != normal.materials
+        elif kind == "missing_part":
+            assert len(out.parts) == len(normal.parts) - 1
+        else:  # the geometry changed
+            assert not np.allclose(out.mesh().volume, normal.mesh().volume, rtol=1e-4) or \
+                not np.allclose(out.bounds, normal.bounds, atol=1e-4), kind
+
+
+def test_fracture_removes_10_to_90_percent_and_moved_parts_stay_attached():
+    rng = np.random.default_rng(3)
+    for seed in range(6):
+        shape = make_toy("mug", np.random.default_rng(seed)).normalized(0.2)
+        try:
+            broken = anomalies.fracture(shape, rng)
+        except anomalies.Rejected:
+            continue
+        removed = 1 - anomalies._union(broken).volume() / anomalies._union(shape).volume()
+        assert 0.1 <= removed <= 0.9
+        moved = anomalies.translated_part(shape, rng)
+        i = next(k for k, p in enumerate(moved.parts) if not np.allclose(p.mesh.vertices, shape.parts[k].mesh.vertices))
+        assert anomalies._attached(moved, i, 0.002 * 0.2)
+
+
+def generated(tmp_path_factory, kind="toys", seed=5, n=3, **kw):
+    out = tmp_path_factory.mktemp(f"{kind}{seed}")
+    generate(GeneratorConfig(kind=kind, **{**SMALL, **kw}), n, out, seed, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def toys(tmp_path_factory):
+    return generated(tmp_path_factory)
+
+
+def test_layout_labels_and_strict_minority(toys):
+    splits = json.loads((toys / "splits.json").read_text())
+    dirs = scene_dirs(toys)
+    assert len(dirs) == 3 and sum(len(v) for v in splits.values()) == 3
+    for d in dirs:
+        for sub in ("RGB", "depth_png", "binary_labels", "segmentations/floor_object"):
+            assert len(list((d / sub).glob("*.png"))) == 6, sub
+        meta = json.loads((d / "scene3d.metadata.json").read_text())
+        labels = [o["label"] for o in meta["objects"]]
+        assert 2 * sum(labels) < len(labels)  # anomalies are a strict minority
+        for o in meta["objects"]:
+            assert (o["label"] == 1) == bool(o["anomaly_type"])
+        scene = read_scene_meta(d)
+        assert [o.anomalous for o in scene.objects] == [bool(v) for v in labels]
+        depth = cv2.imread(str(d / "depth_png" / "0000.png"), cv2.IMREAD_UNCHANGED)
+        assert depth.dtype == np.uint16 and 300 < depth[depth > 0].min() and depth.max() < 20000  # millimetres
+
+
+def test_boxes_project_onto_their_masks(toys):
+    checked = 0
+    for d in scene_dirs(toys):
+        scene = read_scene_meta(d)
+        for o in scene.objects:
+            for v, cam in enumerate(scene.cameras):
+                mask = cv2.imread(str(scene.mask_path(o, v)), cv2.IMREAD_GRAYSCALE) > 127
+                if mask.sum() < 10:
+                    continue
+                uv, z = cam.project(o.box.corners())
+                hull = np.zeros_like(mask, np.uint8)
+                cv2.fillConvexPoly(hull, cv2.convexHull(np.round(uv).astype(np.int32)), 1)
+                assert (mask & (hull > 0)).sum() / mask.sum() > 0.97, (d.name, o.name, v)
+                checked += 1
+    assert checked > 20
+
+
+def test_anomalies_are_visible_in_the_binary_labels(toys):
+    for d in scene_dirs(toys):
+        scene = read_scene_meta(d)
+        label_px = sum(int((cv2.imread(str(d / "binary_labels" / f"{v:04d}.png"), 0) > 0).sum()) for v in range(6))
+        assert (label_px > 0) == any(o.anomalous for o in scene.objects)
+
+
+def test_same_seed_same_bytes_other_seed_other_scene(tmp_path_factory, toys):
+    again = generated(tmp_path_factory)
+    other = generated(tmp_path_factory, seed=6)
+
+    def digest(root):
+        return {p.relative_to(root).as_posix(): hashlib.sha1(p.read_bytes()).hexdigest()
+                for p in sorted(root.rglob("*.png"))}
+    assert digest(again) == digest(toys)
+    a = digest(other)
+    assert set(digest(toys).values()).isdisjoint(a.values())
+
+
+def test_resume_keeps_complete_scenes(toys):
+    first = (toys / "scenes").iterdir().__next__()
+    stamp = (first / "scene3d.metadata.json").stat().st_mtime_ns
+    (toys / "scenes" / "junk.partial").mkdir()
+    generate(GeneratorConfig(kind="toys", **SMALL), 3, toys, 5, progress=False)
+    assert (first / "scene3d.metadata.json").stat().st_mtime_ns == stamp
+    with pytest.raises(ValueError, match="other settings"):
+        generate(GeneratorConfig(kind="toys", views=7, size=96, objects=(3, 5)), 3, toys, 5, progress=False)
+
+
+def test_parts_and_user_meshes(tmp_path):
+    scene = build_scene(GeneratorConfig(kind="parts", **SMALL), np.random.default_rng(4))
+    assert scene.info["category"].startswith("part/")
+    # a folder of the user's meshes: one good STL, then a broken OBJ and an empty folder
+    shapes = tmp_path / "shapes"
+    shapes.mkdir()
+    make_part(3).mesh().export(shapes / "bracket.stl")
+    user = load_user_shapes(shapes)
+    assert [n for n, _ in user] == ["bracket"]
+    scene = build_scene(GeneratorConfig(kind="custom", shapes_dir=str(shapes), **SMALL), np.random.default_rng(1),
+                        user_shapes=user)
+    assert scene.info["category"] == "user/bracket"
+    (shapes / "broken.obj").write_text("v 0 0 0\nv 1 0\nf 1 2 9\n")
+    with pytest.raises(ValueError, match="broken.obj"):
+        load_user_shapes(shapes)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([str(BIN / "odd-one-out"), "generate", "--scenes", "1", "--out", str(tmp_path / "o"),
+                        "--shapes", str(empty)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no .obj/.stl/.ply/.off meshes" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_loader_reads_official_and_generated_scenes(toys):
+    ds = SceneDataset(scene_dirs(SAMPLE_SCENE), DatasetConfig(n_input=3, n_target=2, image_size=64, augment=False))
+    item = ds[0]
+    assert item["images"].shape == (5, 3, 64, 64) and item["masks"].shape == (5, 1, 64, 64)
+    assert item["labels"].tolist() == [1, 0, 0]  # object.001, the cracked banana, is anomalous
+    assert item["anomaly_types"][0] == "crack"
+    assert float(item["masks"].max()) == 1.0
+    ours = SceneDataset(scene_dirs(toys, "train") or scene_dirs(toys), DatasetConfig(image_size=64))
+    it = ours[0]
+    assert it["boxes"].shape[1] == 7 and len(it["labels"]) == it["boxes"].shape[0]
+    assert len(set(it["views"])) == 6  # 5 + 5 requested, the scene has 6: all used, inputs first
+
+
+def test_augmentation_moves_cameras_boxes_and_images_together():
+    """Projected box corners in the augmented cameras equal the original ones (mirrored with a flip):
+    the rigid world change and the image flip cancel out."""
+    scene = read_scene_meta(SAMPLE_SCENE)
+    cams = scene.cameras[:4]
+    boxes = [o.box for o in scene.objects]
+    for flip in (False, True):
+        acams, aboxes = augment_world(cams, boxes, 0.7, np.array([0.1, -0.05]), flip)
+        for cam, acam in zip(cams, acams):
+            assert np.isclose(np.linalg.det(acam.T_cw.R), 1.0)
+            for b, ab in zip(boxes, aboxes):
+                uv, _ = cam.project(b.center[None])
+                auv, _ = acam.project(ab.center[None])
+                expect = np.array([cam.width - 1 - uv[0, 0], uv[0, 1]]) if flip else uv[0]
+                np.testing.assert_allclose(auv[0], expect, atol=1e-6)
+                # the box corners land on the same pixels as a set (a mirrored box lists them in another order)
+                c0 = np.sort(cam.project(b.corners())[0], axis=0)
+                c1 = acam.project(ab.corners())[0]
+                if flip:
+                    c1[:, 0] = cam.width - 1 - c1[:, 0]
+                np.testing.assert_allclose(np.sort(c1, axis=0), c0, atol=1e-6)
+    ds = SceneDataset([SAMPLE_SCENE], DatasetConfig(n_input=2, n_target=1, image_size=64), seed=1)
+    a, b = ds[0], ds[0]
+    torch.testing.assert_close(a["images"], b["images"])  # reproducible per (seed, epoch, index)
+    ds.set_epoch(1)
+    assert not torch.equal(ds[0]["T_cw"], a["T_cw"])
