@@ -15,6 +15,11 @@ SUBCOMMANDS = {
     "bench": ("odd_one_out_ros.commands.bench", "latency and memory of one inspection (random or checkpoint weights)"),
     "camera-info": ("odd_one_out_ros.commands.camera_info", "check and summarise a camera_info YAML"),
     "info": ("odd_one_out_ros.commands.info", "print versions, devices and paths"),
+    "generate": ("odd_one_out_ros.commands.generate", "generate a benchmark of scenes (toys, parts or your meshes)"),
+    "show": ("odd_one_out_ros.commands.show", "contact sheet of a scene's views with its 3D boxes and labels"),
+    "calibrate": ("odd_one_out_ros.commands.calibrate", "camera intrinsics, or the poses of a fixed rig, from images"),
+    "tag-pose": ("odd_one_out_ros.commands.tag_pose", "AprilTag poses in one image (and the camera pose on a board)"),
+    "board": ("odd_one_out_ros.commands.board", "render an AprilTag board to a PNG that prints at true scale"),
 }
 
 

@@ -24,6 +24,15 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# Optional: opencv-doc carries real chessboard photographs (left01..14.jpg) with OpenCV's reference
+# calibration; tests/test_calibration.py checks our intrinsics against them when it is there.
+if ! dpkg-query -W -f='${Status}' opencv-doc 2>/dev/null | grep -q "ok installed"; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y --no-install-recommends opencv-doc >/dev/null 2>&1 ||
+    echo "setup: optional opencv-doc not installed (the real-photo calibration test will be skipped)" >&2
+fi
+
 # --- Python: the ROS 2 Kilted wheels and the locked versions are built for CPython 3.11.
 PY=${PYTHON:-}
 if [ -z "$PY" ]; then

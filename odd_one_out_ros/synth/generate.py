@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .scene import GeneratorConfig, build_scene, load_user_shapes
+from .scene import GeneratorConfig, build_scene, load_floor_board, load_user_shapes
 from .shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES
 from .writer import is_complete, write_scene
 
@@ -51,7 +51,7 @@ def scene_name(kind: str, seed: int, index: int) -> str:
 
 def make_one(args: tuple) -> tuple[str, str, bool]:
     """Worker: build and write scene `index` unless it is complete. Returns (name, split, made)."""
-    cfg_dict, seed, index, split, out, board = args
+    cfg_dict, seed, index, split, out = args
     cfg = GeneratorConfig(**cfg_dict)
     name = scene_name(cfg.kind, seed, index)
     sp = split_of(cfg.kind, index, seed, split)
@@ -60,18 +60,31 @@ def make_one(args: tuple) -> tuple[str, str, bool]:
         return name, sp, False
     rng = np.random.default_rng([seed, index])
     user = load_user_shapes(cfg.shapes_dir) if cfg.kind == "custom" else None
+    board = _board(cfg.board_file) if cfg.apriltag_board else None
     scene = build_scene(cfg, rng, categories_for(sp) if cfg.kind == "toys" else None, user, board)
     write_scene(scene, path, {"seed": seed, "index": index, "split": sp}, cfg.supersample)
     return name, sp, True
 
 
+_BOARDS: dict[str, dict] = {}
+
+
+def _board(path: str) -> dict:
+    """The floor decal of a board file, once per process."""
+    if path not in _BOARDS:
+        _BOARDS[path] = load_floor_board(path)
+    return _BOARDS[path]
+
+
 def generate(cfg: GeneratorConfig, scenes: int, out: str | Path, seed: int, split: str = "all", workers: int = 1,
-             progress: bool = True, board: dict | None = None) -> dict:
+             progress: bool = True) -> dict:
     """Make scenes 0..scenes-1 (keeping complete ones); returns the split dict written to splits.json."""
     out = Path(out)
     (out / "scenes").mkdir(parents=True, exist_ok=True)
     if cfg.kind == "custom":
         load_user_shapes(cfg.shapes_dir)  # fail early, naming the bad file
+    if cfg.apriltag_board:
+        _board(cfg.board_file)
     settings = {"config": asdict(cfg), "seed": seed}
     gen_file = out / "generator.json"
     if gen_file.exists():
@@ -80,7 +93,7 @@ def generate(cfg: GeneratorConfig, scenes: int, out: str | Path, seed: int, spli
             raise ValueError(f"{out} holds scenes made with other settings ({gen_file}); use another --out")
     else:
         gen_file.write_text(json.dumps(settings, indent=1))
-    jobs = [(asdict(cfg), seed, i, split, str(out), board) for i in range(scenes)]
+    jobs = [(asdict(cfg), seed, i, split, str(out)) for i in range(scenes)]
     results = []
     if workers > 1:
         import multiprocessing as mp

@@ -26,7 +26,8 @@ class RenderMesh:
     material: Material
     instance: int  # 0 floor, k + 1 object k
     world_to_local: np.ndarray  # (4, 4): texture coordinates are object-local
-    decal: tuple | None = None  # (image (H, W, 3) float RGB, (x0, y0, x1, y1) world extent) on the floor
+    decal: tuple | None = None
+    """floor decal: (image (H, W, 3) float RGB, (x0, y0, x1, y1) world extent, alpha (H, W) bool)"""
 
 
 @dataclass
@@ -46,7 +47,7 @@ class Renderer:
         self.meshes, self.light = meshes, lighting
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes])
         self.vertices = np.concatenate([m.vertices for m in meshes]).astype(np.float64)
-        self.normals = np.concatenate([m.normals for m in meshes]).astype(np.float64)
+        self.normals = np.concatenate([m.normals for m in meshes]).astype(np.float32)  # float32: shading speed
         self.faces = np.concatenate([m.faces + o for m, o in zip(meshes, offsets)]).astype(np.int64)
         self.face_mesh = np.concatenate([np.full(len(m.faces), i) for i, m in enumerate(meshes)])
         self.instances = np.array([m.instance for m in meshes], np.int32)
@@ -87,7 +88,8 @@ class Renderer:
 
     def _colour(self, origin: np.ndarray, d: np.ndarray, ans: dict | None = None) -> tuple[np.ndarray, dict]:
         """Shaded colour (N, 3) of rays from `origin` along unit dirs d (N, 3)."""
-        o = np.broadcast_to(origin, d.shape)
+        d = d.astype(np.float32)
+        o = np.broadcast_to(np.asarray(origin, np.float32), d.shape)
         ans = self._cast(o, d) if ans is None else ans
         t = ans["t_hit"]
         hit = np.isfinite(t)
@@ -159,26 +161,27 @@ class Renderer:
                 albedo[sel] = shade_pattern(m, local[sel])
         floor = self.meshes[0]
         if floor.decal is not None:
-            img, (x0, y0, x1, y1) = floor.decal
-            inside = (mesh == 0) & (p[:, 0] >= x0) & (p[:, 0] < x1) & (p[:, 1] >= y0) & (p[:, 1] < y1)
-            if inside.any():
+            img, (x0, y0, x1, y1), alpha = floor.decal
+            inside = np.flatnonzero((mesh == 0) & (p[:, 0] >= x0) & (p[:, 0] < x1) & (p[:, 1] >= y0) & (p[:, 1] < y1))
+            if len(inside):
                 h, w = img.shape[:2]
                 col = ((p[inside, 0] - x0) / (x1 - x0) * w).astype(int).clip(0, w - 1)
                 row = ((y1 - p[inside, 1]) / (y1 - y0) * h).astype(int).clip(0, h - 1)  # image rows run along -y
-                albedo[inside] = img[row, col]
+                keep = alpha[row, col]
+                albedo[inside[keep]] = img[row[keep], col[keep]]
         return albedo
 
     def _shade(self, p, d, prims, uvs) -> np.ndarray:
         tri = self.faces[prims]
         u, v = uvs[:, 0:1], uvs[:, 1:2]
         n = self.normals[tri[:, 0]] * (1 - u - v) + self.normals[tri[:, 1]] * u + self.normals[tri[:, 2]] * v
-        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-9)
-        n = np.where((n * d).sum(1, keepdims=True) > 0, -n, n)  # face the camera
-        albedo = self.albedo_at(p, prims)
+        n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9)[:, None]
+        n *= np.where(np.einsum("ij,ij->i", n, d) > 0, -1.0, 1.0).astype(np.float32)[:, None]  # face the camera
+        albedo = self.albedo_at(p, prims).astype(np.float32)
         mat = self.mesh_material[self.face_mesh[prims]]
         spec = np.array([m.specular for m in self.materials])[mat]
         shin = np.array([m.shininess for m in self.materials])[mat]
-        L = self.light.sun_dir
+        L = self.light.sun_dir.astype(np.float32)
         ndl = np.clip(n @ L, 0, None)
         lit = ndl > 0
         vis = np.zeros(len(p))
@@ -186,7 +189,7 @@ class Renderer:
             sh = self._cast(p[lit] + n[lit] * 1e-3, np.broadcast_to(L, (int(lit.sum()), 3)))
             vis[lit] = ~np.isfinite(sh["t_hit"])
         h = L[None] - d
-        h /= np.maximum(np.linalg.norm(h, axis=1, keepdims=True), 1e-9)
-        highlight = spec * np.clip((n * h).sum(1), 0, None) ** shin * vis * self.light.sun
+        h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
+        highlight = spec * np.clip(np.einsum("ij,ij->i", n, h), 0, None) ** shin * vis * self.light.sun
         sky = 0.75 + 0.25 * n[:, 2]  # hemisphere ambient: more light from above
         return albedo * (self.light.ambient * sky + self.light.sun * ndl * vis)[:, None] + highlight[:, None]

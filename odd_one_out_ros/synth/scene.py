@@ -36,6 +36,8 @@ class GeneratorConfig:
     objects: tuple[int, int] = (3, 12)
     """inclusive range of objects per scene"""
     apriltag_board: bool = False
+    board_file: str = ""
+    """board YAML for apriltag_board ("" = the shipped calibration/tray_board_12tags.yaml)"""
     shapes_dir: str = ""
     supersample: int = 2
     area_radius: float = 0.42
@@ -110,6 +112,34 @@ def load_user_shapes(directory: str | Path) -> list[tuple[str, Shape]]:
     return shapes
 
 
+def load_floor_board(path: str | Path = "", px_per_metre: float = 1000.0) -> dict:
+    """An AprilTag board as a floor decal: {"image": (H, W, 3) float in [0, 1], "alpha": (H, W) bool
+    (the tags and their white quiet zone), "extent": (x0, y0, x1, y1) world metres, "yaml": dict}.
+
+    The board frame is the world frame (docs/frames.md), so the decal is centred on the origin.
+    """
+    import cv2
+    import yaml
+
+    from ..calibration.board import board_image, load_board
+    from ..resources import share_dir
+
+    path = Path(path) if path else share_dir() / "calibration" / "tray_board_12tags.yaml"
+    board = load_board(path)
+    img = board_image(board, px_per_metre)
+    h, w = img.shape
+    alpha = np.zeros((h, w), np.uint8)
+    for t in board.tags:  # the black square plus a white quiet zone of one bit cell (8 cells per square)
+        quiet = t.corners()[:, :2] * 1.0
+        quiet = (quiet - [t.x, t.y]) * 1.25 + [t.x, t.y]
+        px = np.stack([(quiet[:, 0] + board.sheet_size[0] / 2) * px_per_metre,
+                       (board.sheet_size[1] / 2 - quiet[:, 1]) * px_per_metre], axis=1)
+        cv2.fillConvexPoly(alpha, np.round(px).astype(np.int32), 1)
+    W, H = board.sheet_size
+    return {"image": np.repeat(img[..., None], 3, axis=2).astype(np.float64) / 255.0, "alpha": alpha.astype(bool),
+            "extent": (-W / 2, -H / 2, W / 2, H / 2), "yaml": {"file": path.name, **yaml.safe_load(path.read_text())}}
+
+
 def _stable_rotation(shape: Shape, rng: np.random.Generator) -> np.ndarray:
     """A likely resting orientation (4, 4) of a shape (trimesh's stable poses of its convex hull)."""
     try:
@@ -145,7 +175,7 @@ def scene_meshes(objects: list[SceneObject], floor: Material | None, board: dict
     if floor is not None:
         s = 6.0
         v = np.array([[-s, -s, 0], [s, -s, 0], [s, s, 0], [-s, s, 0]], float)
-        decal = (board["image"], tuple(board["extent"])) if board else None
+        decal = (board["image"], tuple(board["extent"]), board["alpha"]) if board else None
         meshes.append(RenderMesh(v, np.array([[0, 1, 2], [0, 2, 3]]), np.tile([0.0, 0, 1], (4, 1)), floor, 0,
                                  np.eye(4), decal))
     for k, obj in enumerate(objects):
@@ -227,6 +257,7 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
         raise ValueError(f"unknown kind {cfg.kind!r}")
     normal.shape_id = shape_id
     normal = normal.normalized(1.0)  # unit size; the scene scale comes below
+    area = cfg.area_radius if board is None else min(cfg.area_radius, 0.36)  # inside the tray board's ring
     size = rng.uniform(*cfg.object_size) * min(1.0, np.sqrt(5.0 / n))
     n_anom = 0 if rng.random() < cfg.p_clean or n < 3 else int(rng.integers(1, (n - 1) // 2 + 1))
     labels = np.zeros(n, bool)
@@ -241,8 +272,8 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
             shape, ext, _ = _posed(normal, R, size * rng.uniform(0.97, 1.03))
             r = 0.5 * float(np.hypot(ext[0], ext[1]))
             for _ in range(300):
-                xy = rng.uniform(-1, 1, 2) * (cfg.area_radius - r)
-                if np.hypot(*xy) <= cfg.area_radius - r and all(np.hypot(*(xy - q)) > r + rq + 0.01
+                xy = rng.uniform(-1, 1, 2) * (area - r)
+                if np.hypot(*xy) <= area - r and all(np.hypot(*(xy - q)) > r + rq + 0.01
                                                                for q, rq in footprints):
                     break
             else:
