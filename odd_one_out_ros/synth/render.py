@@ -64,18 +64,20 @@ class Renderer:
         self.scene.add_triangles(o3d.core.Tensor(self.vertices.astype(np.float32)),
                                  o3d.core.Tensor(self.faces.astype(np.uint32)))
 
-    FLOOR_BAKE = (1.0, 512)  # the floor's texture within +-1 m is baked once at 512^2 (3.9 mm per texel)
+    # the floor's (noise-based, expensive) texture is baked once per scene: +-1 m at 3.9 mm per texel,
+    # then +-6 m (the whole floor) at 31 mm per texel, fine for the far floor's large pixels
+    FLOOR_BAKE = ((1.0, 512), (6.0, 384))
 
     def _bake_floor(self) -> None:
-        """Evaluate the floor's (expensive, noise-based) texture once per scene on a grid; views look it up."""
-        self.floor_tex = None
+        """Evaluate the floor's texture once per scene on grids; views look it up."""
+        self.floor_tex = []
         if not self.meshes or self.meshes[0].instance != 0:
             return
-        half, n = self.FLOOR_BAKE
-        c = (np.arange(n) + 0.5) / n * 2 * half - half
-        xx, yy = np.meshgrid(c, c, indexing="xy")  # row = y index, col = x index
-        pts = np.stack([xx.ravel(), yy.ravel(), np.zeros(n * n)], axis=1)
-        self.floor_tex = shade_pattern(self.meshes[0].material, pts).reshape(n, n, 3)
+        for half, n in self.FLOOR_BAKE:
+            c = (np.arange(n) + 0.5) / n * 2 * half - half
+            xx, yy = np.meshgrid(c, c, indexing="xy")  # row = y index, col = x index
+            pts = np.stack([xx.ravel(), yy.ravel(), np.zeros(n * n)], axis=1)
+            self.floor_tex.append((half, n, shade_pattern(self.meshes[0].material, pts).reshape(n, n, 3)))
 
     def _cast(self, origins: np.ndarray, dirs: np.ndarray) -> dict:
         rays = np.concatenate([origins, dirs], axis=1).astype(np.float32)
@@ -149,12 +151,12 @@ class Renderer:
         albedo = np.zeros_like(p)
         mat = self.mesh_material[mesh]
         baked = np.zeros(len(p), bool)
-        if self.floor_tex is not None:
-            half, n = self.FLOOR_BAKE
-            baked = (mesh == 0) & (np.abs(p[:, 0]) < half) & (np.abs(p[:, 1]) < half)
-            col = ((p[baked, 0] + half) / (2 * half) * n).astype(int).clip(0, n - 1)
-            row = ((p[baked, 1] + half) / (2 * half) * n).astype(int).clip(0, n - 1)
-            albedo[baked] = self.floor_tex[row, col]
+        for half, n, tex in self.floor_tex:
+            sel = (mesh == 0) & ~baked & (np.abs(p[:, 0]) < half) & (np.abs(p[:, 1]) < half)
+            col = ((p[sel, 0] + half) / (2 * half) * n).astype(int).clip(0, n - 1)
+            row = ((p[sel, 1] + half) / (2 * half) * n).astype(int).clip(0, n - 1)
+            albedo[sel] = tex[row, col]
+            baked |= sel
         for j, m in enumerate(self.materials):
             sel = (mat == j) & ~baked
             if sel.any():

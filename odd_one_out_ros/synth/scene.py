@@ -140,19 +140,22 @@ def load_floor_board(path: str | Path = "", px_per_metre: float = 1000.0) -> dic
             "extent": (-W / 2, -H / 2, W / 2, H / 2), "yaml": {"file": path.name, **yaml.safe_load(path.read_text())}}
 
 
-def _stable_rotation(shape: Shape, rng: np.random.Generator) -> np.ndarray:
-    """A likely resting orientation (4, 4) of a shape (trimesh's stable poses of its convex hull)."""
+def stable_rotations(shape: Shape) -> tuple[list[np.ndarray], np.ndarray]:
+    """The 3 likeliest resting orientations (4, 4) of a shape and their probabilities (trimesh's
+    stable poses of its convex hull); the identity when trimesh finds none."""
     try:
         transforms, probs = trimesh.poses.compute_stable_poses(shape.mesh().convex_hull, n_samples=1)
     except Exception:
-        return np.eye(4)
+        return [np.eye(4)], np.ones(1)
     if len(probs) == 0:
-        return np.eye(4)
+        return [np.eye(4)], np.ones(1)
     top = np.argsort(-probs)[:3]
-    p = probs[top] / probs[top].sum()
-    T = transforms[int(rng.choice(top, p=p))].copy()
-    T[:3, 3] = 0
-    return T
+    rots = []
+    for i in top:
+        T = transforms[i].copy()
+        T[:3, 3] = 0
+        rots.append(T)
+    return rots, probs[top] / probs[top].sum()
 
 
 def _posed(shape: Shape, R: np.ndarray, scale: float) -> tuple[Shape, np.ndarray, np.ndarray]:
@@ -265,10 +268,11 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
     cameras = make_cameras(cfg, rng)
 
     # poses and placement (retry with smaller objects if the disc is too crowded)
+    rests, rest_p = ([np.eye(4)], np.ones(1)) if upright else stable_rotations(normal)
     for _attempt in range(6):
         objs, footprints, ok = [], [], True
         for k in range(n):
-            R = np.eye(4) if upright else _stable_rotation(normal, rng)
+            R = rests[int(rng.choice(len(rests), p=rest_p))]
             shape, ext, _ = _posed(normal, R, size * rng.uniform(0.97, 1.03))
             r = 0.5 * float(np.hypot(ext[0], ext[1]))
             for _ in range(300):
