@@ -51,6 +51,9 @@ def scene_dirs(root: str | Path, split: str | None = None) -> list[Path]:
         sorted(p.parent for p in root.glob("scenes/*/scene3d.metadata.json"))
     if not dirs:
         raise ValueError(f"{root}: no scenes (no scene3d.metadata.json below it)")
+    if split:  # no split file (e.g. a generation still running): our scenes record their split
+        dirs = [d for d in dirs
+                if json.loads((d / "scene3d.metadata.json").read_text()).get("generator", {}).get("split") == split]
     return dirs
 
 

@@ -45,6 +45,27 @@ class SceneMeta:
     def mask_path(self, obj: SceneObject, view: int) -> Path:
         return self.root / "segmentations" / obj.name / f"{obj.name}_{view:04d}.png"
 
+    def posed_views(self, views: list[int]):
+        """PosedViews (RGB image + camera) of the given view indices; SceneFormatError for a bad image."""
+        import cv2
+
+        from ..views import PosedView
+
+        out = []
+        for v in views:
+            if not 0 <= v < len(self.cameras):
+                raise SceneFormatError(f"{self.root}: no view {v} (the scene has {len(self.cameras)})")
+            bgr = cv2.imread(str(self.rgb_path(v)), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SceneFormatError(f"{self.rgb_path(v)}: cannot read image")
+            out.append(PosedView(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.cameras[v], float(v), f"view{v}"))
+        return out
+
+    def even_views(self, n: int) -> list[int]:
+        """n view indices spread evenly around the scene."""
+        k = len(self.cameras)
+        return sorted({int(round(i * k / n)) % k for i in range(n)})
+
 
 def _object_from_json(o: dict, source: str) -> SceneObject:
     try:

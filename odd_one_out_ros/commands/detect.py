@@ -1,0 +1,64 @@
+"""`odd-one-out detect`: run the model on one scene folder (ours or official) and draw the result."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--scene", required=True, help="scene folder in the official layout")
+    p.add_argument("--views", default="0,4,8,12,16", help="input view indices (default 0,4,8,12,16)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--json", help="write the detections here")
+    p.add_argument("--image", help="write an overlay (the input views with the predicted boxes) here")
+
+
+def run(args) -> int:
+    import cv2
+
+    from ..data.scene_meta import SceneFormatError, read_scene_meta
+    from ..geometry import iou_matrix
+    from ..model.checkpoint import CheckpointError
+    from ..model.inference import Inspector
+    from ..viz import GREEN, RED, contact_sheet, draw_box
+
+    try:
+        views = [int(v) for v in args.views.split(",") if v.strip()]
+        meta = read_scene_meta(args.scene)
+        posed = meta.posed_views(views)
+        inspector = Inspector.from_checkpoint(args.checkpoint, args.device)
+    except (SceneFormatError, CheckpointError, ValueError) as e:
+        print(f"odd-one-out detect: {e}", file=sys.stderr)
+        return 2
+    res = inspector.inspect(posed)
+    gt = [o.box for o in meta.objects]
+    M = iou_matrix([o.box for o in res.objects], gt) if res.objects and gt else None
+    rows = []
+    for i, o in enumerate(res.objects):
+        j = int(M[i].argmax()) if M is not None else -1
+        truth = meta.objects[j] if j >= 0 and M[i, j] > 0.5 else None
+        rows.append({"id": i, **o.box.to_dict(), "score": o.score, "label": "anomalous" if o.anomalous else "normal",
+                     "truth_object": truth.name if truth else None,
+                     "truth": (f"anomalous ({truth.anomaly_type})" if truth.anomalous else "normal") if truth else None,
+                     "iou": float(M[i, j]) if truth else None})
+    print(f"{len(res.objects)} objects found in {res.latency_s * 1000:.0f} ms from {len(posed)} views "
+          f"({len(gt)} in the ground truth)")
+    print(f"{'id':>3} {'label':<10} {'score':>6}  {'centre (m)':<24} {'truth':<22} {'IoU':>5}")
+    for r in rows:
+        print(f"{r['id']:>3} {r['label']:<10} {r['score']:6.3f}  {' '.join(f'{c:+.3f}' for c in r['center']):<24} "
+              f"{r['truth'] or '-':<22} {r['iou'] if r['iou'] is None else round(r['iou'], 2)!s:>5}")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"scene": str(args.scene), "views": views,
+                                               "latency_s": res.latency_s, "objects": rows}, indent=1))
+    if args.image:
+        imgs = []
+        for v in posed:
+            img = v.image.copy()
+            for o in res.objects:
+                draw_box(img, v.camera, o.box, RED if o.anomalous else GREEN, f"{o.score:.2f}")
+            imgs.append(img)
+        cv2.imwrite(args.image, cv2.cvtColor(contact_sheet(imgs, 5, [v.source for v in posed]), cv2.COLOR_RGB2BGR))
+    return 0

@@ -1,0 +1,111 @@
+"""Evaluation under both protocols, box recall, per anomaly type, seen vs unseen categories.
+
+- paper protocol: object-wise; a ground-truth object counts as correct only when a predicted box with
+  3D IoU > 0.5 is matched to it (greedy, highest IoU first, one-to-one) and its label is right.
+  Accuracy is averaged over scenes. AUC pools all objects; an object without a matched box gets the
+  worst score (0 for an anomaly, 1 for a normal object), since per-scene AUC is undefined for scenes
+  with one class.
+- reference-code protocol: all objects pooled; each ground-truth box takes the score of the predicted box
+  of highest IoU (no IoU gate; 0.5 when nothing was predicted); AUROC and accuracy over the pool.
+Scores are probabilities of "anomalous"; labels use the checkpoint's threshold.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.metrics import roc_auc_score
+
+from ..geometry import Box3D, iou_matrix
+
+
+@dataclass
+class SceneResult:
+    scene: str
+    category: str
+    split: str
+    gt_boxes: list[Box3D]
+    gt_labels: list[int]
+    anomaly_types: list[str]
+    pred_boxes: list[Box3D]
+    pred_scores: list[float]
+    threshold: float = 0.5
+    matches: list[int] = field(default_factory=list)  # per gt: index of its IoU > 0.5 match, or -1
+    best: list[int] = field(default_factory=list)  # per gt: index of the highest-IoU prediction, or -1
+
+    def __post_init__(self):
+        M = iou_matrix(self.gt_boxes, self.pred_boxes) if self.pred_boxes else np.zeros((len(self.gt_boxes), 0))
+        self.best = [int(np.argmax(r)) if len(r) else -1 for r in M]
+        self.matches = [-1] * len(self.gt_boxes)
+        used = set()
+        pairs = sorted(((M[i, j], i, j) for i in range(M.shape[0]) for j in range(M.shape[1]) if M[i, j] > 0.5),
+                       reverse=True)
+        for _, i, j in pairs:
+            if self.matches[i] == -1 and j not in used:
+                self.matches[i] = j
+                used.add(j)
+
+
+def _auc(labels, scores) -> float | None:
+    labels = np.asarray(labels)
+    if len(labels) == 0 or labels.min() == labels.max():
+        return None
+    return float(100 * roc_auc_score(labels, scores))
+
+
+def evaluate(results: list[SceneResult]) -> dict:
+    """Metrics (percentages) over scene results; see the module docstring for the protocols."""
+    def block(rs: list[SceneResult]) -> dict:
+        p_scores, p_labels, r_scores, r_labels, accs, recall_hits, n_gt = [], [], [], [], [], 0, 0
+        for r in rs:
+            correct = []
+            for i, y in enumerate(r.gt_labels):
+                j = r.matches[i]
+                if j >= 0:
+                    s = r.pred_scores[j]
+                    correct.append(int(s > r.threshold) == y)
+                    recall_hits += 1
+                else:
+                    s = 0.0 if y else 1.0
+                    correct.append(False)
+                p_scores.append(s)
+                p_labels.append(y)
+                b = r.best[i]
+                r_scores.append(r.pred_scores[b] if b >= 0 else 0.5)
+                r_labels.append(y)
+                n_gt += 1
+            if correct:
+                accs.append(np.mean(correct))
+        r_pred = (np.asarray(r_scores) > np.array([r.threshold for r in rs for _ in r.gt_labels])) \
+            if r_scores else np.zeros(0)
+        return {
+            "scenes": len(rs), "objects": n_gt, "anomalies": int(np.sum(p_labels)),
+            "paper": {"auc": _auc(p_labels, p_scores), "accuracy": float(100 * np.mean(accs)) if accs else None},
+            "reference": {"auc": _auc(r_labels, r_scores),
+                          "accuracy": float(100 * np.mean(r_pred == np.asarray(r_labels, bool))) if n_gt else None},
+            "box_recall_iou50": float(100 * recall_hits / n_gt) if n_gt else None,
+        }
+
+    out = {"all": block(results)}
+    by_split = {}
+    for r in results:
+        by_split.setdefault(r.split or "unknown", []).append(r)
+    out["by_split"] = {k: block(v) for k, v in sorted(by_split.items())}
+    # per anomaly type: that type's anomalies against all normal objects (paper protocol scores)
+    types = sorted({t for r in results for t in r.anomaly_types if t})
+    per_type = {}
+    for t in types:
+        scores, labels, hits, n = [], [], 0, 0
+        for r in results:
+            for i, y in enumerate(r.gt_labels):
+                if y and r.anomaly_types[i] != t:
+                    continue
+                j = r.matches[i]
+                scores.append(r.pred_scores[j] if j >= 0 else (0.0 if y else 1.0))
+                labels.append(y)
+                if y:
+                    n += 1
+                    hits += int(j >= 0 and r.pred_scores[j] > r.threshold)
+        per_type[t] = {"count": n, "auc": _auc(labels, scores), "detected_as_anomalous": 100 * hits / n if n else None}
+    out["by_anomaly_type"] = per_type
+    return out

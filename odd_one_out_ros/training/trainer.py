@@ -1,0 +1,314 @@
+"""Two-stage training (paper A.2): stage 1 reconstruction (image + mask + feature distillation), stage 2
+end to end with the anomaly BCE, on boxes predicted by the model and matched to the ground truth by IoU.
+
+Run folder: config.json, log.csv (one row per step), last_stage<k>.pt (periodic, everything needed to
+resume exactly: model, optimiser, step, RNG state), stage<k>.pt (the final model of a stage, a plain
+inference checkpoint). Data order and augmentation depend only on (seed, epoch, index), so a resumed
+run continues exactly where it stopped. Multi-process training (torchrun, DistributedDataParallel)
+splits every epoch's scene order between the ranks; rank 0 writes.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
+from ..geometry import Box3D, iou_matrix
+from ..model.checkpoint import read_checkpoint, save_checkpoint
+from ..model.config import ModelConfig, preset
+from ..model.losses import feature_loss, image_loss, weighted_bce
+from ..model.matcher import boxes_to_tensor
+from ..model.network import OddOneOutNet
+from ..model.teacher import FeaturePCA, TeacherCache, build_teacher
+
+
+@dataclass
+class TrainConfig:
+    stage: int = 1
+    """1: reconstruction only; 2: end to end with the BCE"""
+    epochs: int = 10
+    max_steps: int = 0
+    """stop after this many optimiser steps in total (0 = run all epochs)"""
+    lr: float = 2e-4
+    backbone_lr_scale: float = 0.5
+    """learning rate factor for the pretrained 2D backbone"""
+    warmup_steps: int = 50
+    batch_size: int = 1
+    n_input: int = 5
+    n_target: int = 5
+    lambda_sigma: float = 1.0
+    """mask loss weight (Eq. 3)"""
+    lambda_f: float = 1.0
+    """feature distillation weight (Eq. 4)"""
+    lambda_r_stage2: float = 0.1
+    """reconstruction weight in stage 2 (reference code: 0.1)"""
+    match_iou: float = 0.25
+    """stage 2: a ground-truth box takes the predicted box of highest IoU if it exceeds this; otherwise the
+    ground-truth box itself (jittered) is classified, so that every object is supervised"""
+    seed: int = 0
+    checkpoint_every: int = 200
+    teacher: str = "mobilenet_v2"
+    teacher_weights: str = ""
+    split: str = "train"
+    threads: int = 0
+
+
+def _rank() -> tuple[int, int]:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def match_boxes(pred: list[Box3D], gt: list[Box3D], min_iou: float, rng: np.random.Generator) -> list[Box3D]:
+    """For each ground-truth box, the predicted box of highest IoU (if > min_iou) or a jittered copy of
+    the ground truth. Returns one box per ground-truth object, in ground-truth order."""
+    out = []
+    M = iou_matrix(gt, pred) if pred else np.zeros((len(gt), 0))
+    for i, g in enumerate(gt):
+        j = int(np.argmax(M[i])) if M.shape[1] else -1
+        if j >= 0 and M[i, j] > min_iou:
+            out.append(pred[j])
+        else:
+            out.append(Box3D(g.center + rng.normal(scale=0.01, size=3), g.size * rng.uniform(0.9, 1.1, 3),
+                             g.yaw + rng.normal(scale=0.1)))
+    return out
+
+
+class StepLoss(torch.nn.Module):
+    """forward(item, teacher_features, rng) -> loss terms of one scene (the whole differentiable step)."""
+
+    def __init__(self, net: OddOneOutNet, cfg: TrainConfig, device: torch.device):
+        super().__init__()
+        self.net, self.cfg, self.device = net, cfg, device
+
+    def forward(self, item: dict, target: torch.Tensor | None, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        cfg, m, net, dev = self.cfg, self.net.cfg, self.net, self.device
+        n_in = cfg.n_input
+        images, K, T = item["images"][None].to(dev), item["K"][None].to(dev), item["T_cw"][None].to(dev)
+        masks = item["masks"][None].to(dev)
+        vol = net.build_volume(images[:, :n_in], K[:, :n_in], T[:, :n_in])
+        S = m.image_size
+        out = net.render(vol, K[:, n_in:], T[:, n_in:], (S, S), stratified=True)
+        r = m.render.rgb_size
+        gt_rgb = F.interpolate(images[0, n_in:], size=(r, r), mode="area")[None]
+        gt_mask = F.interpolate(masks[0, n_in:], size=(r, r), mode="area")[None]
+        terms = {"image": image_loss(out["rgb"], out["opacity"], gt_rgb, gt_mask, cfg.lambda_sigma)}
+        if "feat" in out and target is not None:
+            f = m.render.feature_size
+            mask_f = F.interpolate(masks[0, n_in:], size=(f, f), mode="area")[None]
+            terms["feature"] = feature_loss(out["feat"], target, mask_f)
+        recon = terms["image"] + cfg.lambda_f * terms.get("feature", 0.0)
+        if cfg.stage == 1:
+            terms["total"] = recon
+            return terms
+        gt = [Box3D(b[:3].numpy(), b[3:6].numpy(), float(b[6])) for b in item["boxes"]]
+        pred = net.estimate_boxes(vol)[0]
+        terms["predicted_match"] = torch.tensor(
+            float(np.mean([iou_matrix([g], pred).max(initial=0.0) > 0.5 for g in gt])) if gt else 0.0)
+        boxes = match_boxes(pred, gt, cfg.match_iou, rng)
+        logits = net.classify(vol, [boxes_to_tensor(boxes, dev)])[0]
+        terms["bce"] = weighted_bce(logits, item["labels"].to(dev))
+        terms["total"] = terms["bce"] + cfg.lambda_r_stage2 * recon
+        return terms
+
+
+class Trainer:
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: str | Path, out: str | Path,
+                 device: str = "cpu", init: str | None = None, resume: bool = False):
+        self.mcfg, self.cfg = model_cfg, train_cfg
+        self.device = torch.device(device)
+        self.out = Path(out)
+        self.rank, self.world = _rank()
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        torch.manual_seed(self.cfg.seed)
+        self.net = OddOneOutNet(model_cfg).to(self.device)
+        self.pca_state = None
+        if init:
+            blob = read_checkpoint(init)
+            state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
+            self.net.load_state_dict(state, strict=True)
+            self.pca_state = blob.get("teacher_pca")
+        self.stage_params()
+        backbone = [p for p in self.net.encoder.backbone.parameters() if p.requires_grad]
+        ids = {id(p) for p in backbone}
+        rest = [p for p in self.net.parameters() if p.requires_grad and id(p) not in ids]
+        self.opt = torch.optim.Adam([{"params": backbone, "lr": self.cfg.lr * self.cfg.backbone_lr_scale},
+                                     {"params": rest, "lr": self.cfg.lr}])
+        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
+        self.model = StepLoss(self.net, train_cfg, self.device)
+        if self.world > 1:  # DDP wraps the loss module: its forward is the whole differentiable step
+            self.model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+        dirs = scene_dirs(data, self.cfg.split)
+        if not dirs:
+            raise ValueError(f"{data}: no scenes in split {self.cfg.split!r}")
+        self.dataset = SceneDataset(dirs, DatasetConfig(n_input=self.cfg.n_input, n_target=self.cfg.n_target,
+                                                        image_size=model_cfg.image_size), seed=self.cfg.seed)
+        self.teacher = None
+        self.pca = None
+        if model_cfg.distill:
+            t = build_teacher(self.cfg.teacher, self.cfg.teacher_weights)
+            self.teacher = TeacherCache(t, self.out / "teacher_cache" / t.name, self.device)
+            self.pca = FeaturePCA(t.dim, model_cfg.teacher_dim).to(self.device)
+            if self.pca_state is not None:
+                self.pca.load_state_dict(self.pca_state)
+        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        if resume:
+            self._load_state(self.last_path)
+        elif self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(
+                {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "data": str(data),
+                 "init": init, "world_size": self.world}, indent=1))
+
+    @property
+    def last_path(self) -> Path:
+        return self.out / f"last_stage{self.cfg.stage}.pt"
+
+    # ------------------------------------------------------------------ parameters
+    def stage_params(self) -> None:
+        """Stage 1 trains everything but the matcher; stage 2 trains everything."""
+        for p in self.net.matcher.parameters():
+            p.requires_grad_(self.cfg.stage == 2)
+
+    def _lr_factor(self) -> float:
+        w = self.cfg.warmup_steps
+        return min(1.0, (self.step + 1) / w) if w else 1.0
+
+    # ------------------------------------------------------------------ one step
+    def teacher_targets(self, item: dict, views: slice, size: int) -> torch.Tensor:
+        """Teacher features of the target views: (1, Vt, d_f, size, size); PCA fitted on the first batch."""
+        imgs = (item["images"][views] * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        feats = torch.stack([self.teacher(np.ascontiguousarray(im)) for im in imgs]).to(self.device)
+        if self.pca_state is None and self.pca.components.shape[1] != self.pca.components.shape[0]:
+            self.pca.fit(feats)
+            self.pca_state = self.pca.state_dict()
+        elif self.pca_state is None:
+            self.pca_state = self.pca.state_dict()  # same dimension: identity
+        feats = self.pca(feats)
+        if feats.shape[-1] != size:
+            feats = F.interpolate(feats, size=(size, size), mode="bilinear", align_corners=False)
+        return feats[None]
+
+    def losses(self, item: dict, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        m = self.mcfg
+        target = None
+        if m.distill:
+            target = self.teacher_targets(item, slice(self.cfg.n_input, None), m.render.feature_size)
+        return self.model(item, target, rng)
+
+    # ------------------------------------------------------------------ loop
+    def epoch_order(self, epoch: int) -> list[int]:
+        g = torch.Generator().manual_seed(self.cfg.seed * 100003 + epoch)
+        order = torch.randperm(len(self.dataset), generator=g).tolist()
+        per_rank = math.ceil(len(order) / self.world)
+        order = (order * self.world)[:per_rank * self.world]  # pad by wrapping: every rank takes as many steps
+        return order[self.rank::self.world]
+
+    def train(self, progress: bool = True) -> Path:
+        cfg = self.cfg
+        self.net.train()
+        log_path = self.out / "log.csv"
+        fields = ["step", "epoch", "stage", "total", "image", "feature", "bce", "predicted_match", "lr", "seconds"]
+        if self.rank == 0 and not log_path.exists():
+            with open(log_path, "w", newline="") as f:
+                csv.writer(f).writerow(fields)
+        bar = None
+        if progress and self.rank == 0:
+            from tqdm import tqdm
+
+            total = cfg.max_steps or cfg.epochs * math.ceil(len(self.epoch_order(0)) / cfg.batch_size)
+            bar = tqdm(total=total, initial=self.step, unit="step", desc=f"stage {cfg.stage}")
+        while self.epoch < cfg.epochs and not (cfg.max_steps and self.step >= cfg.max_steps):
+            self.dataset.set_epoch(self.epoch)
+            order = self.epoch_order(self.epoch)
+            batches = [order[i:i + cfg.batch_size] for i in range(0, len(order), cfg.batch_size)]
+            while self.batch_in_epoch < len(batches):
+                if cfg.max_steps and self.step >= cfg.max_steps:
+                    break
+                t0 = time.perf_counter()
+                for g, base in zip(self.opt.param_groups, self.base_lrs):
+                    g["lr"] = base * self._lr_factor()
+                self.opt.zero_grad(set_to_none=True)
+                sums: dict[str, float] = {}
+                for idx in batches[self.batch_in_epoch]:
+                    item = self.dataset[idx]
+                    rng = np.random.default_rng([cfg.seed, self.epoch, idx, 17])
+                    terms = self.losses(item, rng)
+                    (terms["total"] / len(batches[self.batch_in_epoch])).backward()
+                    for k, v in terms.items():
+                        sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(batches[self.batch_in_epoch])
+                torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+                self.opt.step()
+                self.step += 1
+                self.batch_in_epoch += 1
+                if self.rank == 0:
+                    with open(log_path, "a", newline="") as f:
+                        csv.writer(f).writerow([self.step, self.epoch, cfg.stage] +
+                                               [f"{sums[k]:.6f}" if k in sums else "" for k in fields[3:8]] +
+                                               [f"{self.opt.param_groups[1]['lr']:.3g}",
+                                                f"{time.perf_counter() - t0:.2f}"])
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(loss=f"{sums['total']:.4f}")
+                if self.step % cfg.checkpoint_every == 0:
+                    self.save_state()
+            else:
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self.save_state()
+                continue
+            break
+        self.save_state()
+        final = self.out / f"stage{cfg.stage}.pt"
+        if self.rank == 0:
+            save_checkpoint(final, self.net, meta={"stage": cfg.stage, "steps": self.step, "epochs": self.epoch,
+                                                   "train": dataclasses.asdict(cfg)},
+                            teacher_pca=self.pca_state or {})
+        if bar is not None:
+            bar.close()
+        return final
+
+    # ------------------------------------------------------------------ exact resume
+    def save_state(self) -> None:
+        if self.rank != 0:
+            return
+        save_checkpoint(self.last_path, self.net, meta={"stage": self.cfg.stage},
+                        optimizer=self.opt.state_dict(), step=self.step, epoch=self.epoch,
+                        batch_in_epoch=self.batch_in_epoch, torch_rng=torch.get_rng_state(),
+                        teacher_pca=self.pca_state or {}, train=dataclasses.asdict(self.cfg))
+
+    def _load_state(self, path: Path) -> None:
+        blob = read_checkpoint(path)
+        if blob["config"] != self.mcfg:
+            raise ValueError(f"{path}: model config differs from this run's; resume with the same --config")
+        self.net.load_state_dict(blob["model"])
+        self.opt.load_state_dict(blob["optimizer"])
+        self.step, self.epoch, self.batch_in_epoch = int(blob["step"]), int(blob["epoch"]), int(blob["batch_in_epoch"])
+        torch.set_rng_state(blob["torch_rng"])
+        if blob.get("teacher_pca"):
+            self.pca_state = blob["teacher_pca"]
+            if self.pca is not None:
+                self.pca.load_state_dict(self.pca_state)
+
+
+def model_config(name: str, variant: str = "full") -> ModelConfig:
+    return preset(name, variant)
+
+
+def init_distributed() -> None:
+    """Join a torchrun process group (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() and os.environ.get("ODD_DEVICE", "cpu").startswith("cuda") \
+            else "gloo"
+        torch.distributed.init_process_group(backend)
