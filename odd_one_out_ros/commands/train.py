@@ -55,6 +55,18 @@ def run(args) -> int:
                       teacher=args.teacher, teacher_weights=args.teacher_weights, split=args.split,
                       threads=args.threads)
     mcfg = model_config(args.config, args.variant)
+    if init and not args.resume:  # continue with the initial checkpoint's config (e.g. a tuned box threshold)
+        from ..model.checkpoint import read_checkpoint
+
+        try:
+            mcfg = read_checkpoint(init)["config"]
+        except CheckpointError as e:
+            print(f"odd-one-out train: {e}", file=sys.stderr)
+            return 2
+        if (mcfg.name, mcfg.variant) != (args.config, args.variant):
+            print(f"odd-one-out train: {init} is a {mcfg.name}/{mcfg.variant} model, not {args.config}/{args.variant}",
+                  file=sys.stderr)
+            return 2
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)

@@ -1,0 +1,40 @@
+"""`odd-one-out tune-boxes`: set a checkpoint's box threshold to the one with the best box recall on a split."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", default="train", help="scenes to tune on (default train; not a test split)")
+    p.add_argument("--scenes", type=int, default=16, help="how many scenes (default 16)")
+    p.add_argument("--views", type=int, default=5)
+    p.add_argument("--out", required=True, help="checkpoint to write (the input is not changed)")
+    p.add_argument("--half", action="store_true", help="store float16 weights (shipping size)")
+
+
+def run(args) -> int:
+    from ..data.dataset import scene_dirs
+    from ..data.scene_meta import read_scene_meta
+    from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ..training.evaluate import tune_box_threshold
+
+    try:
+        net, blob = load_checkpoint(args.checkpoint)
+        dirs = scene_dirs(args.data, args.split)[:args.scenes]
+    except (CheckpointError, ValueError) as e:
+        print(f"odd-one-out tune-boxes: {e}", file=sys.stderr)
+        return 2
+    best, table = tune_box_threshold(net, [read_scene_meta(d) for d in dirs], args.views)
+    for c, row in table.items():
+        print(f"occupancy > {c:.2f}: box recall@0.5 {row['recall']:.1f} %, {row['extra_boxes']} extra boxes"
+              f"{'  <- chosen' if c == best else ''}")
+    net.cfg.boxes.occupancy_threshold = best
+    extra = {k: v for k, v in blob.items() if k not in ("format", "config", "model", "meta")}
+    meta = {**blob.get("meta", {}), "box_threshold_tuned_on": f"{args.data} {args.split} ({len(dirs)} scenes)",
+            "box_recall_by_threshold": {str(k): v for k, v in table.items()}}
+    save_checkpoint(args.out, net, meta=meta, half=args.half, **extra)
+    print(f"wrote {args.out} (occupancy threshold {best})")
+    return 0
