@@ -119,3 +119,33 @@ def test_evaluation_protocols():
     assert shifted["all"]["paper"]["auc"] == 0.0
     assert shifted["all"]["reference"] == {"auc": 100.0, "accuracy": 100.0}
     assert shifted["all"]["box_recall_iou50"] == pytest.approx(100 * 2 / 3)
+
+
+def test_tune_box_threshold_picks_a_threshold_below_the_objects_occupancy(data):
+    from odd_one_out_ros.data.dataset import scene_dirs
+    from odd_one_out_ros.data.scene_meta import read_scene_meta
+    from odd_one_out_ros.model.config import preset
+    from odd_one_out_ros.model.network import OddOneOutNet
+    from odd_one_out_ros.training.evaluate import tune_box_threshold
+
+    cfg = preset("cpu")
+    cfg.encoder.weights = ""
+    net = OddOneOutNet(cfg).eval()
+    metas = [read_scene_meta(d) for d in scene_dirs(data)[:2]]
+    centers = net.grid.centers().reshape(-1, 3).numpy()
+    sigma = -np.log(1 - 0.15) / cfg.grid.voxel_size  # voxel occupancy 0.15 inside every object
+
+    class Blobs(torch.nn.Module):
+        calls = 0
+
+        def forward(self, fv):
+            meta = metas[Blobs.calls % len(metas)]
+            Blobs.calls += 1
+            occ = np.zeros(len(centers), bool)
+            for o in meta.objects:
+                occ |= o.box.contains(centers)
+            return torch.tensor(occ.reshape(1, 1, *fv.shape[2:]), dtype=torch.float32) * sigma
+
+    net.density_head = Blobs()
+    best, table = tune_box_threshold(net, metas, views=2, candidates=(0.1, 0.2, 0.5))
+    assert best == 0.1 and table[0.1]["recall"] > 50 and table[0.5]["recall"] == 0
