@@ -16,6 +16,8 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", sorted(glob("launch/*"))),
         ("share/" + package_name + "/calibration", sorted(glob("calibration/*"))),
+        ("share/" + package_name + "/config", sorted(glob("config/*"))),
+        ("share/" + package_name + "/rviz", sorted(glob("rviz/*"))),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
@@ -29,6 +31,8 @@ setup(
             "odd-one-out = odd_one_out_ros.cli:main",
             "camera_info_publisher = odd_one_out_ros.ros.camera_info_publisher:main",
             "scene_player = odd_one_out_ros.ros.scene_player:main",
+            "detector = odd_one_out_ros.ros.detector:main",
+            "sim_rig = odd_one_out_ros.ros.sim_rig:main",
         ],
     },
 )

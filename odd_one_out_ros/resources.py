@@ -10,6 +10,7 @@ from pathlib import Path
 PACKAGE = "odd_one_out_ros"
 ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLE_SCENE = ASSETS / "toysad8k_sample"  # real ToysAD-8K scene (MIT, see its LICENSE-source)
+DEFAULT_CHECKPOINT = ASSETS / "checkpoints" / "cpu_default.pt"  # the shipped trained model (cpu config)
 
 
 def share_dir() -> Path:

@@ -66,7 +66,7 @@ fi
 SHARE="$VENV/share/odd_one_out_ros"
 mkdir -p "$SHARE" "$VENV/share/ament_index/resource_index/packages"
 ln -sfn "$PWD/resource/odd_one_out_ros" "$VENV/share/ament_index/resource_index/packages/odd_one_out_ros"
-for f in package.xml launch calibration; do ln -sfn "$PWD/$f" "$SHARE/$f"; done
+for f in package.xml launch calibration config rviz; do ln -sfn "$PWD/$f" "$SHARE/$f"; done
 
 # --- Environment that ROS needs here, for every Python process of the venv (a .pth line runs at
 # start-up) and for shells that source bin/activate. Values the user set are kept.

@@ -43,7 +43,7 @@ def test_colcon_build_installs_executables_launch_and_calibration(tmp_path):
     share = inst / "share" / "odd_one_out_ros"
     assert (inst / "share" / "ament_index" / "resource_index" / "packages" / "odd_one_out_ros").is_file()
     assert (share / "package.xml").is_file()
-    for d in ("launch", "calibration"):
+    for d in ("launch", "calibration", "config", "rviz"):
         shipped = sorted(p.name for p in (ROOT / d).iterdir() if p.is_file())
         assert shipped and sorted(p.name for p in (share / d).iterdir()) == shipped
     site = next(inst.glob("lib/python3*/site-packages"))
@@ -59,8 +59,12 @@ def test_colcon_build_installs_executables_launch_and_calibration(tmp_path):
     assert str(site) in where
 
 
+# executables of other packages that launch files may start (not checked beyond their name)
+EXTERNAL_EXECUTABLES = {("rviz2", "rviz2")}
+
+
 def launch_nodes(path: Path):
-    """(package, executable, parameter names) of every Node(...) in a launch file."""
+    """(package, executable, node name or None, parameter names) of every Node(...) in a launch file."""
     for call in ast.walk(ast.parse(path.read_text())):
         if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
             kw = {k.arg: k.value for k in call.keywords}
@@ -68,10 +72,18 @@ def launch_nodes(path: Path):
             for d in ast.walk(kw.get("parameters", ast.List(elts=[]))):
                 if isinstance(d, ast.Dict):
                     params |= {k.value for k in d.keys if isinstance(k, ast.Constant)}
-            yield kw["package"].value, kw["executable"].value, params
+            name = kw["name"].value if isinstance(kw.get("name"), ast.Constant) else None
+            yield kw["package"].value, kw["executable"].value, name, params
+
+
+def declared_parameters(module: str) -> set[str]:
+    src = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+    return set(re.findall(r'declare_parameter\(\s*"(\w+)"', src))
 
 
 def test_launch_files_name_real_executables_files_and_parameters():
+    import yaml
+
     scripts = console_scripts()
     launch_files = sorted((ROOT / "launch").glob("*.launch.py"))
     assert launch_files
@@ -79,13 +91,24 @@ def test_launch_files_name_real_executables_files_and_parameters():
         compile(lf.read_text(), str(lf), "exec")
         nodes = list(launch_nodes(lf))
         assert nodes, f"{lf.name} starts no node"
-        for package, exe, params in nodes:
+        ours = {}
+        for package, exe, name, params in nodes:
+            if (package, exe) in EXTERNAL_EXECUTABLES:
+                continue
             assert package == "odd_one_out_ros" and exe in scripts, (lf.name, exe)
-            module_src = (ROOT / (scripts[exe].replace(".", "/") + ".py")).read_text()
-            declared = set(re.findall(r'declare_parameter\(\s*"(\w+)"', module_src))
+            declared = declared_parameters(scripts[exe])
             assert params <= declared, f"{lf.name}: {exe} does not declare {params - declared}"
+            ours[name or exe] = declared
         for name in re.findall(r'"([\w.-]+\.(?:yaml|rviz))"', lf.read_text()):
-            assert list(ROOT.glob(f"*/{name}")), f"{lf.name} names missing file {name}"
+            found = list(ROOT.glob(f"*/{name}"))
+            assert found, f"{lf.name} names missing file {name}"
+            doc = yaml.safe_load(found[0].read_text()) if name.endswith(".yaml") else None
+            # a ROS 2 params file: every node section names a node of this launch file, every key is declared
+            for node, section in (doc.items() if isinstance(doc, dict) else ()):
+                if isinstance(section, dict) and "ros__parameters" in section:
+                    assert node in ours, f"{name}: section {node!r} is no node of {lf.name} ({sorted(ours)})"
+                    keys = set(section["ros__parameters"])
+                    assert keys <= ours[node], f"{name}: {node} does not declare {keys - ours[node]}"
 
 
 def test_every_subcommand_has_help():

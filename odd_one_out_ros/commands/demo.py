@@ -1,10 +1,16 @@
 """`odd-one-out demo`: the README's main job, end to end in one real ROS 2 graph.
 
-Today (before the model and detector exist) it runs what exists end to end: the scene_player node
-publishes the views of the real ToysAD-8K sample scene as a 5-camera rig (images, CameraInfo,
-poses over DDS on loopback), the view gatherer receives and synchronises them, converts them back
-to posed cameras, and the ground-truth 3D boxes (received on the ground_truth topic) are projected
-through those cameras. Output: a table, overlay.png and report.json in --out.
+The sim_rig node renders a generated tray (a few copies of one toy, some of them anomalous) seen by five
+fixed cameras and publishes the images, CameraInfo and camera poses; the detector node gathers a
+synchronised set over DDS (loopback), takes the poses from calibration/rig.yaml (or the AprilTag board,
+or the pose topic), runs the model and publishes its results. The demo waits for one inspection, prints
+each object's truth, label, score and box, and writes to --out: overlay.png (the detector's ~/overlay),
+report.json (the detector's ~/detections report with the ground truth and the matching), audit.jsonl and
+bags/ (the audit trail: `odd-one-out replay OUT/bags` runs the decision again).
+
+Model: --checkpoint, else the shipped odd_one_out_ros/assets/checkpoints/cpu_default.pt; when that does
+not exist yet, a freshly initialised (UNTRAINED) network is saved to OUT/untrained_cpu.pt and used, and
+the demo says so loudly: it then finds no objects.
 """
 from __future__ import annotations
 
@@ -15,14 +21,30 @@ import threading
 import time
 from pathlib import Path
 
-DEFAULT_VIEWS = "0,4,8,12,16"
+UNTRAINED_WARNING = """\
+************************************************************************************************
+WARNING: no trained checkpoint ({path} does not exist yet).
+The detector runs an UNTRAINED network (random weights): it finds no objects, and labels and
+scores mean nothing. Train one (odd-one-out train) or pass --checkpoint MODEL.pt.
+************************************************************************************************"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
-    p.add_argument("--scene", default=None, help="scene folder in the official layout (default: shipped sample)")
-    p.add_argument("--views", default=DEFAULT_VIEWS, help=f"comma-separated view indices (default: {DEFAULT_VIEWS})")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the views (default: 30)")
+    p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
+    p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
+    p.add_argument("--seed", type=int, default=3, help="scene seed (default: 3, six toy birds, one fractured)")
+    p.add_argument("--kind", choices=("toys", "parts"), default="toys", help="toys or mechanical parts")
+    p.add_argument("--cameras", type=int, default=5, help="fixed cameras of the simulated rig (default: 5)")
+    p.add_argument("--pose-source", choices=("static", "apriltag", "topic"), default="static",
+                   help="camera poses from calibration/rig.yaml (static), the AprilTag board on the tray "
+                        "(apriltag) or the rig's pose topic (topic); default: static")
+    p.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the inspection (default: 45)")
+
+
+def _err(msg: str, code: int = 2) -> int:
+    print(f"odd-one-out demo: {msg}", file=sys.stderr)
+    return code
 
 
 def run(args) -> int:
@@ -30,110 +52,177 @@ def run(args) -> int:
 
     apply_ros_env_defaults()
     t0 = time.monotonic()
+    if not 1 <= args.cameras <= 32:
+        return _err(f"--cameras must be in 1..32, got {args.cameras}")
+    out = Path(args.out)
     try:
-        views = [int(v) for v in args.views.split(",") if v.strip()]
-    except ValueError:
-        print(f"odd-one-out demo: --views must be comma-separated integers, got {args.views!r}", file=sys.stderr)
-        return 2
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        return _err(f"cannot create {out}: {e.strerror}")
+    from ..resources import DEFAULT_CHECKPOINT, share_dir
+
+    checkpoint, untrained = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT, False
+    if args.checkpoint is None and not checkpoint.is_file():
+        checkpoint, untrained = _untrained_checkpoint(out), True
+        print(UNTRAINED_WARNING.format(path=DEFAULT_CHECKPOINT), file=sys.stderr)
+    elif not checkpoint.is_file():
+        return _err(f"checkpoint {checkpoint}: no such file")
 
     import rclpy
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, QoSProfile
+    from sensor_msgs.msg import Image
     from std_msgs.msg import String
 
-    from ..resources import SAMPLE_SCENE
-    from ..ros.scene_player import ScenePlayer
-    from ..ros.view_gatherer import ViewGatherer
+    from ..ros.conversions import image_to_rgb, stamp_seconds
+    from ..ros.detector import DetectorNode
+    from ..ros.sim_rig import SimRigNode
 
-    scene_dir = Path(args.scene) if args.scene else SAMPLE_SCENE
+    names = [f"cam{i}" for i in range(args.cameras)]
+    rig_file = share_dir() / "calibration" / "rig.yaml"
     rclpy.init()
+    nodes, executor, spinner = [], None, None
+    got: dict = {}
+    done = threading.Event()
     try:
         try:
-            player = ScenePlayer(parameter_overrides=[Parameter("scene_dir", value=str(scene_dir)),
-                                                      Parameter("views", value=views)])
-        except ValueError as e:
-            print(f"odd-one-out demo: {e}", file=sys.stderr)
-            return 2
+            if args.pose_source == "static" and args.cameras != 5:  # the shipped rig.yaml is the 5-camera rig
+                rig_file = _write_rig(out / "rig.yaml", args.cameras)
+            nodes.append(DetectorNode(parameter_overrides=[  # first: a bad checkpoint fails before any rendering
+                Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value=args.device),
+                Parameter("pose_source", value=args.pose_source), Parameter("cameras", value=names),
+                Parameter("rig_file", value=str(rig_file)), Parameter("min_views", value=min(2, args.cameras)),
+                Parameter("audit_log", value=str(out / "audit.jsonl")),
+                Parameter("record_views_dir", value=str(out / "bags"))]))
+            nodes.append(SimRigNode(parameter_overrides=[
+                Parameter("seed", value=args.seed), Parameter("kind", value=args.kind),
+                Parameter("cameras", value=args.cameras), Parameter("rate", value=2.0),
+                Parameter("apriltag_board", value=args.pose_source == "apriltag")]))
+        except ValueError as e:  # bad checkpoint, parameter or file: already a clear message
+            return _err(str(e))
+        setup_s = time.monotonic() - t0
         listener = rclpy.create_node("odd_one_out_demo")
-        received: dict = {}
-        done = threading.Event()
+        nodes.append(listener)
+
+        def on_detections(msg):
+            if "report" not in got:
+                got["report"] = json.loads(msg.data)
+            _check_done()
+
+        def on_overlay(msg):
+            got.setdefault("overlays", []).append(msg)
+            _check_done()
 
         def on_truth(msg):
-            received["truth"] = json.loads(msg.data)
-            if "views" in received:
+            got["truth"] = json.loads(msg.data)
+            _check_done()
+
+        def _check_done():
+            r = got.get("report")
+            if r and "truth" in got and any(abs(stamp_seconds(m) - r["stamp"]) < 1e-6 for m in got.get("overlays", [])):
                 done.set()
 
-        def on_views(vs):
-            received.setdefault("views", vs)
-            if "truth" in received:
-                done.set()
-
-        listener.create_subscription(String, "/scene_player/ground_truth", on_truth,
-                                     QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-        ViewGatherer(listener, player.camera_names, on_views)
-        executor = MultiThreadedExecutor(num_threads=2)
-        executor.add_node(player)
-        executor.add_node(listener)
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        listener.create_subscription(String, "/detector/detections", on_detections, 10)
+        listener.create_subscription(Image, "/detector/overlay", on_overlay, latched)
+        listener.create_subscription(String, "/sim_rig/ground_truth", on_truth, latched)
+        executor = MultiThreadedExecutor(num_threads=4)
+        for n in nodes:
+            executor.add_node(n)
         spinner = threading.Thread(target=executor.spin, daemon=True)
         spinner.start()
+        t_wait = time.monotonic()
         ok = done.wait(args.timeout)
-        executor.shutdown()
-        spinner.join(timeout=5)
-        player.destroy_node()
-        listener.destroy_node()
+        wait_s = time.monotonic() - t_wait
     finally:
+        if executor is not None:
+            executor.shutdown()
+        if spinner is not None:
+            spinner.join(timeout=10)
+        for n in nodes:
+            n.destroy_node()
         rclpy.try_shutdown()
     if not ok:
-        print(f"odd-one-out demo: no complete set of views within {args.timeout} s "
-              f"(got: {sorted(received)})", file=sys.stderr)
-        return 1
-    return _report(received["views"], received["truth"], scene_dir, Path(args.out), time.monotonic() - t0)
+        return _err(f"no inspection within {args.timeout} s (received: {sorted(got) or 'nothing'})", 1)
+    report = got["report"]
+    overlay = next(m for m in got["overlays"] if abs(stamp_seconds(m) - report["stamp"]) < 1e-6)
+    return _write_and_print(out, report, got["truth"], image_to_rgb(overlay), untrained, args,
+                            {"setup_s": setup_s, "first_inspection_s": wait_s, "total_s": time.monotonic() - t0})
 
 
-def _report(views, truth, scene_dir: Path, out: Path, elapsed: float) -> int:
+def _untrained_checkpoint(out: Path) -> Path:
+    import torch
+
+    from ..model.checkpoint import save_checkpoint
+    from ..model.config import preset
+    from ..model.network import OddOneOutNet
+
+    cfg = preset("cpu")
+    cfg.encoder.weights = ""
+    torch.manual_seed(0)
+    return save_checkpoint(out / "untrained_cpu.pt", OddOneOutNet(cfg),
+                           meta={"untrained": True, "note": "random initialisation made by odd-one-out demo"})
+
+
+def _write_rig(path: Path, n_cameras: int) -> Path:
+    """The extrinsics of the sim rig's fixed cameras, as `odd-one-out calibrate rig` would write them."""
+    from ..calibration.rig import CameraExtrinsics, write_rig_yaml
+    from ..inspection.sim import SimConfig, fixed_cameras
+
+    cams = [CameraExtrinsics(f"cam{i}", "", c.T_cw, 0.0, [], 0.0, 0.0)
+            for i, c in enumerate(fixed_cameras(SimConfig(cameras=n_cameras)))]
+    return write_rig_yaml(path, cams, force=True)
+
+
+def _write_and_print(out: Path, report: dict, truth: dict, overlay, untrained: bool, args, timing: dict) -> int:
     import cv2
     import numpy as np
 
-    from ..data.scene_meta import read_scene_meta
     from ..geometry import Box3D
-    from ..viz import GREEN, RED, contact_sheet, draw_box
+    from ..inspection.report import match_to_truth, report_boxes
 
-    scene = read_scene_meta(scene_dir)
-    objects = [(o, Box3D.from_dict(o)) for o in truth["objects"]]
-    images, captions, view_rows = [], [], []
-    for v in views:
-        img = v.image.copy()
-        for o, box in objects:
-            draw_box(img, v.camera, box, RED if o["anomalous"] else GREEN, o["name"])
-        images.append(img)
-        captions.append(v.source)
-        index = int(v.source.removeprefix("cam"))
-        pose_err = float(np.abs(v.camera.T_cw.as_matrix() - scene.cameras[index].T_cw.as_matrix()).max())
-        view_rows.append({"camera": v.source, "stamp": v.stamp, "pose_round_trip_error": pose_err,
-                          "center_m": v.camera.center.round(4).tolist()})
-    out.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(contact_sheet(images, 5, captions), cv2.COLOR_RGB2BGR))
+    truth_boxes = [Box3D.from_dict(o) for o in truth["objects"]]
+    match, extra = match_to_truth(truth_boxes, report_boxes(report))
     rows = []
-    for o, box in objects:
-        seen = sum(bool(v.camera.visible(box.center[None])[0]) for v in views)
-        rows.append({"object": o["name"], "category": o["category"],
-                     "truth": f"anomalous ({o['anomaly_type']})" if o["anomalous"] else "normal",
-                     "label": None, "score": None, "box": box.to_dict(), "views_seen": seen})
-    report = {"schema": "odd_one_out_ros/demo/1", "scene": str(scene_dir), "frame_id": truth["frame_id"],
-              "model": None, "note": "model not yet available: boxes are the ground truth, projected through "
-              "the cameras received over ROS", "views": view_rows, "objects": rows, "wall_time_s": elapsed}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    for o, m in zip(truth["objects"], match):
+        det = report["objects"][m] if m is not None else None
+        rows.append({"object": o["name"], "truth": f"anomalous ({o['anomaly_type']})" if o["anomalous"] else "normal",
+                     "detection": det["id"] if det else None, "label": det["label"] if det else "not found",
+                     "score": det["score"] if det else None, "box": _box(det) if det else None,
+                     "truth_box": _box(o)})
+    for d in extra:
+        det = report["objects"][d]
+        rows.append({"object": "-", "truth": "(no object here)", "detection": det["id"], "label": det["label"],
+                     "score": det["score"], "box": _box(det), "truth_box": None})
+    cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
+    summary = {"schema": "odd_one_out_ros/demo/2", "untrained_model": untrained,
+               "scene": {k: truth[k] for k in ("kind", "category", "seed")}, "pose_source": args.pose_source,
+               "objects": rows, "detections": report, "ground_truth": truth, "timing_s": timing}
+    (out / "report.json").write_text(json.dumps(summary, indent=2))
 
-    print(f"{len(views)} views received over ROS 2 from {scene_dir.name} in {elapsed:.1f} s "
-          f"(max pose round-trip error {max(r['pose_round_trip_error'] for r in view_rows):.1e})")
-    print(f"{'object':<12} {'category':<10} {'truth':<20} {'label':<6} {'score':<6} "
-          f"{'centre (m)':<24} {'size (m)':<20} {'yaw':>6} {'seen':>5}")
+    n_anom = sum(o["anomalous"] for o in truth["objects"])
+    lat = report["latency_s"]
+    print(f"scene: {truth['kind']} '{truth['category']}' (seed {truth['seed']}), {len(truth['objects'])} objects, "
+          f"{n_anom} anomalous; {len(report['views'])} views "
+          f"({', '.join(v['camera'] for v in report['views'])}) over ROS 2, poses: {args.pose_source}")
+    print(f"inspection {report['inspection_id']}: {report['n_objects']} objects found, {report['n_anomalous']} "
+          f"anomalous; model {lat['inference']:.2f} s, views-to-result {lat['pipeline']:.2f} s")
+    print(f"{'object':<11} {'truth':<24} {'label':<10} {'score':>5}  {'box: centre (m)':<22} {'size (m)':<18} "
+          f"{'yaw':>6}")
     for r in rows:
         b = r["box"]
-        print(f"{r['object']:<12} {r['category']:<10} {r['truth']:<20} {'-':<6} {'-':<6} "
-              f"{' '.join(f'{x:+.3f}' for x in b['center']):<24} {' '.join(f'{x:.3f}' for x in b['size']):<20} "
-              f"{np.degrees(b['yaw']):6.1f} {r['views_seen']:>3}/{len(views)}")
-    print("label/score: the model is not built yet (issues 3 and 6); boxes shown are the ground truth.")
-    print(f"wrote {out / 'overlay.png'} and {out / 'report.json'}")
+        box = (f"{' '.join(f'{x:+.3f}' for x in b['center']):<22} {' '.join(f'{x:.3f}' for x in b['size']):<18} "
+               f"{np.degrees(b['yaw']):6.1f}") if b else "-"
+        score = f"{r['score']:.2f}" if r["score"] is not None else "-"
+        print(f"{r['object']:<11} {r['truth']:<24} {r['label']:<10} {score:>5}  {box}")
+    if untrained:
+        print("UNTRAINED model (no checkpoint yet): no objects found, labels and scores mean nothing.")
+    print(f"wrote {out / 'overlay.png'}, {out / 'report.json'} and the audit trail {out / 'audit.jsonl'}, "
+          f"{out / 'bags'} (odd-one-out replay {out / 'bags'}); {timing['total_s']:.1f} s")
     return 0
+
+
+def _box(o: dict) -> dict:
+    return {"center": [round(float(x), 4) for x in o["center"]], "size": [round(float(x), 4) for x in o["size"]],
+            "yaw": round(float(o["yaw"]), 4)}

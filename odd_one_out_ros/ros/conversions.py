@@ -10,9 +10,11 @@ from geometry_msgs.msg import Pose, Transform
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..geometry import CameraCalibration, PinholeCamera, Rigid
+from ..views import PosedView
 
 __all__ = ["camera_info_to_calibration", "calibration_to_camera_info", "camera_info_to_camera",
-           "pose_to_rigid", "rigid_to_pose", "transform_to_rigid", "image_to_rgb", "rgb_to_image", "IMAGE_ENCODINGS"]
+           "pose_to_rigid", "rigid_to_pose", "transform_to_rigid", "image_to_rgb", "rgb_to_image", "IMAGE_ENCODINGS",
+           "stamp_seconds", "posed_view"]
 
 
 def camera_info_to_calibration(msg: CameraInfo, source: str = "camera_info") -> CameraCalibration:
@@ -128,3 +130,20 @@ def rgb_to_image(rgb: np.ndarray, frame_id: str = "", stamp=None, encoding: str 
     msg.step = rgb.shape[1] * 3
     msg.data = np.ascontiguousarray(rgb if encoding == "rgb8" else rgb[..., ::-1]).tobytes()
     return msg
+
+
+def stamp_seconds(msg) -> float:
+    """header.stamp of a message in seconds."""
+    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
+
+
+def posed_view(image: Image, info: CameraInfo, pose, source: str = "") -> PosedView:
+    """Image + CameraInfo + geometry_msgs/PoseStamped (the camera optical frame's pose in the world,
+    i.e. camera-to-world) -> PosedView. The one conversion the detector and `odd-one-out replay` share,
+    so a replayed inspection sees bit-identical inputs. Raises ValueError naming `source`."""
+    try:
+        rgb = image_to_rgb(image)
+    except ValueError as e:
+        raise ValueError(f"{source}: {e}") from None
+    cam = camera_info_to_camera(info, pose_to_rigid(pose.pose).inverse(), source=f"{source}/camera_info")
+    return PosedView(rgb, cam, stamp_seconds(image), source)

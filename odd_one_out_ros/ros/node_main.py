@@ -11,23 +11,37 @@ apply_ros_env_defaults()
 
 import rclpy  # noqa: E402
 from rclpy.exceptions import ParameterException  # noqa: E402
-from rclpy.executors import ExternalShutdownException  # noqa: E402
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
 
-def run_node(make_node: Callable[[], Node], name: str, args=None) -> int:
-    rclpy.init(args=args)
+def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> int:
+    """threads > 1 spins a MultiThreadedExecutor (needed by nodes whose service callbacks wait on other
+    callbacks or worker threads)."""
+    try:
+        rclpy.init(args=args)
+    except RuntimeError as e:  # rcl's RCLError: malformed --ros-args
+        print(f"{name}: bad command line: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 2
     try:
         node = make_node()
     except (ValueError, ParameterException) as e:  # bad file or parameter, detected at start
         print(f"{name}: {e}", file=sys.stderr)
         rclpy.try_shutdown()
         return 2
+    executor = None
     try:
-        rclpy.spin(node)
+        if threads > 1:
+            executor = MultiThreadedExecutor(num_threads=threads)
+            executor.add_node(node)
+            executor.spin()
+        else:
+            rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if executor is not None:
+            executor.shutdown(timeout_sec=5.0)
         node.destroy_node()
         rclpy.try_shutdown()
     return 0

@@ -1,0 +1,34 @@
+"""The detector, optionally with the simulated rig and RViz.
+
+ros2 launch odd_one_out_ros detect.launch.py                          # detector only (your cameras)
+ros2 launch odd_one_out_ros detect.launch.py sim:=true rviz:=true     # simulated cell + RViz
+ros2 launch odd_one_out_ros detect.launch.py params_file:=/path/my_cell.yaml
+Parameters (both nodes) come from params_file (default: config/odd_one_out.yaml); docs/ros.md.
+"""
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument
+from launch.conditions import IfCondition
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+
+from launch import LaunchDescription
+
+
+def generate_launch_description():
+    share = get_package_share_directory("odd_one_out_ros")
+    params = LaunchConfiguration("params_file")
+    return LaunchDescription([
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "odd_one_out.yaml"),
+                              description="ROS 2 parameters file for the detector and sim_rig nodes"),
+        DeclareLaunchArgument("sim", default_value="false", description="also start the simulated rig"),
+        DeclareLaunchArgument("rviz", default_value="false", description="also start RViz with the shipped view"),
+        Node(package="odd_one_out_ros", executable="detector", name="detector", output="screen",
+             parameters=[params]),
+        Node(package="odd_one_out_ros", executable="sim_rig", name="sim_rig", output="screen",
+             parameters=[params], condition=IfCondition(LaunchConfiguration("sim"))),
+        Node(package="rviz2", executable="rviz2", name="rviz2", output="screen",
+             arguments=["-d", os.path.join(share, "rviz", "odd_one_out.rviz")],
+             condition=IfCondition(LaunchConfiguration("rviz"))),
+    ])

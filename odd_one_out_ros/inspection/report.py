@@ -1,0 +1,140 @@
+"""The JSON report of one inspection (schema `odd_one_out_ros/detections/1`), as published on the
+detector's `~/detections` topic, appended to the audit log and stored in each view bag.
+
+    {"schema": "odd_one_out_ros/detections/1",
+     "inspection_id": 3,                       # counts from 1 per detector run
+     "stamp": 1764336000.25,                   # seconds: the newest view's stamp (= header.stamp of all outputs)
+     "frame_id": "world",                      # frame of every centre / box (docs/frames.md)
+     "anomaly_detected": true, "n_objects": 3, "n_anomalous": 1,
+     "threshold": 0.5,                         # score > threshold -> "anomalous"
+     "objects": [{"id": 0, "center": [x, y, z], "size": [dx, dy, dz], "yaw": 0.3,   # metres, radians
+                  "score": 0.91, "label": "anomalous"}],                              # score in [0, 1]
+     "views": [{"camera": "cam0", "stamp": 1764336000.25, "width": 256, "height": 256,
+                "position": [x, y, z], "pose_source": "static"}],                   # camera centre in frame_id
+     "latency_s": {"inference": 0.71, "pipeline": 0.78},   # model only; set complete -> outputs published
+     "model": {"checkpoint": "/path/cpu_default.pt", "sha256": "...", "config": "cpu", "variant": "full",
+               "untrained": false},
+     "node": "/detector"}
+
+Object ids are the order of the model's boxes (sorted by centre x, then y) and equal the marker ids.
+Pure: no ROS imports.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..geometry import Box3D, iou_matrix
+
+SCHEMA = "odd_one_out_ros/detections/1"
+LABELS = ("normal", "anomalous")
+
+__all__ = ["SCHEMA", "LABELS", "object_record", "build_report", "validate_report", "report_boxes",
+           "compare_objects", "match_to_truth"]
+
+
+def _floats(v, n: int | None = None) -> list[float]:
+    out = [float(x) for x in np.asarray(v, dtype=np.float64).reshape(-1)]
+    if n is not None and len(out) != n:
+        raise ValueError(f"expected {n} numbers, got {out}")
+    return out
+
+
+def object_record(index: int, box: Box3D, score: float, anomalous: bool) -> dict:
+    return {"id": int(index), "center": _floats(box.center, 3), "size": _floats(box.size, 3), "yaw": float(box.yaw),
+            "score": float(score), "label": LABELS[bool(anomalous)]}
+
+
+def build_report(*, inspection_id: int, stamp: float, frame_id: str, objects: Iterable, threshold: float,
+                 views: list[dict], latency: dict, model: dict, node: str = "") -> dict:
+    """objects: anything with .box, .score, .anomalous (model.inference.ObjectResult)."""
+    objs = [object_record(i, o.box, o.score, o.anomalous) for i, o in enumerate(objects)]
+    n_anom = sum(o["label"] == "anomalous" for o in objs)
+    return {"schema": SCHEMA, "inspection_id": int(inspection_id), "stamp": float(stamp), "frame_id": str(frame_id),
+            "anomaly_detected": n_anom > 0, "n_objects": len(objs), "n_anomalous": n_anom,
+            "threshold": float(threshold), "objects": objs, "views": list(views),
+            "latency_s": {k: float(v) for k, v in latency.items()}, "model": dict(model), "node": str(node)}
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"not a valid {SCHEMA} report: {msg}")
+
+
+def _finite_list(v: Any, n: int) -> bool:
+    return isinstance(v, list) and len(v) == n and all(isinstance(x, (int, float)) and math.isfinite(x) for x in v)
+
+
+def validate_report(d: Any) -> dict:
+    """Check a decoded report against the schema; returns it, or raises ValueError saying what is wrong."""
+    _check(isinstance(d, dict), f"expected a JSON object, got {type(d).__name__}")
+    _check(d.get("schema") == SCHEMA, f"schema is {d.get('schema')!r}, expected {SCHEMA!r}")
+    for key, typ in (("inspection_id", int), ("stamp", (int, float)), ("frame_id", str), ("anomaly_detected", bool),
+                     ("n_objects", int), ("n_anomalous", int), ("threshold", (int, float)), ("objects", list),
+                     ("views", list), ("latency_s", dict), ("model", dict)):
+        _check(isinstance(d.get(key), typ), f"{key!r} missing or not {getattr(typ, '__name__', typ)}")
+    for i, o in enumerate(d["objects"]):
+        _check(isinstance(o, dict), f"objects[{i}] is not an object")
+        _check(o.get("id") == i, f"objects[{i}].id is {o.get('id')!r}, expected {i}")
+        _check(_finite_list(o.get("center"), 3) and _finite_list(o.get("size"), 3), f"objects[{i}] centre/size")
+        _check(all(s >= 0 for s in o["size"]), f"objects[{i}].size has a negative extent")
+        _check(isinstance(o.get("yaw"), (int, float)) and math.isfinite(o["yaw"]), f"objects[{i}].yaw")
+        _check(isinstance(o.get("score"), (int, float)) and 0.0 <= o["score"] <= 1.0, f"objects[{i}].score")
+        _check(o.get("label") in LABELS, f"objects[{i}].label is {o.get('label')!r}")
+    n_anom = sum(o["label"] == "anomalous" for o in d["objects"])
+    _check(d["n_objects"] == len(d["objects"]) and d["n_anomalous"] == n_anom, "counts disagree with objects")
+    _check(d["anomaly_detected"] == (n_anom > 0), "anomaly_detected disagrees with the labels")
+    for i, v in enumerate(d["views"]):
+        _check(isinstance(v, dict) and isinstance(v.get("camera"), str), f"views[{i}].camera")
+    return d
+
+
+def report_boxes(report: dict) -> list[Box3D]:
+    return [Box3D(o["center"], o["size"], o["yaw"]) for o in report["objects"]]
+
+
+def _yaw_diff(a: float, b: float) -> float:
+    """Difference of two box yaws modulo pi (a box turned by 180 degrees is the same box)."""
+    d = (a - b) % math.pi
+    return min(d, math.pi - d)
+
+
+def compare_objects(recorded: list[dict], replayed: list[dict], tol: float = 1e-4) -> list[str]:
+    """Differences between two object lists of reports (same order); [] when they agree within tol
+    (metres, radians, score units) and have the same labels."""
+    if len(recorded) != len(replayed):
+        return [f"{len(recorded)} objects recorded, {len(replayed)} replayed"]
+    out = []
+    for a, b in zip(recorded, replayed):
+        i = a["id"]
+        if a["label"] != b["label"]:
+            out.append(f"object {i}: label {a['label']} recorded, {b['label']} replayed")
+        if abs(a["score"] - b["score"]) > tol:
+            out.append(f"object {i}: score {a['score']:.6f} recorded, {b['score']:.6f} replayed")
+        dc = float(np.max(np.abs(np.subtract(a["center"], b["center"]))))
+        ds = float(np.max(np.abs(np.subtract(a["size"], b["size"]))))
+        if dc > tol or ds > tol or _yaw_diff(a["yaw"], b["yaw"]) > tol:
+            out.append(f"object {i}: box differs (centre {dc:.2e} m, size {ds:.2e} m, "
+                       f"yaw {_yaw_diff(a['yaw'], b['yaw']):.2e} rad)")
+    return out
+
+
+def match_to_truth(truth: list[Box3D], detected: list[Box3D], min_iou: float = 0.1
+                   ) -> tuple[list[int | None], list[int]]:
+    """Greedy one-to-one matching by 3D IoU (highest first, at least min_iou).
+
+    Returns (for each truth box the index of its detection or None, indices of unmatched detections).
+    """
+    iou = iou_matrix(truth, detected) if truth and detected else np.zeros((len(truth), len(detected)))
+    match: list[int | None] = [None] * len(truth)
+    used: set[int] = set()
+    for flat in np.argsort(-iou, axis=None):
+        t, d = divmod(int(flat), max(len(detected), 1))
+        if iou[t, d] < min_iou:
+            break
+        if match[t] is None and d not in used:
+            match[t] = d
+            used.add(d)
+    return match, [d for d in range(len(detected)) if d not in used]
