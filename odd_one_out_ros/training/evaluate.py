@@ -111,8 +111,11 @@ def evaluate(results: list[SceneResult]) -> dict:
     return out
 
 
-def tune_box_threshold(net, scenes: list, views: int = 5,
-                       candidates: tuple[float, ...] = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)) -> tuple[float, dict]:
+THRESHOLDS = (0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
+
+
+def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = THRESHOLDS
+                       ) -> tuple[float, dict]:
     """The occupancy threshold of the box estimator that maximises box recall at IoU 0.5 (ties: fewer
     false boxes) on `scenes` (SceneMeta list, e.g. training scenes). Returns (threshold, recall per candidate)."""
     import dataclasses
