@@ -149,3 +149,16 @@ def test_tune_box_threshold_picks_a_threshold_below_the_objects_occupancy(data):
     net.density_head = Blobs()
     best, table = tune_box_threshold(net, metas, views=2, candidates=(0.1, 0.2, 0.5))
     assert best == 0.1 and table[0.1]["recall"] > 50 and table[0.5]["recall"] == 0
+
+
+def test_resume_after_a_crash_drops_log_rows_past_the_checkpoint(data, tmp_path):
+    run = tmp_path / "crash"
+    train("--data", str(data), "--out", str(run), "--epochs", "3", "--steps", "5", "--checkpoint-every", "2")
+    # pretend the run died after step 5 but its last checkpoint is step 4: roll last_stage1.pt back
+    blob = torch.load(run / "last_stage1.pt", weights_only=True)
+    assert blob["step"] == 5
+    train("--data", str(data), "--out", str(run / "again"), "--epochs", "3", "--steps", "4", "--checkpoint-every", "2")
+    shutil.copy(run / "again" / "last_stage1.pt", run / "last_stage1.pt")
+    train("--data", str(data), "--out", str(run), "--epochs", "3", "--steps", "6", "--resume")
+    steps = [int(r["step"]) for r in rows(run)]
+    assert steps == [1, 2, 3, 4, 5, 6]

@@ -296,6 +296,13 @@ class Trainer:
         self.opt.load_state_dict(blob["optimizer"])
         self.step, self.epoch, self.batch_in_epoch = int(blob["step"]), int(blob["epoch"]), int(blob["batch_in_epoch"])
         torch.set_rng_state(blob["torch_rng"])
+        log = self.out / "log.csv"
+        if self.rank == 0 and log.exists():  # drop rows logged after this checkpoint by the stopped run
+            with open(log, newline="") as f:
+                rows = list(csv.reader(f))
+            keep = [rows[0]] + [r for r in rows[1:] if r[2] != str(self.cfg.stage) or int(r[0]) <= self.step]
+            with open(log, "w", newline="") as f:
+                csv.writer(f).writerows(keep)
         if blob.get("teacher_pca"):
             self.pca_state = blob["teacher_pca"]
             if self.pca is not None:
