@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
-import yaml
+
+from ..fileio import read_yaml
 
 __all__ = ["BoardFileError", "TagPlacement", "TagBoard", "load_board", "board_from_dict", "board_image",
            "texture_to_board", "PRINTABLE_FAMILIES", "tag_corners_local"]
@@ -137,18 +137,7 @@ def board_from_dict(d, source: str = "<dict>") -> TagBoard:
 
 def load_board(path: str | os.PathLike) -> TagBoard:
     """Read a board YAML (format: calibration/board_8tags.yaml); BoardFileError names the file."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise BoardFileError(f"{path}: cannot read board file ({e.strerror})") from None
-    except UnicodeDecodeError:
-        raise BoardFileError(f"{path}: not a text (YAML) board file") from None
-    try:
-        d = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise BoardFileError(f"{path}: not valid YAML ({e})") from None
-    return board_from_dict(d, source=str(path))
+    return board_from_dict(read_yaml(path, BoardFileError, "board file"), source=str(path))
 
 
 def texture_to_board(shape: tuple[int, int], px_per_metre: float) -> np.ndarray:

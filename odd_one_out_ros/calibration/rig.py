@@ -15,6 +15,7 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
+from ..fileio import read_yaml
 from ..geometry import PinholeCamera, Rigid
 from .board import TagBoard
 from .detect import detect_tags, read_gray
@@ -129,12 +130,7 @@ def write_rig_yaml(path: str | os.PathLike, cameras: list[CameraExtrinsics], boa
 def read_rig_yaml(path: str | os.PathLike) -> dict[str, tuple[Rigid, Path | None]]:
     """name -> (T_cw, camera_info path resolved against the rig file's folder, or None)."""
     path = Path(path)
-    try:
-        d = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise RigFileError(f"{path}: cannot read rig file ({e.strerror})") from None
-    except yaml.YAMLError as e:
-        raise RigFileError(f"{path}: not valid YAML ({e})") from None
+    d = read_yaml(path, RigFileError, "rig file")
     if not isinstance(d, dict) or not isinstance(d.get("cameras"), dict) or not d["cameras"]:
         raise RigFileError(f"{path}: expected a mapping with a non-empty 'cameras' mapping")
     out = {}

@@ -16,6 +16,7 @@ def run(args) -> int:
     import cv2
 
     from ..data.scene_meta import SceneFormatError, read_scene_meta
+    from ..fileio import read_rgb
     from ..viz import GREEN, RED, contact_sheet, draw_box
 
     try:
@@ -29,11 +30,11 @@ def run(args) -> int:
         if not 0 <= v < len(scene.cameras):
             print(f"odd-one-out show: view {v} not in this scene (0..{len(scene.cameras) - 1})", file=sys.stderr)
             return 2
-        bgr = cv2.imread(str(scene.rgb_path(v)), cv2.IMREAD_COLOR)
-        if bgr is None:
-            print(f"odd-one-out show: {scene.rgb_path(v)}: cannot read image", file=sys.stderr)
+        try:
+            img = read_rgb(scene.rgb_path(v))
+        except ValueError as e:
+            print(f"odd-one-out show: {e}", file=sys.stderr)
             return 2
-        img = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
         for o in scene.objects:
             draw_box(img, scene.cameras[v], o.box, RED if o.anomalous else GREEN,
                      o.anomaly_type if o.anomalous else "")

@@ -34,7 +34,8 @@ def run(args) -> int:
     import os
 
     from ..model.checkpoint import CheckpointError
-    from ..training.trainer import TrainConfig, Trainer, init_distributed, model_config
+    from ..model.config import preset
+    from ..training.trainer import TrainConfig, Trainer, init_distributed
 
     try:
         n_in, n_tgt = (int(v) for v in args.views.split(","))
@@ -54,7 +55,7 @@ def run(args) -> int:
                       n_input=n_in, n_target=n_tgt, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       teacher=args.teacher, teacher_weights=args.teacher_weights, split=args.split,
                       threads=args.threads)
-    mcfg = model_config(args.config, args.variant)
+    mcfg = preset(args.config, args.variant)
     if init and not args.resume:  # continue with the initial checkpoint's config (e.g. a tuned box threshold)
         from ..model.checkpoint import read_checkpoint
 

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 import torch
 
+from ..fileio import read_rgb
 from ..geometry import Box3D, PinholeCamera, Rigid
 from .scene_meta import SceneFormatError, SceneMeta, read_scene_meta
 
@@ -55,13 +56,6 @@ def scene_dirs(root: str | Path, split: str | None = None) -> list[Path]:
         dirs = [d for d in dirs
                 if json.loads((d / "scene3d.metadata.json").read_text()).get("generator", {}).get("split") == split]
     return dirs
-
-
-def read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SceneFormatError(f"{path}: cannot read image")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
@@ -138,7 +132,7 @@ class SceneDataset(torch.utils.data.Dataset):
         cams, images, masks = [], [], []
         for v in views:
             cam = meta.cameras[v]
-            rgb = read_rgb(meta.rgb_path(v))
+            rgb = read_rgb(meta.rgb_path(v), SceneFormatError)
             if rgb.shape[:2] != (cam.height, cam.width):
                 raise SceneFormatError(f"{meta.rgb_path(v)}: image size differs from the camera's")
             mask = np.zeros(rgb.shape[:2], bool)

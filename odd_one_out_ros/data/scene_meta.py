@@ -47,18 +47,14 @@ class SceneMeta:
 
     def posed_views(self, views: list[int]):
         """PosedViews (RGB image + camera) of the given view indices; SceneFormatError for a bad image."""
-        import cv2
-
+        from ..fileio import read_rgb
         from ..views import PosedView
 
         out = []
         for v in views:
             if not 0 <= v < len(self.cameras):
                 raise SceneFormatError(f"{self.root}: no view {v} (the scene has {len(self.cameras)})")
-            bgr = cv2.imread(str(self.rgb_path(v)), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise SceneFormatError(f"{self.rgb_path(v)}: cannot read image")
-            out.append(PosedView(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.cameras[v], float(v), f"view{v}"))
+            out.append(PosedView(read_rgb(self.rgb_path(v), SceneFormatError), self.cameras[v], float(v), f"view{v}"))
         return out
 
     def even_views(self, n: int) -> list[int]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..fileio import read_yaml
 from .camera import DISTORTION_MODELS, PinholeCamera, check_intrinsics
 from .transforms import Rigid
 
@@ -125,15 +126,7 @@ class CameraCalibration:
 
 def read_camera_info_yaml(path: str | os.PathLike) -> CameraCalibration:
     """Read a camera_calibration_parsers YAML; CalibrationFileError names the file on any problem."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise CalibrationFileError(f"{path}: cannot read camera_info file ({e.strerror})") from None
-    try:
-        d = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise CalibrationFileError(f"{path}: not valid YAML ({e})") from None
+    d = read_yaml(path, CalibrationFileError, "camera_info file")
     return CameraCalibration.from_yaml_dict(d, source=str(path))
 
 

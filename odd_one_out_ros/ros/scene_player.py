@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import sys
 
-import cv2
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
@@ -20,6 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 from ..data.scene_meta import SceneFormatError, read_scene_meta
+from ..fileio import read_rgb
 from ..geometry import CameraCalibration
 from ..resources import SAMPLE_SCENE
 from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
@@ -48,13 +48,10 @@ class ScenePlayer(Node):
             raise ValueError(f"views {bad or views} not in this scene (it has {len(scene.cameras)} views)")
         self.cameras = []
         for v in views:
-            bgr = cv2.imread(str(scene.rgb_path(v)), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise SceneFormatError(f"{scene.rgb_path(v)}: cannot read image")
             cam = scene.cameras[v]
             name = f"cam{v}"
             self.cameras.append(dict(
-                rgb=cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), camera=cam, name=name,
+                rgb=read_rgb(scene.rgb_path(v), SceneFormatError), camera=cam, name=name,
                 info=calibration_to_camera_info(CameraCalibration.from_camera(cam, name), f"{name}_optical_frame"),
                 pose=rigid_to_pose(cam.T_wc),
                 pubs=(self.create_publisher(Image, f"{prefix}/{name}/image_raw", 10),

@@ -203,7 +203,8 @@ def _albedo_depth(renderer: Renderer, cam: PinholeCamera) -> tuple[np.ndarray, n
     alb = np.zeros((len(d), 3))
     if hit.any():
         alb[hit] = renderer.albedo_at(origin + t[hit, None] * d[hit], ans["primitive_ids"][hit])
-    depth = np.where(hit, np.where(hit, t, 0) * (d @ cam.T_cw.R[2]), 0.0)
+    depth = np.zeros(len(d))
+    depth[hit] = t[hit] * (d[hit] @ cam.T_cw.R[2])  # ray length -> camera z
     return alb.reshape(cam.height, cam.width, 3), depth.reshape(cam.height, cam.width)
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
 from ..geometry import Box3D, iou_matrix
 from ..model.checkpoint import read_checkpoint, save_checkpoint
-from ..model.config import ModelConfig, preset
+from ..model.config import ModelConfig
 from ..model.losses import feature_loss, image_loss, weighted_bce
 from ..model.matcher import boxes_to_tensor
 from ..model.network import OddOneOutNet
@@ -307,10 +307,6 @@ class Trainer:
             self.pca_state = blob["teacher_pca"]
             if self.pca is not None:
                 self.pca.load_state_dict(self.pca_state)
-
-
-def model_config(name: str, variant: str = "full") -> ModelConfig:
-    return preset(name, variant)
 
 
 def init_distributed() -> None:
