@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, augment_world, scene_dirs
+from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, augment_world, read_mask, scene_dirs
 from odd_one_out_ros.data.scene_meta import read_scene_meta
 from odd_one_out_ros.resources import SAMPLE_SCENE
 from odd_one_out_ros.synth import anomalies
@@ -241,3 +241,53 @@ def test_apriltag_board_on_the_floor_gives_back_the_camera_poses(tmp_path):
         pos.append(np.linalg.norm(bp.T_cw.inverse().t - cam.center))
     assert len(rot) >= 4
     assert np.median(rot) < 0.3 and np.median(pos) < 0.01
+
+
+def test_visual_hull_occupancy_follows_the_objects_through_augmentation():
+    """The hull target of the real sample scene (3 bananas, 20 views): with and without augmentation (rotation,
+    shift, flip) the occupied voxels lie in the (augmented) ground-truth boxes, every box holds some, and the
+    hull's volume is of the order of the boxes' (a superset of the bananas, smaller than their boxes' sum x 2)."""
+    from odd_one_out_ros.geometry import Box3D
+
+    s = 0.02
+    grid = ((64, 64, 8), s, (-0.64, -0.64, -0.02))
+    scene = read_scene_meta(SAMPLE_SCENE)
+    for seed, augment in ((0, False), (3, True), (4, True)):
+        ds = SceneDataset([SAMPLE_SCENE], DatasetConfig(n_input=2, n_target=1, image_size=64, augment=augment,
+                                                         occupancy_grid=grid), seed=seed)
+        item = ds[0]
+        occ = item["occupancy"].numpy()
+        assert occ.shape == (8, 64, 64) and occ.min() >= 0 and occ.max() == 1.0
+        zz, yy, xx = np.nonzero(occ > 0.5)
+        pts = np.stack([xx, yy, zz], 1) * s + np.array(grid[2]) + s / 2
+        boxes = [Box3D(b[:3].numpy(), b[3:6].numpy() + 2 * s, float(b[6])) for b in item["boxes"]]  # a voxel slack
+        inside = np.array([[bx.contains(p[None])[0] for bx in boxes] for p in pts])
+        assert inside.any(axis=1).mean() > 0.97
+        assert inside.any(axis=0).all()
+        volume = occ.sum() * s ** 3
+        box_volume = sum(float(np.prod(o.box.size)) for o in scene.objects)
+        assert 0.15 * box_volume < volume < 2 * box_volume
+
+
+def test_visual_hull_holds_the_objects_surface_and_not_the_floor(toys):
+    """Surface points of the objects, back-projected from a generated view's depth (mm), are inside the hull
+    carved from all views; a point on the empty floor far from every object is not."""
+    from odd_one_out_ros.data.hull import hull_occupancy
+
+    root = scene_dirs(toys)[0]
+    scene = read_scene_meta(root)
+    masks = SceneDataset([root], DatasetConfig()).hull_masks(0)
+    cam = scene.cameras[0]
+    depth = cv2.imread(str(root / "depth_png" / "0000.png"), cv2.IMREAD_UNCHANGED).astype(float) * 1e-3
+    objects = np.zeros(depth.shape, np.uint8)
+    for o in scene.objects:
+        objects |= read_mask(scene.mask_path(o, 0), depth.shape).astype(np.uint8)
+    objects = cv2.erode(objects, np.ones((3, 3), np.uint8))  # inner pixels: no floor depth mixed in
+    v, u = np.nonzero(objects & (depth > 0))
+    rays = np.linalg.solve(cam.K, np.stack([u, v, np.ones_like(u)]).astype(float)) * depth[v, u]
+    surface = (rays.T - cam.T_cw.t) @ cam.T_cw.R
+    assert len(surface) > 100 and hull_occupancy(surface, scene.cameras, masks).mean() > 0.97
+    centres = np.array([o.box.center for o in scene.objects])
+    floor = np.array([[x, y, 0.01] for x in np.linspace(-0.6, 0.6, 13) for y in np.linspace(-0.6, 0.6, 13)])
+    far = floor[np.linalg.norm(floor[:, None, :2] - centres[None, :, :2], axis=2).min(axis=1) > 0.3]
+    assert len(far) > 10 and not hull_occupancy(far, scene.cameras, masks).any()

@@ -68,6 +68,29 @@ def test_stage_two_trains_the_classifier_from_stage_one(data, tmp_path):
     assert len(r2) == 3 and all(float(r["bce"]) > 0 for r in r2)
 
 
+def test_ablations_share_stage_one_and_several_data_roots(data, tmp_path):
+    """Variant A's stage 2 starts from B's stage 1 (the matcher starts anew); C cannot (C distils, B does not).
+    Two --data roots are read as one training set; the occupancy loss is logged."""
+    run, a = tmp_path / "b", tmp_path / "a"
+    second = tmp_path / "second"
+    second.mkdir()
+    shutil.copytree(sorted((data / "scenes").iterdir())[0], second / "s0")
+    train("--variant", "B", "--data", str(data), "--data", str(second), "--split", "", "--out", str(run),
+          "--epochs", "1")
+    r1 = rows(run)
+    assert len(r1) == 4 and all(float(r["occupancy"]) > 0 for r in r1)
+    assert json.loads((run / "config.json").read_text())["data"] == [str(data), str(second)]
+    train("--variant", "A", "--data", str(data), "--out", str(a), "--stage", "2", "--init", str(run / "stage1.pt"),
+          "--epochs", "1")
+    s1, s2 = weights(run / "stage1.pt"), weights(a / "stage2.pt")
+    assert read_checkpoint(a / "stage2.pt")["config"].variant == "A"
+    assert set(s1) - set(s2) or set(s2) - set(s1) or any(s1[k].shape != s2[k].shape for k in s1)  # other matcher
+    r = subprocess.run([str(BIN / "odd-one-out"), "train", "--config", "tiny", "--variant", "C", "--data", str(data),
+                        "--out", str(tmp_path / "c"), "--stage", "2", "--init", str(run / "stage1.pt")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "A with B, C with full" in r.stderr
+
+
 def test_reconstruction_loss_goes_down(data, tmp_path):
     run = tmp_path / "overfit"
     one = tmp_path / "one"

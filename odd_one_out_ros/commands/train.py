@@ -9,7 +9,8 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", choices=["cpu", "paper", "tiny"], default="cpu", help="model config (default cpu)")
     p.add_argument("--variant", choices=["A", "B", "C", "full"], default="full", help="ablation variant")
-    p.add_argument("--data", required=True, help="dataset root (with splits.json) or folder of scenes")
+    p.add_argument("--data", required=True, action="append",
+                   help="dataset root (with splits.json) or folder of scenes; repeat to train on several")
     p.add_argument("--split", default="train", help="split to train on (default train)")
     p.add_argument("--out", required=True, help="run folder (log.csv, last_stage<k>.pt, stage1.pt, stage2.pt)")
     p.add_argument("--stage", type=int, choices=[1, 2], default=1, help="1 reconstruction, 2 end to end")
@@ -23,6 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", choices=["mobilenet_v2", "dinov2_vits14"], default="mobilenet_v2",
                    help="distillation teacher (default: the offline ImageNet MobileNetV2)")
     p.add_argument("--teacher-weights", default="", help="local weights file (required for dinov2_vits14)")
+    p.add_argument("--lambda-occ", type=float, default=10.0,
+                   help="weight of the voxel occupancy loss against the visual hull (0 = the paper's losses only)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu", help="cpu or cuda (with torchrun: cuda uses LOCAL_RANK)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads per process (default: all)")
@@ -31,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    import dataclasses
     import os
 
     from ..model.checkpoint import CheckpointError
@@ -54,7 +58,7 @@ def run(args) -> int:
     cfg = TrainConfig(stage=args.stage, epochs=args.epochs, max_steps=args.steps, lr=args.lr, batch_size=args.batch,
                       n_input=n_in, n_target=n_tgt, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       teacher=args.teacher, teacher_weights=args.teacher_weights, split=args.split,
-                      threads=args.threads)
+                      threads=args.threads, lambda_occ=args.lambda_occ)
     mcfg = preset(args.config, args.variant)
     if init and not args.resume:  # continue with the initial checkpoint's config (e.g. a tuned box threshold)
         from ..model.checkpoint import read_checkpoint
@@ -64,10 +68,16 @@ def run(args) -> int:
         except CheckpointError as e:
             print(f"odd-one-out train: {e}", file=sys.stderr)
             return 2
-        if (mcfg.name, mcfg.variant) != (args.config, args.variant):
-            print(f"odd-one-out train: {init} is a {mcfg.name}/{mcfg.variant} model, not {args.config}/{args.variant}",
-                  file=sys.stderr)
+        if mcfg.name != args.config:
+            print(f"odd-one-out train: {init} is a {mcfg.name} model, not {args.config}", file=sys.stderr)
             return 2
+        if mcfg.variant != args.variant:  # ablations share stage 1: A with B, C with full (the matcher starts anew)
+            switched = dataclasses.replace(mcfg, variant=args.variant)
+            if switched.distill != mcfg.distill:
+                print(f"odd-one-out train: {init} is variant {mcfg.variant}; variant {args.variant} can start from "
+                      f"it only when both distil or both do not (A with B, C with full)", file=sys.stderr)
+                return 2
+            mcfg = switched
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)

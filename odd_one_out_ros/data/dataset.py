@@ -19,6 +19,7 @@ import torch
 
 from ..fileio import read_rgb
 from ..geometry import Box3D, PinholeCamera, Rigid
+from .hull import voxel_hull
 from .scene_meta import SceneFormatError, SceneMeta, read_scene_meta
 
 
@@ -33,6 +34,14 @@ class DatasetConfig:
     shift: float = 0.05
     """xy shift drawn from +- this (m); the reference code uses 0.2 m on its 3.84 m grid"""
     flip: bool = True
+    occupancy_grid: tuple | None = None
+    """(shape (X, Y, Z), voxel_size, origin (x, y, z)) of a voxel grid: items then carry "occupancy" (Z, Y, X),
+    the fraction of each voxel inside the objects' visual hull from all views of the scene (data/hull.py)"""
+    hull_mask_size: int = 256
+    """the hull is carved from the object masks reduced so their longer side has at most this many pixels (a
+    reduced pixel is object when any of its pixels is: the hull stays a superset)"""
+    hull_dilate_px: int = 1
+    """object masks grow by this many pixels first (anti-aliased silhouettes, rounding)"""
 
 
 def scene_dirs(root: str | Path, split: str | None = None) -> list[Path]:
@@ -94,13 +103,15 @@ class SceneDataset(torch.utils.data.Dataset):
     """Items are dicts of tensors:
     images (V, 3, S, S) in [0, 1], K (V, 3, 3) for S x S, T_cw (V, 4, 4), masks (V, 1, S, S) (union of the
     objects), with V = n_input + n_target (inputs first); boxes (N, 7) [cx, cy, cz, sx, sy, sz, yaw];
-    labels (N,) 1 = anomalous; plus "scene" (folder) and "anomaly_types" (list of str).
+    labels (N,) 1 = anomalous; plus "scene" (folder) and "anomaly_types" (list of str); with
+    cfg.occupancy_grid also "occupancy" (Z, Y, X) in [0, 1].
     """
 
     def __init__(self, dirs: list[Path], cfg: DatasetConfig | None = None, seed: int = 0):
         self.dirs, self.cfg, self.seed = [Path(d) for d in dirs], cfg or DatasetConfig(), seed
         self.epoch = 0
         self._meta: dict[int, SceneMeta] = {}
+        self._hull_masks: dict[int, list[np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.dirs)
@@ -113,6 +124,37 @@ class SceneDataset(torch.utils.data.Dataset):
         if i not in self._meta:
             self._meta[i] = read_scene_meta(self.dirs[i])
         return self._meta[i]
+
+    def hull_masks(self, i: int) -> list[np.ndarray]:
+        """Union object masks of every view of scene i, at most hull_mask_size (cached: <= 64 KB per view)."""
+        if i not in self._hull_masks:
+            meta, n = self.meta(i), self.cfg.hull_mask_size
+            out = []
+            for v, cam in enumerate(meta.cameras):
+                mask = np.zeros((cam.height, cam.width), bool)
+                for o in meta.objects:
+                    mask |= read_mask(meta.mask_path(o, v), mask.shape)
+                if self.cfg.hull_dilate_px > 0:
+                    k = 2 * self.cfg.hull_dilate_px + 1
+                    mask = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
+                scale = min(1.0, n / max(cam.width, cam.height))
+                size = (max(1, round(cam.width * scale)), max(1, round(cam.height * scale)))
+                out.append(cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0)
+            self._hull_masks[i] = out
+        return self._hull_masks[i]
+
+    def occupancy(self, i: int, theta: float, shift: np.ndarray, flip: bool) -> np.ndarray:
+        """Visual-hull occupancy (Z, Y, X) of scene i on cfg.occupancy_grid in the augmented world frame."""
+        shape, s, origin = self.cfg.occupancy_grid
+        axes = [np.arange(n) * s + o + s / 2 for n, o in zip(shape, origin)]
+        zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
+        pts = np.stack([xx, yy, zz], -1)  # augmented world
+        c, sn = np.cos(theta), np.sin(theta)
+        q = pts - np.array([shift[0], shift[1], 0.0])
+        orig = np.stack([c * q[..., 0] + sn * q[..., 1], -sn * q[..., 0] + c * q[..., 1], q[..., 2]], -1)
+        if flip:
+            orig[..., 1] *= -1
+        return voxel_hull(orig, s, self.meta(i).cameras, self.hull_masks(i))
 
     def __getitem__(self, i: int) -> dict:
         cfg = self.cfg
@@ -142,14 +184,19 @@ class SceneDataset(torch.utils.data.Dataset):
             masks.append(cv2.resize(mask.astype(np.float32), (S, S), interpolation=cv2.INTER_AREA))
             cams.append(cam.resized(S, S))
         boxes = [o.box for o in meta.objects]
+        flip, theta, shift = False, 0.0, np.zeros(2)
         if cfg.augment:
             flip = cfg.flip and rng.random() < 0.5
             theta = np.radians(rng.uniform(-cfg.rotation_deg, cfg.rotation_deg))
-            cams, boxes = augment_world(cams, boxes, theta, rng.uniform(-cfg.shift, cfg.shift, 2), flip)
+            shift = rng.uniform(-cfg.shift, cfg.shift, 2)
+            cams, boxes = augment_world(cams, boxes, theta, shift, flip)
             if flip:
                 images = [np.ascontiguousarray(im[:, ::-1]) for im in images]
                 masks = [np.ascontiguousarray(m[:, ::-1]) for m in masks]
-        return {
+        extra = {}
+        if cfg.occupancy_grid is not None:
+            extra["occupancy"] = torch.from_numpy(self.occupancy(i, theta, shift, flip))
+        return {**extra,
             "images": torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255),
             "K": torch.tensor(np.stack([c.K for c in cams]), dtype=torch.float32),
             "T_cw": torch.tensor(np.stack([c.T_cw.as_matrix() for c in cams]), dtype=torch.float32),

@@ -1,4 +1,5 @@
-"""Losses: image + mask reconstruction (Eq. 3), feature cosine (Eq. 4), weighted BCE (Eq. 8)."""
+"""Losses: image + mask reconstruction (Eq. 3), feature cosine (Eq. 4), weighted BCE (Eq. 8), and the voxel
+occupancy BCE against the visual hull (our addition, docs/training.md)."""
 from __future__ import annotations
 
 import torch
@@ -23,6 +24,16 @@ def feature_loss(rendered: torch.Tensor, teacher: torch.Tensor, mask: torch.Tens
     cos = F.cosine_similarity(rendered, teacher, dim=2, eps=1e-6)  # (B, V, h, w)
     w = mask[:, :, 0]
     return ((1 - cos) * w).sum() / w.sum().clamp(min=1.0)
+
+
+def occupancy_loss(density: torch.Tensor, target: torch.Tensor, voxel_size: float) -> torch.Tensor:
+    """BCE between voxel opacity 1 - exp(-sigma * voxel_size) and a target occupancy in [0, 1] (visual hull).
+
+    density (B, 1, Z, Y, X) in 1/m, target (B, Z, Y, X); log terms written in sigma for stability.
+    """
+    x = (density[:, 0] * voxel_size).clamp(min=1e-6)
+    log_occ = torch.log(-torch.expm1(-x))  # log(1 - exp(-x))
+    return -(target * log_occ - (1 - target) * x).mean()
 
 
 def weighted_bce(logits: torch.Tensor, labels: torch.Tensor, w_anomalous: float = 0.7,

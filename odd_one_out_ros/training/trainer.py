@@ -26,7 +26,7 @@ from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
 from ..geometry import Box3D, iou_matrix
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import ModelConfig
-from ..model.losses import feature_loss, image_loss, weighted_bce
+from ..model.losses import feature_loss, image_loss, occupancy_loss, weighted_bce
 from ..model.matcher import boxes_to_tensor
 from ..model.network import OddOneOutNet
 from ..model.teacher import FeaturePCA, TeacherCache, build_teacher
@@ -50,6 +50,9 @@ class TrainConfig:
     """mask loss weight (Eq. 3)"""
     lambda_f: float = 1.0
     """feature distillation weight (Eq. 4)"""
+    lambda_occ: float = 10.0
+    """weight of the voxel occupancy BCE against the visual hull of all views' object masks (not in the
+    paper: a direct 3D target that makes the density, and so the boxes, converge in a CPU budget; 0 = off)"""
     lambda_r_stage2: float = 0.1
     """reconstruction weight in stage 2 (reference code: 0.1)"""
     match_iou: float = 0.25
@@ -107,7 +110,9 @@ class StepLoss(torch.nn.Module):
             f = m.render.feature_size
             mask_f = F.interpolate(masks[0, n_in:], size=(f, f), mode="area")[None]
             terms["feature"] = feature_loss(out["feat"], target, mask_f)
-        recon = terms["image"] + cfg.lambda_f * terms.get("feature", 0.0)
+        if cfg.lambda_occ > 0:
+            terms["occupancy"] = occupancy_loss(vol["density"], item["occupancy"][None].to(dev), net.grid.voxel_size)
+        recon = terms["image"] + cfg.lambda_f * terms.get("feature", 0.0) + cfg.lambda_occ * terms.get("occupancy", 0.0)
         if cfg.stage == 1:
             terms["total"] = recon
             return terms
@@ -123,7 +128,7 @@ class StepLoss(torch.nn.Module):
 
 
 class Trainer:
-    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: str | Path, out: str | Path,
+    def __init__(self, model_cfg: ModelConfig, train_cfg: TrainConfig, data: str | Path | list, out: str | Path,
                  device: str = "cpu", init: str | None = None, resume: bool = False):
         self.mcfg, self.cfg = model_cfg, train_cfg
         self.device = torch.device(device)
@@ -137,7 +142,14 @@ class Trainer:
         if init:
             blob = read_checkpoint(init)
             state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
-            self.net.load_state_dict(state, strict=True)
+            if blob["config"].variant != model_cfg.variant:  # another ablation's stage 1: all but the matcher
+                state = {k: v for k, v in state.items() if not k.startswith("matcher.")}
+                missing, unexpected = self.net.load_state_dict(state, strict=False)
+                if unexpected or any(not k.startswith("matcher.") for k in missing):
+                    raise ValueError(f"{init}: does not fit variant {model_cfg.variant} (missing {missing[:3]}, "
+                                     f"unexpected {unexpected[:3]})")
+            else:
+                self.net.load_state_dict(state, strict=True)
             self.pca_state = blob.get("teacher_pca")
         self.stage_params()
         backbone = [p for p in self.net.encoder.backbone.parameters() if p.requires_grad]
@@ -149,11 +161,14 @@ class Trainer:
         self.model = StepLoss(self.net, train_cfg, self.device)
         if self.world > 1:  # DDP wraps the loss module: its forward is the whole differentiable step
             self.model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
-        dirs = scene_dirs(data, self.cfg.split)
+        roots = list(data) if isinstance(data, (list, tuple)) else [data]
+        dirs = [d for root in roots for d in scene_dirs(root, self.cfg.split)]
         if not dirs:
             raise ValueError(f"{data}: no scenes in split {self.cfg.split!r}")
-        self.dataset = SceneDataset(dirs, DatasetConfig(n_input=self.cfg.n_input, n_target=self.cfg.n_target,
-                                                        image_size=model_cfg.image_size), seed=self.cfg.seed)
+        g = self.net.grid
+        self.dataset = SceneDataset(dirs, DatasetConfig(
+            n_input=self.cfg.n_input, n_target=self.cfg.n_target, image_size=model_cfg.image_size,
+            occupancy_grid=(g.shape, g.voxel_size, g.origin) if self.cfg.lambda_occ > 0 else None), seed=self.cfg.seed)
         self.teacher = None
         self.pca = None
         if model_cfg.distill:
@@ -168,7 +183,7 @@ class Trainer:
         elif self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(
-                {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "data": str(data),
+                {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "data": [str(r) for r in roots],
                  "init": init, "world_size": self.world}, indent=1))
 
     @property
@@ -219,7 +234,8 @@ class Trainer:
         cfg = self.cfg
         self.net.train()
         log_path = self.out / "log.csv"
-        fields = ["step", "epoch", "stage", "total", "image", "feature", "bce", "predicted_match", "lr", "seconds"]
+        fields = ["step", "epoch", "stage", "total", "image", "feature", "bce", "predicted_match", "lr", "seconds",
+                  "occupancy"]
         if self.rank == 0 and not log_path.exists():
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(fields)
@@ -257,7 +273,8 @@ class Trainer:
                         csv.writer(f).writerow([self.step, self.epoch, cfg.stage] +
                                                [f"{sums[k]:.6f}" if k in sums else "" for k in fields[3:8]] +
                                                [f"{self.opt.param_groups[1]['lr']:.3g}",
-                                                f"{time.perf_counter() - t0:.2f}"])
+                                                f"{time.perf_counter() - t0:.2f}",
+                                                f"{sums['occupancy']:.6f}" if "occupancy" in sums else ""])
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix(loss=f"{sums['total']:.4f}")
