@@ -170,8 +170,9 @@ def test_tune_box_threshold_picks_a_threshold_below_the_objects_occupancy(data):
             return torch.tensor(occ.reshape(1, 1, *fv.shape[2:]), dtype=torch.float32) * sigma
 
     net.density_head = Blobs()
-    best, table = tune_box_threshold(net, metas, views=2, candidates=(0.1, 0.2, 0.5))
-    assert best == 0.1 and table[0.1]["recall"] > 50 and table[0.5]["recall"] == 0
+    best, soft, table = tune_box_threshold(net, metas, views=2, candidates=(0.1, 0.2, 0.5))
+    assert (best, soft) == (0.1, False) and table[(0.1, False)]["recall"] > 50 and table[(0.5, False)]["recall"] == 0
+    assert table[(0.1, True)]["recall"] < table[(0.1, False)]["recall"]  # 15 % opacity: soft heights shrink to 15 %
 
 
 def test_resume_after_a_crash_drops_log_rows_past_the_checkpoint(data, tmp_path):

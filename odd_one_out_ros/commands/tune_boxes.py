@@ -1,4 +1,4 @@
-"""`odd-one-out tune-boxes`: set a checkpoint's box threshold to the one with the best box recall on a split."""
+"""`odd-one-out tune-boxes`: set a checkpoint's box threshold (and soft height) to the best box recall on a split."""
 from __future__ import annotations
 
 import argparse
@@ -27,14 +27,15 @@ def run(args) -> int:
     except (CheckpointError, ValueError) as e:
         print(f"odd-one-out tune-boxes: {e}", file=sys.stderr)
         return 2
-    best, table = tune_box_threshold(net, [read_scene_meta(d) for d in dirs], args.views)
-    for c, row in table.items():
-        print(f"occupancy > {c:.2f}: box recall@0.5 {row['recall']:.1f} %, {row['extra_boxes']} extra boxes"
-              f"{'  <- chosen' if c == best else ''}")
+    best, soft, table = tune_box_threshold(net, [read_scene_meta(d) for d in dirs], args.views)
+    for (c, sh), row in table.items():
+        print(f"occupancy > {c:.2f}{', soft height' if sh else ''}: box recall@0.5 {row['recall']:.1f} %, "
+              f"{row['extra_boxes']} extra boxes{'  <- chosen' if (c, sh) == (best, soft) else ''}")
     net.cfg.boxes.occupancy_threshold = best
+    net.cfg.boxes.soft_height = soft
     extra = {k: v for k, v in blob.items() if k not in ("format", "config", "model", "meta")}
     meta = {**blob.get("meta", {}), "box_threshold_tuned_on": f"{args.data} {args.split} ({len(dirs)} scenes)",
-            "box_recall_by_threshold": {str(k): v for k, v in table.items()}}
+            "box_recall_by_threshold": {f"{c}{' soft' if sh else ''}": v for (c, sh), v in table.items()}}
     save_checkpoint(args.out, net, meta=meta, half=args.half, **extra)
-    print(f"wrote {args.out} (occupancy threshold {best})")
+    print(f"wrote {args.out} (occupancy threshold {best}, soft height {'on' if soft else 'off'})")
     return 0

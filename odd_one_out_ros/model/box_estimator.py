@@ -7,7 +7,8 @@ No knowledge of the object count. Rules (BoxConfig):
 3. clusters with fewer than min_voxels voxels, or whose largest extent is below min_extent_voxels
    voxels, are dropped;
 4. each remaining cluster gets the minimum-area rectangle of its voxel centres seen from above
-   (cv2.minAreaRect), grown to the cluster's footprint area (see _yaw_box), and its z range;
+   (cv2.minAreaRect), grown to the cluster's footprint area (see _yaw_box), and its z range (with
+   soft_height, shrunk to the largest opacity-weighted column height);
 5. at most max_objects boxes are kept, the clusters with the most voxels.
 Returned boxes are sorted by centre (x, then y) so the order does not depend on DBSCAN labels.
 """
@@ -29,8 +30,8 @@ def occupancy(density: np.ndarray, voxel_size: float) -> np.ndarray:
 
 def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list[Box3D]:
     """density (Z, Y, X) in 1/m -> list of Box3D (possibly empty)."""
-    occ = occupancy(density, grid.voxel_size) > cfg.occupancy_threshold
-    idx = np.argwhere(occ)  # (P, 3) as (z, y, x)
+    opacity = occupancy(density, grid.voxel_size)
+    idx = np.argwhere(opacity > cfg.occupancy_threshold)  # (P, 3) as (z, y, x)
     if len(idx) == 0:
         return []
     s = grid.voxel_size
@@ -42,12 +43,24 @@ def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list
         if len(pts) < cfg.min_voxels:
             continue
         box = _yaw_box(pts, s)
+        if cfg.soft_height:
+            box = _soft_height(box, idx[labels == label], opacity, s)
         if box.size.max() < cfg.min_extent_voxels * s:
             continue
         clusters.append((len(pts), box))
     clusters.sort(key=lambda c: -c[0])
     boxes = [b for _, b in clusters[:cfg.max_objects]]
     return sorted(boxes, key=lambda b: (round(b.center[0], 6), round(b.center[1], 6)))
+
+
+def _soft_height(box: Box3D, idx: np.ndarray, opacity: np.ndarray, s: float) -> Box3D:
+    """Shrink box's height to the largest column sum of opacity x s over the cluster's voxels idx (P, 3) (z, y, x),
+    keeping its bottom."""
+    cols, inverse = np.unique(idx[:, 1:], axis=0, return_inverse=True)
+    heights = np.bincount(inverse.ravel(), weights=opacity[tuple(idx.T)] * s, minlength=len(cols))
+    h = float(min(box.size[2], heights.max()))
+    bottom = box.center[2] - box.size[2] / 2
+    return Box3D([box.center[0], box.center[1], bottom + h / 2], [box.size[0], box.size[1], h], box.yaw)
 
 
 def _yaw_box(pts: np.ndarray, s: float) -> Box3D:

@@ -78,6 +78,10 @@ class BoxConfig:
     """clusters whose largest box extent is below this many voxels are dropped"""
     max_objects: int = 15
     """at most this many boxes (the largest clusters) are kept"""
+    soft_height: bool = False
+    """box height = the largest opacity-weighted column height of the cluster (sum of opacity x voxel edge over
+    its voxels in one (x, y) column), when that is below the voxel-rounded height: objects thinner than a voxel
+    (plates, keys) get their height instead of a whole voxel; the box keeps its bottom"""
 
 
 @dataclass

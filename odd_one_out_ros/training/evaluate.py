@@ -114,10 +114,11 @@ def evaluate(results: list[SceneResult]) -> dict:
 THRESHOLDS = (0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 
 
-def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = THRESHOLDS
-                       ) -> tuple[float, dict]:
-    """The occupancy threshold of the box estimator that maximises box recall at IoU 0.5 (ties: fewer
-    false boxes) on `scenes` (SceneMeta list, e.g. training scenes). Returns (threshold, recall per candidate)."""
+def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = THRESHOLDS,
+                       soft_heights: tuple[bool, ...] = (False, True)) -> tuple[float, bool, dict]:
+    """The occupancy threshold and soft_height setting of the box estimator that maximise box recall at IoU 0.5
+    (ties: fewer false boxes) on `scenes` (SceneMeta list, e.g. training scenes).
+    Returns (threshold, soft_height, {(threshold, soft_height): {"recall", "extra_boxes"}})."""
     import dataclasses
 
     import torch
@@ -132,8 +133,8 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
                                             next(net.parameters()).device)
             vols.append((meta, net.build_volume(images, K, T)["density"][0, 0].float().cpu().numpy()))
     table = {}
-    for c in candidates:
-        bcfg = dataclasses.replace(net.cfg.boxes, occupancy_threshold=c)
+    for c, soft in ((c, soft) for c in candidates for soft in soft_heights):
+        bcfg = dataclasses.replace(net.cfg.boxes, occupancy_threshold=c, soft_height=soft)
         hits = extra = n = 0
         for meta, dens in vols:
             pred = estimate_boxes(dens, net.grid, bcfg)
@@ -142,6 +143,6 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
             hits += int((M.max(axis=1, initial=0) > 0.5).sum())
             extra += max(0, len(pred) - len(gt))
             n += len(gt)
-        table[c] = {"recall": 100 * hits / max(n, 1), "extra_boxes": extra}
-    best = max(candidates, key=lambda c: (table[c]["recall"], -table[c]["extra_boxes"]))
-    return best, table
+        table[(c, soft)] = {"recall": 100 * hits / max(n, 1), "extra_boxes": extra}
+    best = max(table, key=lambda k: (table[k]["recall"], -table[k]["extra_boxes"]))
+    return best[0], best[1], table
