@@ -2,7 +2,7 @@
 # Ablation A / B / C / full with one training budget (README "Ablation"; docs/training.md).
 # Stage 1 is shared where the variants do not differ in it: A and B start stage 2 from one stage 1
 # without feature distillation (run as B), C and full from one with it (run as full). Each pair runs as two
-# 1-thread processes side by side (2 cores). Every step is resumable: rerun the script to continue.
+# 1-thread processes side by side (2 cores). Every run is resumable: rerun the script to continue.
 #   data:  odd-one-out generate --kind toys  --scenes 700 --out data/toys  --seed 0 --workers 2
 #          odd-one-out generate --kind parts --scenes 100 --out data/parts --seed 1 --workers 2
 #   usage: scripts/ablation.sh [RUN_DIR]    (STEPS1, STEPS2, VIEWS, EVAL_LIMIT override the budget)
@@ -10,8 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BIN:-.venv/bin}
 R=${1:-runs/ablation}
-STEPS1=${STEPS1:-1000}
-STEPS2=${STEPS2:-400}
+STEPS1=${STEPS1:-500}
+STEPS2=${STEPS2:-200}
 VIEWS=${VIEWS:-4,3}
 EVAL_LIMIT=${EVAL_LIMIT:-60}
 DATA=(--data data/toys --data data/parts)
@@ -34,10 +34,20 @@ tune() {  # in out
     > "$2.log" 2>&1
 }
 
-train B "$R/s1_plain" 1 "$STEPS1" & train full "$R/s1_distill" 1 "$STEPS1" & wait
-tune "$R/s1_plain/stage1.pt" "$R/s1_plain/stage1_tuned.pt" & tune "$R/s1_distill/stage1.pt" "$R/s1_distill/stage1_tuned.pt" & wait
-train A "$R/A" 2 "$STEPS2" "$R/s1_plain/stage1_tuned.pt" & train B "$R/B" 2 "$STEPS2" "$R/s1_plain/stage1_tuned.pt" & wait
-train C "$R/C" 2 "$STEPS2" "$R/s1_distill/stage1_tuned.pt" & train full "$R/full" 2 "$STEPS2" "$R/s1_distill/stage1_tuned.pt" & wait
+wait_for() { while [ ! -f "$1" ]; do sleep 20; done; }
+
+# two lanes of one core each; the distilling runs are about twice as slow (feature rendering), so lane 1 also
+# takes C's stage 2 once the distilled stage 1 exists
+(train B "$R/s1_plain" 1 "$STEPS1"
+ tune "$R/s1_plain/stage1.pt" "$R/s1_plain/stage1_tuned.pt"
+ train A "$R/A" 2 "$STEPS2" "$R/s1_plain/stage1_tuned.pt"
+ train B "$R/B" 2 "$STEPS2" "$R/s1_plain/stage1_tuned.pt"
+ wait_for "$R/s1_distill/stage1_tuned.pt"
+ train C "$R/C" 2 "$STEPS2" "$R/s1_distill/stage1_tuned.pt") &
+(train full "$R/s1_distill" 1 "$STEPS1"
+ tune "$R/s1_distill/stage1.pt" "$R/s1_distill/stage1_tuned.pt"
+ train full "$R/full" 2 "$STEPS2" "$R/s1_distill/stage1_tuned.pt") &
+wait
 
 evaluate() {  # variant
   local v=$1

@@ -7,8 +7,9 @@ No knowledge of the object count. Rules (BoxConfig):
 3. clusters with fewer than min_voxels voxels, or whose largest extent is below min_extent_voxels
    voxels, are dropped;
 4. each remaining cluster gets the minimum-area rectangle of its voxel centres seen from above
-   (cv2.minAreaRect), grown to the cluster's footprint area (see _yaw_box), and its z range (with
-   soft_height, shrunk to the largest opacity-weighted column height);
+   (cv2.minAreaRect), grown to the cluster's footprint area (see _yaw_box), and its z range, cut at the
+   support plane z = 0 (floor_cut) and, with soft_height, shrunk to the largest opacity-weighted column
+   height;
 5. at most max_objects boxes are kept, the clusters with the most voxels.
 Returned boxes are sorted by centre (x, then y) so the order does not depend on DBSCAN labels.
 """
@@ -43,6 +44,10 @@ def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list
         if len(pts) < cfg.min_voxels:
             continue
         box = _yaw_box(pts, s)
+        if cfg.floor_cut:
+            box = _cut_at_floor(box)
+            if box is None:
+                continue
         if cfg.soft_height:
             box = _soft_height(box, idx[labels == label], opacity, s)
         if box.size.max() < cfg.min_extent_voxels * s:
@@ -51,6 +56,16 @@ def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list
     clusters.sort(key=lambda c: -c[0])
     boxes = [b for _, b in clusters[:cfg.max_objects]]
     return sorted(boxes, key=lambda b: (round(b.center[0], 6), round(b.center[1], 6)))
+
+
+def _cut_at_floor(box: Box3D) -> Box3D | None:
+    """The part of box above z = 0 (None when nothing is)."""
+    bottom, top = box.center[2] - box.size[2] / 2, box.center[2] + box.size[2] / 2
+    if top <= 0:
+        return None
+    if bottom >= 0:
+        return box
+    return Box3D([box.center[0], box.center[1], top / 2], [box.size[0], box.size[1], top], box.yaw)
 
 
 def _soft_height(box: Box3D, idx: np.ndarray, opacity: np.ndarray, s: float) -> Box3D:

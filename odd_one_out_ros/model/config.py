@@ -78,6 +78,8 @@ class BoxConfig:
     """clusters whose largest box extent is below this many voxels are dropped"""
     max_objects: int = 15
     """at most this many boxes (the largest clusters) are kept"""
+    floor_cut: bool = True
+    """objects rest on the support plane z = 0 (docs/frames.md): box bottoms below it are cut to it"""
     soft_height: bool = False
     """box height = the largest opacity-weighted column height of the cluster (sum of opacity x voxel edge over
     its voxels in one (x, y) column), when that is below the voxel-rounded height: objects thinner than a voxel
