@@ -111,7 +111,7 @@ class SceneDataset(torch.utils.data.Dataset):
         self.dirs, self.cfg, self.seed = [Path(d) for d in dirs], cfg or DatasetConfig(), seed
         self.epoch = 0
         self._meta: dict[int, SceneMeta] = {}
-        self._hull_masks: dict[int, list[np.ndarray]] = {}
+        self._hull_masks: dict[int, list[tuple[np.ndarray, tuple[int, int]]]] = {}  # bit-packed, with shapes
 
     def __len__(self) -> int:
         return len(self.dirs)
@@ -126,7 +126,8 @@ class SceneDataset(torch.utils.data.Dataset):
         return self._meta[i]
 
     def hull_masks(self, i: int) -> list[np.ndarray]:
-        """Union object masks of every view of scene i, at most hull_mask_size (cached: <= 64 KB per view)."""
+        """Union object masks of every view of scene i, at most hull_mask_size (cached bit-packed: 8 KB per
+        256 x 256 view)."""
         if i not in self._hull_masks:
             meta, n = self.meta(i), self.cfg.hull_mask_size
             out = []
@@ -139,9 +140,10 @@ class SceneDataset(torch.utils.data.Dataset):
                     mask = cv2.dilate(mask.astype(np.uint8), np.ones((k, k), np.uint8)) > 0
                 scale = min(1.0, n / max(cam.width, cam.height))
                 size = (max(1, round(cam.width * scale)), max(1, round(cam.height * scale)))
-                out.append(cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0)
+                small = cv2.resize(mask.astype(np.float32), size, interpolation=cv2.INTER_AREA) > 0
+                out.append((np.packbits(small), small.shape))
             self._hull_masks[i] = out
-        return self._hull_masks[i]
+        return [np.unpackbits(bits, count=h * w).reshape(h, w).astype(bool) for bits, (h, w) in self._hull_masks[i]]
 
     def occupancy(self, i: int, theta: float, shift: np.ndarray, flip: bool) -> np.ndarray:
         """Visual-hull occupancy (Z, Y, X) of scene i on cfg.occupancy_grid in the augmented world frame."""
