@@ -115,9 +115,11 @@ THRESHOLDS = (0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 
 
 def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = THRESHOLDS,
-                       soft_heights: tuple[bool, ...] = (False, True)) -> tuple[float, bool, dict]:
-    """The occupancy threshold and soft_height setting of the box estimator that maximise box recall at IoU 0.5
-    (ties: fewer false boxes) on `scenes` (SceneMeta list, e.g. training scenes).
+                       soft_heights: tuple[bool, ...] = (False, True), tolerance: float = 2.0
+                       ) -> tuple[float, bool, dict]:
+    """The occupancy threshold and soft_height setting of the box estimator for `scenes` (SceneMeta list, e.g.
+    training scenes): of the settings within `tolerance` points of the best box recall at IoU 0.5, the one with
+    the fewest extra boxes (more boxes than objects: false detections), then the highest recall.
     Returns (threshold, soft_height, {(threshold, soft_height): {"recall", "extra_boxes"}})."""
     import dataclasses
 
@@ -144,5 +146,7 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
             extra += max(0, len(pred) - len(gt))
             n += len(gt)
         table[(c, soft)] = {"recall": 100 * hits / max(n, 1), "extra_boxes": extra}
-    best = max(table, key=lambda k: (table[k]["recall"], -table[k]["extra_boxes"]))
+    top = max(row["recall"] for row in table.values())
+    best = min((k for k in table if table[k]["recall"] >= top - tolerance),
+               key=lambda k: (table[k]["extra_boxes"], -table[k]["recall"]))
     return best[0], best[1], table
