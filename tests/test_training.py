@@ -91,6 +91,22 @@ def test_ablations_share_stage_one_and_several_data_roots(data, tmp_path):
     assert r.returncode == 2 and "A with B, C with full" in r.stderr
 
 
+def test_stage_two_from_a_tuned_checkpoint_resumes_with_its_config(data, tmp_path):
+    """Stage 2 keeps the init checkpoint's config (a tuned box threshold) and --resume continues with it."""
+    from odd_one_out_ros.model.checkpoint import load_checkpoint, save_checkpoint
+
+    run = tmp_path / "run"
+    train("--data", str(data), "--out", str(run), "--steps", "1")
+    net, _ = load_checkpoint(run / "stage1.pt")
+    net.cfg.boxes.occupancy_threshold = 0.123
+    save_checkpoint(run / "tuned.pt", net)
+    train("--data", str(data), "--out", str(run), "--stage", "2", "--init", str(run / "tuned.pt"), "--steps", "1",
+          "--checkpoint-every", "1")
+    train("--data", str(data), "--out", str(run), "--stage", "2", "--resume", "--steps", "2")
+    assert read_checkpoint(run / "stage2.pt")["config"].boxes.occupancy_threshold == 0.123
+    assert [r["step"] for r in rows(run) if r["stage"] == "2"] == ["1", "2"]
+
+
 def test_reconstruction_loss_goes_down(data, tmp_path):
     run = tmp_path / "overfit"
     one = tmp_path / "one"

@@ -60,21 +60,26 @@ def run(args) -> int:
                       teacher=args.teacher, teacher_weights=args.teacher_weights, split=args.split,
                       threads=args.threads, lambda_occ=args.lambda_occ)
     mcfg = preset(args.config, args.variant)
-    if init and not args.resume:  # continue with the initial checkpoint's config (e.g. a tuned box threshold)
+    last = out / f"last_stage{args.stage}.pt"
+    source = str(last) if args.resume and last.is_file() else init if init and not args.resume else None
+    if source:  # continue with that checkpoint's config (e.g. a box threshold tuned before stage 2)
         from ..model.checkpoint import read_checkpoint
 
         try:
-            mcfg = read_checkpoint(init)["config"]
+            mcfg = read_checkpoint(source)["config"]
         except CheckpointError as e:
             print(f"odd-one-out train: {e}", file=sys.stderr)
             return 2
         if mcfg.name != args.config:
-            print(f"odd-one-out train: {init} is a {mcfg.name} model, not {args.config}", file=sys.stderr)
+            print(f"odd-one-out train: {source} is a {mcfg.name} model, not {args.config}", file=sys.stderr)
+            return 2
+        if mcfg.variant != args.variant and source == str(last):
+            print(f"odd-one-out train: {source} is variant {mcfg.variant}, not {args.variant}", file=sys.stderr)
             return 2
         if mcfg.variant != args.variant:  # ablations share stage 1: A with B, C with full (the matcher starts anew)
             switched = dataclasses.replace(mcfg, variant=args.variant)
             if switched.distill != mcfg.distill:
-                print(f"odd-one-out train: {init} is variant {mcfg.variant}; variant {args.variant} can start from "
+                print(f"odd-one-out train: {source} is variant {mcfg.variant}; variant {args.variant} can start from "
                       f"it only when both distil or both do not (A with B, C with full)", file=sys.stderr)
                 return 2
             mcfg = switched
