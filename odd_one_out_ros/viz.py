@@ -7,9 +7,6 @@ import numpy as np
 from .geometry import Box3D, PinholeCamera
 
 RED, GREEN, WHITE = (230, 40, 40), (40, 200, 60), (255, 255, 255)
-# edges of Box3D.corners(): bottom face, top face, verticals
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
-
 
 def draw_box(image: np.ndarray, cam: PinholeCamera, box: Box3D, color=GREEN, text: str = "",
              thickness: int = 1) -> np.ndarray:
@@ -18,7 +15,7 @@ def draw_box(image: np.ndarray, cam: PinholeCamera, box: Box3D, color=GREEN, tex
     Edges with an end behind the camera are skipped.
     """
     uv, z = cam.project(box.corners())
-    for a, b in _EDGES:
+    for a, b in Box3D.EDGES:
         if z[a] > 0 and z[b] > 0:
             cv2.line(image, tuple(np.round(uv[a]).astype(int)), tuple(np.round(uv[b]).astype(int)), color,
                      thickness, cv2.LINE_AA)

@@ -120,7 +120,9 @@ def run(args) -> int:
 
         def _check_done():
             r = got.get("report")
-            if r and "truth" in got and any(abs(stamp_seconds(m) - r["stamp"]) < 1e-6 for m in got.get("overlays", [])):
+            same = [m for m in got.get("overlays", []) if r and abs(stamp_seconds(m) - r["stamp"]) < 1e-6]
+            if same and "truth" in got:
+                got["overlay"] = same[0]
                 done.set()
 
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -145,9 +147,7 @@ def run(args) -> int:
         rclpy.try_shutdown()
     if not ok:
         return _err(f"no inspection within {args.timeout} s (received: {sorted(got) or 'nothing'})", 1)
-    report = got["report"]
-    overlay = next(m for m in got["overlays"] if abs(stamp_seconds(m) - report["stamp"]) < 1e-6)
-    return _write_and_print(out, report, got["truth"], image_to_rgb(overlay), untrained, args,
+    return _write_and_print(out, got["report"], got["truth"], image_to_rgb(got["overlay"]), untrained, args,
                             {"setup_s": setup_s, "first_inspection_s": wait_s, "total_s": time.monotonic() - t0})
 
 

@@ -9,7 +9,6 @@ the detector uses (ros/conversions.py::posed_view), the model is the recorded ch
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -41,6 +40,7 @@ def run(args) -> int:
 
     from ..inspection.audit import BagFormatError, find_view_bags, read_view_bag
     from ..inspection.report import build_report, compare_objects, validate_report
+    from ..model.checkpoint import file_sha256
     from ..ros.conversions import posed_view
 
     try:
@@ -80,7 +80,7 @@ def run(args) -> int:
                 return _err(str(e))
         inspector = inspectors[ck]
         inspector.threshold = report["threshold"]
-        sha = hashlib.sha256(Path(ck).read_bytes()).hexdigest()
+        sha = file_sha256(ck)
         changed = bool(model.get("sha256")) and sha != model["sha256"]
         result = inspector.inspect(views)
         again = build_report(inspection_id=report["inspection_id"], stamp=report["stamp"],

@@ -20,22 +20,24 @@ def hull_occupancy(points: np.ndarray, cameras: list[PinholeCamera], masks: list
     if len(cameras) != len(masks):
         raise ValueError(f"{len(cameras)} cameras but {len(masks)} masks")
     pts = np.asarray(points, dtype=np.float64)
-    inside = np.ones(len(pts), bool)
+    alive = np.arange(len(pts))  # points no view has carved away yet: each view tests only these
     seen = np.zeros(len(pts), np.int32)
     for cam, mask in zip(cameras, masks):
-        pc = pts @ cam.T_cw.R.T + cam.T_cw.t
+        pc = pts[alive] @ cam.T_cw.R.T + cam.T_cw.t
         z = pc[:, 2]
         front = z > 1e-6
-        uv = np.full((len(pts), 2), -1.0)
+        uv = np.full((len(pc), 2), -1.0)
         uv[front] = (pc[front, :2] / z[front, None]) @ cam.K[:2, :2].T + cam.K[:2, 2]
         h, w = mask.shape
         u = np.floor((uv[:, 0] + 0.5) * w / cam.width).astype(np.int64)
         v = np.floor((uv[:, 1] + 0.5) * h / cam.height).astype(np.int64)
         vis = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
-        seen += vis
-        hit = np.zeros(len(pts), bool)
+        seen[alive] += vis
+        hit = np.zeros(len(pc), bool)
         hit[vis] = mask[v[vis], u[vis]]
-        inside &= hit | ~vis
+        alive = alive[hit | ~vis]
+    inside = np.zeros(len(pts), bool)
+    inside[alive] = True
     return inside & (seen >= min_views)
 
 

@@ -66,6 +66,9 @@ class Box3D:
         """(3, 3) box-to-world rotation."""
         return yaw_to_matrix(self.yaw)
 
+    EDGES = ((0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7))
+    """the 12 edges as index pairs into corners()"""
+
     def corners(self) -> np.ndarray:
         """(8, 3) corners: bottom face counter-clockwise (seen from +z) then the top face."""
         return (_CORNER_SIGNS * (self.size / 2)) @ self.rotation.T + self.center
@@ -120,3 +123,20 @@ def iou_matrix(boxes_a: list[Box3D], boxes_b: list[Box3D]) -> np.ndarray:
         for j, b in enumerate(boxes_b):
             out[i, j] = iou_3d(a, b)
     return out
+
+
+def greedy_match(iou: np.ndarray, min_iou: float, strict: bool = False) -> list[int]:
+    """One-to-one matching of rows to columns of an IoU matrix (R, C), highest IoU first, keeping pairs with
+    IoU >= min_iou (> min_iou when strict). Returns for each row its column, or -1."""
+    iou = np.asarray(iou, dtype=np.float64)  # (R, C); C may be 0
+    match = [-1] * iou.shape[0]
+    used: set[int] = set()
+    ok = iou > min_iou if strict else iou >= min_iou
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        r, c = divmod(int(flat), iou.shape[1])
+        if not ok[r, c]:
+            break
+        if match[r] == -1 and c not in used:
+            match[r] = c
+            used.add(c)
+    return match

@@ -130,13 +130,3 @@ class DropQueue:
         """The oldest item, or raises queue.Empty after `timeout` seconds."""
         return self._q.get(timeout=timeout)
 
-    def clear(self) -> None:
-        with self._lock:
-            while True:
-                try:
-                    self._q.get_nowait()
-                except queue.Empty:
-                    return
-
-    def qsize(self) -> int:
-        return self._q.qsize()

@@ -54,10 +54,6 @@ class PoseResolver:
             board = load_board(board_file)
         return PoseResolver(source, rig, board, max_error_px, min_tags)
 
-    @property
-    def needs_pose_topic(self) -> bool:
-        return self.source == "topic"
-
     def check_cameras(self, cameras: list[str]) -> None:
         if self.source == "static":
             missing = [c for c in cameras if c not in self.rig]

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..geometry import Box3D, iou_matrix
+from ..geometry import Box3D, greedy_match, iou_matrix
 
 SCHEMA = "odd_one_out_ros/detections/1"
 LABELS = ("normal", "anomalous")
@@ -128,13 +128,5 @@ def match_to_truth(truth: list[Box3D], detected: list[Box3D], min_iou: float = 0
     Returns (for each truth box the index of its detection or None, indices of unmatched detections).
     """
     iou = iou_matrix(truth, detected) if truth and detected else np.zeros((len(truth), len(detected)))
-    match: list[int | None] = [None] * len(truth)
-    used: set[int] = set()
-    for flat in np.argsort(-iou, axis=None):
-        t, d = divmod(int(flat), max(len(detected), 1))
-        if iou[t, d] < min_iou:
-            break
-        if match[t] is None and d not in used:
-            match[t] = d
-            used.add(d)
-    return match, [d for d in range(len(detected)) if d not in used]
+    match = greedy_match(iou, min_iou)
+    return [m if m >= 0 else None for m in match], [d for d in range(len(detected)) if d not in match]

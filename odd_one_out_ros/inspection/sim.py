@@ -54,15 +54,12 @@ class SimConfig:
                              f"image_size={self.image_size}")
 
 
-def _intrinsics(size: int) -> np.ndarray:
-    f = 0.8333 * size
-    return np.array([[f, 0, size / 2 - 0.5], [0, f, size / 2 - 0.5], [0, 0, 1]])
-
-
 def _camera_at(azimuth_deg: float, cfg: SimConfig) -> PinholeCamera:
     az, el = np.radians(azimuth_deg), np.radians(cfg.elevation_deg)
     eye = np.array(LOOK_AT) + cfg.distance * np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
-    return PinholeCamera(_intrinsics(cfg.image_size), cfg.image_size, cfg.image_size, look_at(eye, LOOK_AT))
+    from ..synth.scene import square_intrinsics
+
+    return PinholeCamera(square_intrinsics(cfg.image_size), cfg.image_size, cfg.image_size, look_at(eye, LOOK_AT))
 
 
 def fixed_cameras(cfg: SimConfig) -> list[PinholeCamera]:

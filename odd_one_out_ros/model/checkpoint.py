@@ -6,6 +6,7 @@ unpickled beyond tensors and primitive containers.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import zipfile
@@ -71,3 +72,8 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
         first = str(e).splitlines()[0]
         raise CheckpointError(f"{path}: weights do not fit the {cfg.name} config ({first} ...)") from None
     return net.to(device).eval(), blob
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a checkpoint file (recorded in reports, compared by replay)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -11,7 +11,6 @@ Topics, parameters, the JSON schema and the audit trail: docs/ros.md. Frames: do
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -25,7 +24,6 @@ from typing import Callable
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import PoseArray, PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -53,7 +51,8 @@ from .conversions import (
     rigid_to_pose,
     stamp_seconds,
 )
-from .node_main import run_node  # noqa: I001  (first: sets the ROS environment before rclpy loads)
+from .node_main import param_desc as _desc  # noqa: I001  (first: sets the ROS environment before rclpy loads)
+from .node_main import run_node
 from .outputs import anomaly_poses, diagnostic_status, markers_for
 
 MODES = ("rig", "moving")
@@ -63,17 +62,6 @@ LOG_EVERY_S = 30.0  # repeated failures of one kind and camera are logged at mos
 ONCE_KINDS = ("encoding",)  # ... or only once
 WARN_WINDOW_S = 10.0  # /diagnostics says WARN while views were dropped or unusable this recently
 INFO_GRACE_S = 2.0  # images without CameraInfo in a camera's first seconds are dropped without a complaint
-
-
-def _desc(text: str, lo=None, hi=None, choices: tuple = ()) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text, read_only=True)
-    if choices:
-        d.additional_constraints = "one of: " + ", ".join(choices)
-    if isinstance(lo, int) and isinstance(hi, int):
-        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
-    elif lo is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
-    return d
 
 
 def _choice(name: str, value: str, choices: tuple) -> str:
@@ -270,7 +258,7 @@ class DetectorNode(Node):
             raise ValueError(f"checkpoint {path}: no such file.{hint}")
         import torch
 
-        from ..model.checkpoint import load_checkpoint
+        from ..model.checkpoint import file_sha256, load_checkpoint
         from ..model.inference import Inspector
 
         if device.startswith("cuda") and not torch.cuda.is_available():
@@ -278,7 +266,7 @@ class DetectorNode(Node):
         net, blob = load_checkpoint(path, device)  # CheckpointError (a ValueError) names the file
         inspector = Inspector(net, device, None if threshold < 0 else threshold)
         meta = blob.get("meta") or {}
-        info = {"checkpoint": str(path.resolve()), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        info = {"checkpoint": str(path.resolve()), "sha256": file_sha256(path),
                 "config": net.cfg.name, "variant": net.cfg.variant, "untrained": bool(meta.get("untrained", False))}
         if info["untrained"]:
             self.get_logger().warning(f"checkpoint {path} is an UNTRAINED network: it finds no objects and its "
@@ -297,9 +285,6 @@ class DetectorNode(Node):
                 self._logged[key] = now
         if log:
             self.get_logger().error(f"{camera}: {message}")
-
-    def _failure_count(self, kind: str) -> int:
-        return sum(self._failures.get(kind, {}).values())
 
     # ---------------------------------------------------------------------- callbacks (cheap)
     def _on_info(self, cam: str, msg: CameraInfo) -> None:

@@ -19,7 +19,6 @@ from ..geometry import Box3D
 __all__ = ["yaw_pose", "markers_for", "anomaly_poses", "diagnostic_status", "COLOURS"]
 
 COLOURS = {"anomalous": (0.9, 0.15, 0.15), "normal": (0.15, 0.8, 0.25)}
-_EDGES = [(0, 1), (1, 2), (2, 3), (3, 0), (4, 5), (5, 6), (6, 7), (7, 4), (0, 4), (1, 5), (2, 6), (3, 7)]
 
 
 def yaw_pose(center, yaw: float) -> Pose:
@@ -54,7 +53,7 @@ def markers_for(objects: list[dict], header: Header) -> MarkerArray:
         edges.color = _colour(o["label"], 1.0)
         corners = box.corners()
         edges.points = [Point(x=float(corners[i][0]), y=float(corners[i][1]), z=float(corners[i][2]))
-                        for e in _EDGES for i in e]
+                        for e in Box3D.EDGES for i in e]
         text = Marker(header=header, ns="labels", id=int(o["id"]), type=Marker.TEXT_VIEW_FACING, action=Marker.ADD)
         text.pose = yaw_pose(box.center + [0.0, 0.0, box.size[2] / 2 + 0.03], 0.0)
         text.scale.z = 0.03  # text height (m)

@@ -15,7 +15,6 @@ import json
 import sys
 
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -24,16 +23,8 @@ from std_msgs.msg import String
 from ..geometry import CameraCalibration
 from ..inspection.sim import SimConfig, SimRig
 from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
-from .node_main import run_node  # noqa: I001  (first: sets the ROS environment before rclpy loads)
-
-
-def _desc(text: str, lo=None, hi=None) -> ParameterDescriptor:
-    d = ParameterDescriptor(description=text, read_only=True)
-    if isinstance(lo, int) and isinstance(hi, int):
-        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
-    elif lo is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
-    return d
+from .node_main import param_desc as _desc  # noqa: I001  (first: sets the ROS environment before rclpy loads)
+from .node_main import run_node
 
 
 class SimRigNode(Node):

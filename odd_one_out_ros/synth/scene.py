@@ -224,9 +224,14 @@ def anomaly_visible_px(normal: SceneObject, anomalous: SceneObject, cameras: lis
 
 
 # ----------------------------------------------------------------------------- the scene
+def square_intrinsics(size: int, focal: float = GeneratorConfig.focal) -> np.ndarray:
+    """K (3, 3) of a size x size camera with focal length focal x size, principal point at the image centre."""
+    return np.array([[focal * size, 0, size / 2 - 0.5], [0, focal * size, size / 2 - 0.5], [0, 0, 1]])
+
+
 def make_cameras(cfg: GeneratorConfig, rng: np.random.Generator) -> list[PinholeCamera]:
     S = cfg.size
-    K = np.array([[cfg.focal * S, 0, S / 2 - 0.5], [0, cfg.focal * S, S / 2 - 0.5], [0, 0, 1]])
+    K = square_intrinsics(S, cfg.focal)
     az0 = rng.uniform(0, 2 * np.pi)
     cams = []
     for i in range(cfg.views):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ..geometry import Box3D, iou_matrix
+from ..geometry import Box3D, greedy_match, iou_matrix
 
 
 @dataclass
@@ -36,14 +36,7 @@ class SceneResult:
     def __post_init__(self):
         M = iou_matrix(self.gt_boxes, self.pred_boxes) if self.pred_boxes else np.zeros((len(self.gt_boxes), 0))
         self.best = [int(np.argmax(r)) if len(r) else -1 for r in M]
-        self.matches = [-1] * len(self.gt_boxes)
-        used = set()
-        pairs = sorted(((M[i, j], i, j) for i in range(M.shape[0]) for j in range(M.shape[1]) if M[i, j] > 0.5),
-                       reverse=True)
-        for _, i, j in pairs:
-            if self.matches[i] == -1 and j not in used:
-                self.matches[i] = j
-                used.add(j)
+        self.matches = greedy_match(M, 0.5, strict=True)
 
 
 def _auc(labels, scores) -> float | None:
