@@ -1,4 +1,5 @@
-"""`odd-one-out bench`: latency and peak memory of one inspection, and sparse vs vanilla attention."""
+"""`odd-one-out bench`: latency and peak memory of one inspection, and sparse vs vanilla attention;
+with --train, milliseconds per training step (stage 1 and 2) against a same-run ResNet-18 reference."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +18,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repeat", type=int, default=5, help="timed runs after 2 warm-up runs (default 5)")
     p.add_argument("--attention", default="3,6,12", help="object counts for the attention comparison ('' = skip)")
     p.add_argument("--json", help="write the results to this file")
+    p.add_argument("--train", action="store_true",
+                   help="time training steps instead (stage 1 and 2, one scene per step, the shipped recipe's "
+                        "settings, one thread unless --threads) and a ResNet-18 forward + backward over five "
+                        "256 x 256 images in the same run")
+    p.add_argument("--data", help="with --train: dataset root or scene folder (default: the shipped sample scene)")
+    p.add_argument("--train-views", default="4,3", help="with --train: input,target views (default 4,3)")
+    p.add_argument("--rays", type=int, help="with --train: RGB rays per target view (default: TrainConfig's)")
+    p.add_argument("--feature-rays", type=int,
+                   help="with --train: feature rays per target view (default: TrainConfig's)")
+    p.add_argument("--backbone", choices=["frozen", "trained"],
+                   help="with --train: the 2D backbone frozen (cached) or trained (default: TrainConfig's, frozen)")
 
 
 def run(args) -> int:
@@ -28,6 +40,8 @@ def run(args) -> int:
     from ..model.config import preset
     from ..model.network import OddOneOutNet
 
+    if args.train:
+        return run_train(args)
     if not 1 <= args.views <= 64 or not 1 <= args.objects <= 64:
         print("odd-one-out bench: --views and --objects must be in 1..64", file=sys.stderr)
         return 2
@@ -57,4 +71,55 @@ def run(args) -> int:
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+def run_train(args) -> int:
+    import torch
+
+    from ..model.bench import bench_train
+
+    try:
+        views = tuple(int(v) for v in args.train_views.split(","))
+        assert len(views) == 2 and min(views) >= 1
+    except (ValueError, AssertionError):
+        print("odd-one-out bench: --train-views must be two positive integers, e.g. 4,3", file=sys.stderr)
+        return 2
+    if args.checkpoint:
+        print("odd-one-out bench: --train uses random weights; --checkpoint does not apply", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads or 1)
+    overrides = {k: v for k, v in (("rays", args.rays), ("feature_rays", args.feature_rays)) if v is not None}
+    if args.backbone:
+        overrides["freeze_backbone"] = args.backbone == "frozen"
+    try:
+        from threadpoolctl import threadpool_limits  # numpy's BLAS too (the visual hull): one thread
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        import contextlib
+
+        def threadpool_limits(_):
+            return contextlib.nullcontext()
+    try:
+        with threadpool_limits(args.threads or 1):
+            r = bench_train(args.config, args.data, views, max(1, args.repeat), args.device, overrides)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"odd-one-out bench: {e}", file=sys.stderr)
+        return 2
+    t = r["train"]
+    print(f"{r['config']} ({r['variant']}) training on {r['device']}, {r['threads']} thread(s), views {views[0]},"
+          f"{views[1]}, grid {'x'.join(map(str, r['grid']))}, rays {t['rays']} / feature rays {t['feature_rays']} "
+          f"per target view, backbone {'frozen (cached)' if t['freeze_backbone'] else 'trained'}")
+    print(f"  reference (ResNet-18 fwd + bwd, 5 x 256 x 256): {r['reference_ms']:.0f} ms CPU "
+          f"({r['wall']['reference_ms']:.0f} ms wall)")
+    for stage in ("stage1", "stage2"):
+        b = r["breakdown_ms"][stage]
+        parts = r["forward_parts_ms"][stage]
+        print(f"  {stage}: {r['train_step_ms'][stage]:.0f} ms CPU per step = {r['ratio_to_reference'][stage]:.2f} x "
+              f"reference (wall {r['wall']['train_step_ms'][stage]:.0f} ms = "
+              f"{r['wall']['ratio_to_reference'][stage]:.2f} x); " + ", ".join(f"{k} {v:.0f}" for k, v in b.items()))
+        print("    forward parts (profiled): " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()))
+    print(f"  teacher, once per image (cache miss): {r['teacher_cold']['ms_per_image']:.0f} ms")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(r, indent=2))
     return 0

@@ -110,3 +110,133 @@ def bench_attention(cfg: ModelConfig, objects: list[int], device="cpu", repeat: 
             row[n] = 1000 * statistics.median(_timed(lambda: matcher(z, feats), device, 1, repeat))
         results["sparse" if variant == "full" else "vanilla"] = row
     return results
+
+
+FORWARD_PARTS = ("encoder", "backproject", "unet3d", "heads", "render", "boxes", "classify")
+"""record_function scopes of OddOneOutNet's forward, reported by bench_train"""
+
+
+def reference_step(device="cpu"):
+    """The same-run speed reference: a function that runs a torchvision ResNet-18 (random weights, train mode)
+    forward + backward over five 256 x 256 images."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).to(device).train()
+    x = torch.rand(5, 3, 256, 256, device=device)
+
+    def once():
+        net.zero_grad(set_to_none=True)
+        net(x).sum().backward()
+        _sync(device)
+
+    return once
+
+
+def bench_train(config: str = "cpu", data=None, views: tuple[int, int] = (4, 3), repeat: int = 3, device="cpu",
+                train_overrides: dict | None = None, workdir=None) -> dict:
+    """Milliseconds per training step (one scene per step, the current torch thread count) of stage 1 and stage 2
+    with the TrainConfig defaults (the shipped recipe: `--views 4,3`, occupancy loss, the offline teacher), random
+    weights (ImageNet backbone), on `data` (default: the shipped sample scene), and the same-run reference
+    (`reference_ms`), measured interleaved: each round times one reference run, one stage 1 step and one stage 2
+    step. The teacher cache is warm (a warm-up pass over the same items first): teacher features are computed
+    once per image, so in training they are almost always cached; their one-off cost per image is reported
+    separately. Breakdown per stage: data (loading the views, masks and the visual hull), teacher (cached
+    lookup), forward, backward, optimizer (medians), and the forward's parts from one profiled step."""
+    import dataclasses
+    import tempfile
+    from pathlib import Path
+
+    from ..resources import SAMPLE_SCENE
+    from ..training.trainer import TrainConfig, Trainer
+    from .config import preset
+
+    data = str(data or SAMPLE_SCENE)
+    overrides = dict(train_overrides or {})
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(workdir or tmp)
+        trainers = {}
+        for stage in (1, 2):
+            tc = TrainConfig(stage=stage, n_input=views[0], n_target=views[1], split="", warmup_steps=0, **overrides)
+            torch.manual_seed(0)
+            trainers[stage] = Trainer(preset(config), tc, data, work / f"stage{stage}", device)
+            trainers[stage].net.train()
+        n_items = len(trainers[1].dataset)
+        rounds = [(r % n_items, r) for r in range(repeat)]  # (item, epoch): other views and augmentation each round
+
+        def step(stage, item, epoch, timings=None):
+            """(wall ms, CPU ms) of one step; timings gets the CPU seconds per phase."""
+            tr = trainers[stage]
+            tr.epoch = epoch
+            tr.dataset.set_epoch(epoch)
+            t, c = time.perf_counter(), time.process_time()
+            tr.run_step([item], timings, time.process_time)
+            _sync(device)
+            return 1000 * (time.perf_counter() - t), 1000 * (time.process_time() - c)
+
+        teacher = trainers[1].teacher
+        reference = reference_step(device)
+        reference()  # warm-up
+        t_cold = time.perf_counter()
+        for item, epoch in rounds:  # warm-up: fills the teacher caches with these items' images
+            for stage in (1, 2):
+                step(stage, item, epoch)
+        cold_images = teacher.computed if teacher is not None else 0
+        cold_ms = 1000 * (time.perf_counter() - t_cold)
+        ref = {"wall": [], "cpu": []}
+        steps = {s: {"wall": [], "cpu": []} for s in (1, 2)}
+        parts = {1: [], 2: []}
+        for item, epoch in rounds:
+            t, c = time.perf_counter(), time.process_time()
+            reference()
+            ref["wall"].append(1000 * (time.perf_counter() - t))
+            ref["cpu"].append(1000 * (time.process_time() - c))
+            for stage in (1, 2):
+                timings: dict[str, float] = {}
+                w, c = step(stage, item, epoch, timings)
+                steps[stage]["wall"].append(w)
+                steps[stage]["cpu"].append(c)
+                parts[stage].append(timings)
+        forward_parts = {}
+        from torch.profiler import profile
+
+        for stage in (1, 2):
+            item, epoch = rounds[0]
+            with profile() as prof:
+                step(stage, item, epoch)
+            totals = {e.key: e.cpu_time_total / 1000 for e in prof.key_averages() if e.key in FORWARD_PARTS}
+            forward_parts[f"stage{stage}"] = {k: totals[k] for k in FORWARD_PARTS if k in totals}
+        tc = trainers[1].cfg
+        med = {k: statistics.median(v) for k, v in ref.items()}
+        result = {
+            "config": config, "variant": trainers[1].mcfg.variant, "device": str(device),
+            "threads": torch.get_num_threads(), "data": data, "views": list(views),
+            "grid": list(trainers[1].mcfg.grid.shape),
+            "train": {k: v for k, v in dataclasses.asdict(tc).items()
+                      if k in ("rays", "feature_rays", "freeze_backbone", "lambda_occ", "teacher", "batch_size")},
+            "clock": "cpu: CPU seconds of this process (what a step costs; robust to other processes on a shared "
+                     "machine); wall: elapsed time",
+            "train_step_ms": {f"stage{s}": statistics.median(steps[s]["cpu"]) for s in (1, 2)},
+            "reference_ms": med["cpu"],
+            "ratio_to_reference": {f"stage{s}": statistics.median(steps[s]["cpu"]) / med["cpu"] for s in (1, 2)},
+            "wall": {"train_step_ms": {f"stage{s}": statistics.median(steps[s]["wall"]) for s in (1, 2)},
+                     "reference_ms": med["wall"],
+                     "ratio_to_reference": {f"stage{s}": statistics.median(steps[s]["wall"]) / med["wall"]
+                                            for s in (1, 2)}},
+            "all_ms": {"reference": ref, **{f"stage{s}": steps[s] for s in (1, 2)}},
+            "reference": "torchvision ResNet-18 forward + backward, 5 x 3 x 256 x 256, same thread count",
+            "breakdown_ms": {f"stage{s}": {k: 1000 * statistics.median(p[k] for p in parts[s]) for k in parts[s][0]}
+                             for s in (1, 2)},
+            "forward_parts_ms": forward_parts,
+            "teacher_cold": {"images": cold_images,
+                             "ms_per_image": _teacher_ms(teacher) if teacher is not None else 0.0},
+            "warmup_ms": cold_ms,
+        }
+    return result
+
+
+def _teacher_ms(cache, repeat: int = 3) -> float:
+    """ms of one teacher forward on one 256 x 256 image (what a cache miss costs, once per image)."""
+    x = torch.rand(1, 3, 256, 256, device=cache.device)
+    with torch.no_grad():
+        return statistics.median(1000 * t for t in _timed(lambda: cache.teacher(x), cache.device, 1, repeat))

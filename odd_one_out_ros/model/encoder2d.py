@@ -75,6 +75,7 @@ class FPNEncoder(nn.Module):
         if not keep or strides[keep[0]] != cfg.stride:
             raise ValueError(f"encoder stride must be one of {strides}, got {cfg.stride}")
         self.levels = keep
+        self.frozen_backbone = False
         self.fpn = FeaturePyramidNetwork([in_channels[i] for i in keep], cfg.fpn_channels)
         self.merge = nn.ModuleList(nn.Conv2d(cfg.fpn_channels, cfg.out_channels, 1) for _ in keep)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -106,6 +107,20 @@ class FPNEncoder(nn.Module):
                      if not k.startswith(("classifier.", "features.18.", "18."))}
             load_state_dict_by_order(self.backbone, state, str(path))
 
+    def freeze_backbone(self) -> "FPNEncoder":
+        """Fix the backbone: no gradients, batch norms in eval mode for good (train() keeps them there), so its
+        levels depend only on the image and can be cached (TrainConfig.freeze_backbone)."""
+        self.frozen_backbone = True
+        self.backbone.requires_grad_(False)
+        self.backbone.eval()
+        return self
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if getattr(self, "frozen_backbone", False):
+            self.backbone.eval()
+        return self
+
     def _levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         if self.cfg.name == "resnet50_fpn":
             b = self.backbone
@@ -122,14 +137,25 @@ class FPNEncoder(nn.Module):
             start = end + 1
         return outs
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = (images - self.mean) / self.std
-        levels = self._levels(x)
-        pyramid = self.fpn(OrderedDict((str(i), levels[i]) for i in self.levels))
-        H, W = images.shape[-2] // self.cfg.stride, images.shape[-1] // self.cfg.stride
+    def backbone_levels(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """images (N, 3, H, W) in [0, 1] -> the backbone levels the pyramid uses, finest (stride cfg.stride) first."""
+        levels = self._levels((images - self.mean) / self.std)
+        return [levels[i] for i in self.levels]
+
+    def head(self, levels: list[torch.Tensor], out_hw: tuple[int, int]) -> torch.Tensor:
+        """Pyramid + merge: backbone_levels(...) -> features (N, d, *out_hw)."""
+        pyramid = self.fpn(OrderedDict((str(i), lv) for i, lv in zip(self.levels, levels)))
+        H, W = out_hw
         out = 0
         for conv, feat in zip(self.merge, pyramid.values()):
             f = conv(feat)
             out = out + (f if f.shape[-2:] == (H, W) else F.interpolate(f, size=(H, W), mode="bilinear",
                                                                           align_corners=False))
         return out
+
+    def forward(self, images: torch.Tensor, levels: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """images (N, 3, H, W) -> (N, d, H / stride, W / stride); `levels`: backbone_levels(images) computed before
+        (e.g. cached for a frozen backbone), then only the pyramid runs."""
+        if levels is None:
+            levels = self.backbone_levels(images)
+        return self.head(levels, (images.shape[-2] // self.cfg.stride, images.shape[-1] // self.cfg.stride))

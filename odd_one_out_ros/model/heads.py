@@ -1,19 +1,38 @@
-"""Per-voxel heads on the refined volume F_v (1x1x1 convolutions): density, colour, projector beta."""
+"""Per-voxel heads on the refined volume F_v (1x1x1 convolutions): density, colour, projector beta.
+
+The 1x1x1 convolutions are `PointwiseConv3d` (nn.Conv3d parameters, computed as matrix products over
+channels-last voxels); outputs are (B, C, Z, Y, X) tensors with channels-last strides, which the
+renderer's feature integration reads in place.
+"""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .unet3d import PointwiseConv3d
 
-def mlp3d(c_in: int, c_hidden: int, c_out: int, layers: int) -> nn.Sequential:
+
+class PointwiseMLP(nn.Sequential):
+    """1x1x1 convolutions (`PointwiseConv3d`) with ReLUs between them, run as one chain of matrix products on
+    the channels-last voxels: (B, c_in, Z, Y, X) -> (B, c_out, Z, Y, X) (channels-last strides)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        cl = x.movedim(1, -1)  # (B, Z, Y, X, C)
+        y = cl.reshape(-1, cl.shape[-1])  # (voxels, C): 2D, so that the in-place ReLUs act on whole tensors
+        for m in self:
+            y = F.linear(y, m.weight.flatten(1), m.bias) if isinstance(m, PointwiseConv3d) else m(y)
+        return y.reshape(*cl.shape[:-1], -1).movedim(-1, 1)
+
+
+def mlp3d(c_in: int, c_hidden: int, c_out: int, layers: int) -> PointwiseMLP:
     """`layers` 1x1x1 convolutions with ReLU between them: (B, c_in, Z, Y, X) -> (B, c_out, Z, Y, X)."""
     mods, c = [], c_in
     for _ in range(layers - 1):
-        mods += [nn.Conv3d(c, c_hidden, 1), nn.ReLU(inplace=True)]
+        mods += [PointwiseConv3d(c, c_hidden), nn.ReLU(inplace=True)]
         c = c_hidden
-    mods.append(nn.Conv3d(c, c_out, 1))
-    return nn.Sequential(*mods)
+    mods.append(PointwiseConv3d(c, c_out))
+    return PointwiseMLP(*mods)
 
 
 class DensityHead(nn.Module):

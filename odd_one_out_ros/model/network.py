@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
+from torch.autograd.profiler import record_function
 
 from ..geometry import Box3D
 from .box_estimator import estimate_boxes
@@ -42,39 +43,53 @@ class OddOneOutNet(nn.Module):
         self.matcher = CrossInstanceMatcher(cfg, obj_channels)
 
     # ------------------------------------------------------------------ 3D scene volume
-    def build_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor) -> dict[str, torch.Tensor]:
+    def build_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
+                     levels: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4) ->
         fv (B, c, Z, Y, X), density (B, 1, ...), colour (B, 3, ...), seen (B, 1, ...) and, when distilling,
-        feat (B, d_f, ...)."""
+        feat (B, d_f, ...). levels: the 2D backbone's levels of the B*V images (encoder.backbone_levels, e.g.
+        cached for a frozen backbone), so that only the feature pyramid runs."""
         B, V, _, H, W = images.shape
-        feats = self.encoder(images.flatten(0, 1))  # (B*V, d, h, w)
+        with record_function("encoder"):
+            feats = self.encoder(images.flatten(0, 1), levels)  # (B*V, d, h, w)
         h, w = feats.shape[-2:]
         feats = feats.reshape(B, V, *feats.shape[1:])
         K_feat = scale_intrinsics(K, w / W, h / H)
-        volume, count = backproject(feats, K_feat, T_cw, self.grid)
-        seen = (count > 0).to(volume.dtype)
-        fv = self.unet(volume * seen, seen)
-        out = {"fv": fv, "density": self.density_head(fv), "colour": self.colour_head(fv), "seen": seen}
-        if self.projector is not None:
-            out["feat"] = self.projector(fv)
+        with record_function("backproject"):
+            volume, count = backproject(feats, K_feat, T_cw, self.grid)
+            seen = (count > 0).to(volume.dtype)
+        with record_function("unet3d"):
+            fv = self.unet(volume * seen, seen)
+        with record_function("heads"):
+            out = {"fv": fv, "density": self.density_head(fv), "colour": self.colour_head(fv), "seen": seen}
+            if self.projector is not None:
+                out["feat"] = self.projector(fv)
         return out
 
     def render(self, vol: dict, K: torch.Tensor, T_cw: torch.Tensor, image_hw: tuple[int, int],
-               stratified: bool = False) -> dict[str, torch.Tensor]:
+               stratified: bool = False, pixels: torch.Tensor | None = None,
+               feature_pixels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Render the volume at target cameras (K for image_hw images).
 
         Returns rgb (B, V, 3, r, r), opacity (B, V, 1, r, r), depth (B, V, 1, r, r) at r = render.rgb_size and,
         when distilling, feat (B, V, d_f, f, f) at f = render.feature_size, rendered with detached density.
+        pixels (B, V, P) long: render only these pixels of the r x r image (row-major indices v * r + u); rgb,
+        opacity and depth are then (B, V, C, P). feature_pixels (B, V, Pf): the same for the f x f features.
         """
+        with record_function("render"):
+            return self._render(vol, K, T_cw, image_hw, stratified, pixels, feature_pixels)
+
+    def _render(self, vol, K, T_cw, image_hw, stratified, pixels, feature_pixels):
         H, W = image_hw
         rc = self.cfg.render
         r = rc.rgb_size
-        out = self.renderer(vol["density"], vol["colour"], scale_intrinsics(K, r / W, r / H), T_cw, r, r, stratified)
+        out = self.renderer(vol["density"], vol["colour"], scale_intrinsics(K, r / W, r / H), T_cw, r, r, stratified,
+                            pixels=pixels)
         result = {"rgb": out["fields"], "opacity": out["opacity"], "depth": out["depth"]}
         if "feat" in vol:
             f = rc.feature_size
             fo = self.renderer(vol["density"], vol["feat"], scale_intrinsics(K, f / W, f / H), T_cw, f, f, stratified,
-                               detach_density=True)
+                               detach_density=True, pixels=feature_pixels)
             result["feat"] = fo["fields"]
         return result
 
@@ -82,8 +97,9 @@ class OddOneOutNet(nn.Module):
     @torch.no_grad()
     def estimate_boxes(self, vol: dict) -> list[list[Box3D]]:
         """Boxes per scene of the batch from the density volume (box estimator B)."""
-        dens = vol["density"][:, 0].float().cpu().numpy()
-        return [estimate_boxes(d, self.grid, self.cfg.boxes) for d in dens]
+        with record_function("boxes"):
+            dens = vol["density"][:, 0].float().cpu().numpy()
+            return [estimate_boxes(d, self.grid, self.cfg.boxes) for d in dens]
 
     def object_volumes(self, vol: dict, b: int, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scene b's objects: boxes (N, 7) -> z (N, c + 1 [+ d_f], r, r, r) and beta(z) tokens (N, r^3, d_f) or None."""
@@ -100,6 +116,10 @@ class OddOneOutNet(nn.Module):
 
     def classify(self, vol: dict, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
         """Anomaly logits per scene: boxes[b] (N_b, 7) -> logits (N_b,) (empty for no boxes)."""
+        with record_function("classify"):
+            return self._classify(vol, boxes)
+
+    def _classify(self, vol: dict, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
         logits = []
         for b, bx in enumerate(boxes):
             if bx.shape[0] == 0:

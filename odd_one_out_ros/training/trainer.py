@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -29,7 +30,7 @@ from ..model.config import ModelConfig
 from ..model.losses import feature_loss, image_loss, occupancy_loss, weighted_bce
 from ..model.matcher import boxes_to_tensor
 from ..model.network import OddOneOutNet
-from ..model.teacher import FeaturePCA, TeacherCache, build_teacher
+from ..model.teacher import FeatureCache, FeaturePCA, TeacherCache, build_teacher
 
 
 @dataclass
@@ -64,6 +65,18 @@ class TrainConfig:
     teacher_weights: str = ""
     split: str = "train"
     threads: int = 0
+    rays: int = 512
+    """RGB / mask rays rendered per target view and step: a random subset of the render.rgb_size^2 pixels
+    (uniform, without repetition), compared with the same pixels of the ground truth; the loss is an unbiased
+    estimate of the full-image loss (docs/training.md "Training speed"); 0 = every pixel (the paper)"""
+    feature_rays: int = 256
+    """feature rays per target view and step, drawn without repetition from the pixels of the
+    render.feature_size^2 map where the object mask is non-zero (the feature loss counts only those) and
+    weighted so the loss is an unbiased estimate of the full-image loss; 0 = every pixel (the paper)"""
+    freeze_backbone: bool = True
+    """keep the 2D backbone (ImageNet, or the --init checkpoint's) fixed and cache its levels per image
+    (RUN/backbone_cache, fp16; a mirrored image has its own entry); the feature pyramid, the 3D network and the
+    heads still train. False fine-tunes it at backbone_lr_scale, as the paper does (docs/model.md)"""
 
 
 def _rank() -> tuple[int, int]:
@@ -87,29 +100,86 @@ def match_boxes(pred: list[Box3D], gt: list[Box3D], min_iou: float, rng: np.rand
     return out
 
 
+def sample_pixels(n_pixels: int, n: int, views: int, rng: np.random.Generator) -> torch.Tensor:
+    """n of n_pixels pixel indices per view, uniform without repetition: (1, views, n) long (all, in order,
+    when n is 0 or >= n_pixels)."""
+    if n <= 0 or n >= n_pixels:
+        return torch.arange(n_pixels).expand(1, views, n_pixels).clone()
+    return torch.from_numpy(np.stack([rng.choice(n_pixels, n, replace=False) for _ in range(views)]))[None]
+
+
+def sample_object_pixels(mask: torch.Tensor, n: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pixels for a loss that counts only object pixels: mask (V, P) in [0, 1] -> idx (1, V, n) long and
+    weights (1, V, 1, n). Each view takes n of its pixels with mask > 0, uniformly without repetition, each
+    weighted by mask * (object pixels / n), so that sum(weights * x) is an unbiased estimate of sum(mask * x)
+    over all P pixels (exact when a view has at most n object pixels: then all of them, padded with other
+    pixels of weight 0)."""
+    V, P = mask.shape
+    idx, wts = np.zeros((V, n), np.int64), np.zeros((V, n), np.float32)
+    m = mask.detach().cpu().numpy()
+    for v in range(V):
+        pos = np.flatnonzero(m[v] > 0)
+        if len(pos) > n:
+            idx[v] = rng.choice(pos, n, replace=False)
+            wts[v] = m[v, idx[v]] * (len(pos) / n)
+        else:
+            rest = np.setdiff1d(np.arange(P), pos, assume_unique=True)
+            fill = rng.choice(rest, n - len(pos), replace=len(rest) < n - len(pos)) if n > len(pos) else rest[:0]
+            idx[v] = np.concatenate([pos, fill])
+            wts[v, :len(pos)] = m[v, pos]
+    return torch.from_numpy(idx)[None], torch.from_numpy(wts)[None, :, None]
+
+
+def _gather(maps: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """maps (B, V, C, h, w), idx (B, V, P) row-major pixel indices -> (B, V, C, P)."""
+    flat = maps.flatten(3)
+    return torch.gather(flat, 3, idx[:, :, None, :].expand(-1, -1, flat.shape[2], -1))
+
+
 class StepLoss(torch.nn.Module):
-    """forward(item, teacher_features, rng) -> loss terms of one scene (the whole differentiable step)."""
+    """forward(item, teacher_features, rng) -> loss terms of one scene (the whole differentiable step).
+
+    Renders cfg.rays random pixels of each target view (cfg.feature_rays object pixels for the features), or
+    every pixel when those are 0; the ground truth is compared at the same pixels of its render-resolution
+    version.
+    """
 
     def __init__(self, net: OddOneOutNet, cfg: TrainConfig, device: torch.device):
         super().__init__()
         self.net, self.cfg, self.device = net, cfg, device
 
-    def forward(self, item: dict, target: torch.Tensor | None, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def forward(self, item: dict, target: torch.Tensor | None, rng: np.random.Generator,
+                levels: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """item: a SceneDataset item; target (1, Vt, d_f, f, f) teacher features of the target views (or None);
+        levels: the frozen backbone's levels of the input views (or None: the encoder runs whole)."""
         cfg, m, net, dev = self.cfg, self.net.cfg, self.net, self.device
         n_in = cfg.n_input
         images, K, T = item["images"][None].to(dev), item["K"][None].to(dev), item["T_cw"][None].to(dev)
         masks = item["masks"][None].to(dev)
-        vol = net.build_volume(images[:, :n_in], K[:, :n_in], T[:, :n_in])
+        vol = net.build_volume(images[:, :n_in], K[:, :n_in], T[:, :n_in], levels)
         S = m.image_size
-        out = net.render(vol, K[:, n_in:], T[:, n_in:], (S, S), stratified=True)
-        r = m.render.rgb_size
-        gt_rgb = F.interpolate(images[0, n_in:], size=(r, r), mode="area")[None]
+        r, f = m.render.rgb_size, m.render.feature_size
+        Vt = images.shape[1] - n_in
+        gt_rgb = F.interpolate(images[0, n_in:], size=(r, r), mode="area")[None]  # (1, Vt, 3, r, r)
         gt_mask = F.interpolate(masks[0, n_in:], size=(r, r), mode="area")[None]
+        pixels = feat_pixels = feat_weights = None
+        if 0 < cfg.rays < r * r:
+            pixels = sample_pixels(r * r, cfg.rays, Vt, rng).to(dev)
+            gt_rgb, gt_mask = _gather(gt_rgb, pixels), _gather(gt_mask, pixels)
+        distil = net.projector is not None and target is not None
+        if distil:
+            mask_f = F.interpolate(masks[0, n_in:], size=(f, f), mode="area")[None]  # (1, Vt, 1, f, f)
+            if 0 < cfg.feature_rays < f * f:
+                feat_pixels, feat_weights = sample_object_pixels(mask_f[0, :, 0].flatten(1), cfg.feature_rays, rng)
+                feat_pixels, feat_weights = feat_pixels.to(dev), feat_weights.to(dev)
+                target = _gather(target, feat_pixels)
+            else:
+                feat_weights = mask_f
+        out = net.render(vol, K[:, n_in:], T[:, n_in:], (S, S), stratified=True, pixels=pixels,
+                         feature_pixels=feat_pixels)
         terms = {"image": image_loss(out["rgb"], out["opacity"], gt_rgb, gt_mask, cfg.lambda_sigma)}
-        if "feat" in out and target is not None:
-            f = m.render.feature_size
-            mask_f = F.interpolate(masks[0, n_in:], size=(f, f), mode="area")[None]
-            terms["feature"] = feature_loss(out["feat"], target, mask_f)
+        if distil:
+            terms["feature"] = feature_loss(out["feat"], target, feat_weights)
         if cfg.lambda_occ > 0:
             terms["occupancy"] = occupancy_loss(vol["density"], item["occupancy"][None].to(dev), net.grid.voxel_size)
         recon = terms["image"] + cfg.lambda_f * terms.get("feature", 0.0) + cfg.lambda_occ * terms.get("occupancy", 0.0)
@@ -151,6 +221,8 @@ class Trainer:
             else:
                 self.net.load_state_dict(state, strict=True)
             self.pca_state = blob.get("teacher_pca")
+        if self.cfg.freeze_backbone:
+            self.net.encoder.freeze_backbone()
         self.stage_params()
         backbone = [p for p in self.net.encoder.backbone.parameters() if p.requires_grad]
         ids = {id(p) for p in backbone}
@@ -185,6 +257,14 @@ class Trainer:
             (self.out / "config.json").write_text(json.dumps(
                 {"model": model_cfg.to_dict(), "train": dataclasses.asdict(train_cfg), "data": [str(r) for r in roots],
                  "init": init, "world_size": self.world}, indent=1))
+        self.backbone_cache = None
+        if self.cfg.freeze_backbone:
+            # entries belong to these backbone weights (after --init / --resume): other weights, another folder
+            enc = self.net.encoder
+            digest = hashlib.sha1(b"".join(v.detach().cpu().numpy().tobytes()
+                                           for v in enc.backbone.state_dict().values())).hexdigest()[:12]
+            self.backbone_cache = FeatureCache(enc.backbone_levels, f"backbone-{digest}",
+                                               self.out / "backbone_cache" / digest, self.device)
 
     @property
     def last_path(self) -> Path:
@@ -215,12 +295,51 @@ class Trainer:
             feats = F.interpolate(feats, size=(size, size), mode="bilinear", align_corners=False)
         return feats[None]
 
-    def losses(self, item: dict, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        m = self.mcfg
-        target = None
-        if m.distill:
-            target = self.teacher_targets(item, slice(self.cfg.n_input, None), m.render.feature_size)
-        return self.model(item, target, rng)
+    def backbone_levels(self, item: dict) -> list[torch.Tensor]:
+        """The frozen backbone's levels of the item's input views, from the cache: list of (n_input, C_l, h_l, w_l)."""
+        imgs = (item["images"][:self.cfg.n_input] * 255).round().byte().permute(0, 2, 3, 1).numpy()
+        per_image = [self.backbone_cache(np.ascontiguousarray(im)) for im in imgs]
+        return [torch.stack(lv).to(self.device) for lv in zip(*per_image)]
+
+    def run_step(self, indices: list[int], timings: dict[str, float] | None = None, clock=time.perf_counter
+                 ) -> dict[str, float]:
+        """One optimiser step on the dataset items `indices` (of the current epoch); returns the mean loss terms.
+        With `timings`, adds the seconds spent in data, teacher (and cached backbone levels), forward, backward and
+        optimizer to it, read from `clock` (e.g. time.process_time for CPU seconds)."""
+        cfg = self.cfg
+        for g, base in zip(self.opt.param_groups, self.base_lrs):
+            g["lr"] = base * self._lr_factor()
+        self.opt.zero_grad(set_to_none=True)
+        sums: dict[str, float] = {}
+        spent = dict.fromkeys(("data", "teacher", "forward", "backward", "optimizer"), 0.0)
+        for idx in indices:
+            t0 = clock()
+            item = self.dataset[idx]
+            t1 = clock()
+            rng = np.random.default_rng([cfg.seed, self.epoch, idx, 17])
+            target = None
+            if self.mcfg.distill:
+                target = self.teacher_targets(item, slice(cfg.n_input, None), self.mcfg.render.feature_size)
+            levels = self.backbone_levels(item) if self.backbone_cache is not None else None
+            t2 = clock()
+            terms = self.model(item, target, rng, levels)
+            t3 = clock()
+            (terms["total"] / len(indices)).backward()
+            t4 = clock()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(indices)
+            spent["data"] += t1 - t0
+            spent["teacher"] += t2 - t1
+            spent["forward"] += t3 - t2
+            spent["backward"] += t4 - t3
+        t5 = clock()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
+        self.opt.step()
+        spent["optimizer"] = clock() - t5
+        if timings is not None:
+            for k, v in spent.items():
+                timings[k] = timings.get(k, 0.0) + v
+        return sums
 
     # ------------------------------------------------------------------ loop
     def epoch_order(self, epoch: int) -> list[int]:
@@ -253,19 +372,7 @@ class Trainer:
                 if cfg.max_steps and self.step >= cfg.max_steps:
                     break
                 t0 = time.perf_counter()
-                for g, base in zip(self.opt.param_groups, self.base_lrs):
-                    g["lr"] = base * self._lr_factor()
-                self.opt.zero_grad(set_to_none=True)
-                sums: dict[str, float] = {}
-                for idx in batches[self.batch_in_epoch]:
-                    item = self.dataset[idx]
-                    rng = np.random.default_rng([cfg.seed, self.epoch, idx, 17])
-                    terms = self.losses(item, rng)
-                    (terms["total"] / len(batches[self.batch_in_epoch])).backward()
-                    for k, v in terms.items():
-                        sums[k] = sums.get(k, 0.0) + float(v.detach()) / len(batches[self.batch_in_epoch])
-                torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
-                self.opt.step()
+                sums = self.run_step(batches[self.batch_in_epoch])
                 self.step += 1
                 self.batch_in_epoch += 1
                 if self.rank == 0:
