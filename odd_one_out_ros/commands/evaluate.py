@@ -1,4 +1,5 @@
-"""`odd-one-out evaluate`: AUC / accuracy under the paper's and the reference code's protocols."""
+"""`odd-one-out evaluate`: AUC / accuracy under the paper's and the reference code's protocols, optionally beside
+a training-free baseline (`--baseline`) and on the ground-truth boxes (`--gt-boxes`)."""
 from __future__ import annotations
 
 import argparse
@@ -15,64 +16,98 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many scenes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--baseline", action="store_true",
+                   help="also score the same boxes with the training-free baseline (frozen features compared "
+                        "across the instances of each scene; docs/training.md)")
+    p.add_argument("--baseline-teacher", default="mobilenet_v2", choices=["mobilenet_v2", "dinov2_vits14"],
+                   help="frozen features of the baseline (default mobilenet_v2, offline)")
+    p.add_argument("--baseline-teacher-weights", default="", help="weights file for --baseline-teacher dinov2_vits14")
+    p.add_argument("--gt-boxes", action="store_true",
+                   help="score the ground-truth boxes instead of the model's (model and baseline): measures the "
+                        "scores alone (box recall is then 100)")
     p.add_argument("--json", required=True, help="write metrics and per-scene predictions here")
 
 
 def run(args) -> int:
     import os
+    import time
 
+    import numpy as np
     import torch
     from tqdm import tqdm
 
     from ..data.dataset import scene_dirs
     from ..data.scene_meta import SceneFormatError, read_scene_meta
     from ..model.checkpoint import CheckpointError
-    from ..model.inference import Inspector
-    from ..training.evaluate import SceneResult, evaluate
+    from ..model.inference import Inspector, views_to_tensors
+    from ..model.matcher import boxes_to_tensor
+    from ..training.evaluate import SceneResult, evaluate, format_table
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     try:
         inspector = Inspector.from_checkpoint(args.checkpoint, args.device)
         dirs = scene_dirs(args.data, args.split or None)
+        scorer = None
+        if args.baseline:
+            from ..model.teacher import build_teacher
+            from ..training.baseline import BaselineConfig, BaselineScorer
+
+            teacher = build_teacher(args.baseline_teacher, args.baseline_teacher_weights).to(args.device)
+            cfg = BaselineConfig() if args.baseline_teacher == "mobilenet_v2" else BaselineConfig(scales=(1.0,))
+            scorer = BaselineScorer(cfg, teacher)
     except (CheckpointError, ValueError) as e:
         print(f"odd-one-out evaluate: {e}", file=sys.stderr)
         return 2
+    net = inspector.net
     dirs = dirs[:args.limit] if args.limit else dirs
     splits = {}
     sp_file = Path(args.data) / "splits.json"
     if sp_file.is_file():
         splits = {n: k for k, v in json.loads(sp_file.read_text()).items() for n in v}
-    results, rows = [], []
+    results, base_results, rows = [], [], []
     for d in tqdm(dirs, unit="scene", desc="evaluate"):
         try:
             meta = read_scene_meta(d)
-            res = inspector.inspect(meta.posed_views(meta.even_views(args.views)))
+            views = meta.posed_views(meta.even_views(args.views))
         except SceneFormatError as e:
             print(f"odd-one-out evaluate: skipping {d}: {e}", file=sys.stderr)
             continue
-        r = SceneResult(d.name, meta.objects[0].category if meta.objects else "", splits.get(d.name, ""),
-                        [o.box for o in meta.objects], [int(o.anomalous) for o in meta.objects],
-                        [o.anomaly_type for o in meta.objects], [o.box for o in res.objects],
-                        [o.score for o in res.objects], inspector.threshold)
+        gt = [o.box for o in meta.objects]
+        t0 = time.perf_counter()
+        with torch.no_grad():  # Inspector.inspect, with the boxes optionally replaced by the ground truth
+            images, K, T = views_to_tensors(views, net.cfg.image_size, inspector.device)
+            vol = net.build_volume(images, K, T)
+            boxes = gt if args.gt_boxes else net.estimate_boxes(vol)[0]
+            logits = net.classify(vol, [boxes_to_tensor(boxes, inspector.device)])[0]
+            scores = [float(s) for s in torch.sigmoid(logits.float()).cpu().numpy()] if boxes else []
+        latency = time.perf_counter() - t0
+        common = (d.name, meta.objects[0].category if meta.objects else "", splits.get(d.name, ""), gt,
+                  [int(o.anomalous) for o in meta.objects], [o.anomaly_type for o in meta.objects], list(boxes))
+        r = SceneResult(*common, scores, inspector.threshold)
         results.append(r)
-        rows.append({"scene": d.name, "split": r.split, "category": r.category, "latency_s": res.latency_s,
-                     "gt": [{"name": o.name, "label": int(o.anomalous), "type": o.anomaly_type, **o.box.to_dict()}
-                            for o in meta.objects],
-                     "pred": [{"score": o.score, **o.box.to_dict()} for o in res.objects], "matches": r.matches})
+        pred = [{"score": s, **b.to_dict()} for s, b in zip(scores, boxes)]
+        row = {"scene": d.name, "split": r.split, "category": r.category, "latency_s": latency}
+        if scorer is not None:
+            raw, prob, b_latency = scorer(images[0], K[0], T[0], list(boxes))
+            base_results.append(SceneResult(*common, [float(p) for p in prob], scorer.cfg.threshold))
+            for p, s, q in zip(pred, raw, prob):
+                p["baseline_score"] = float(q)
+                p["baseline_raw"] = float(s)
+            row["baseline_latency_s"] = b_latency
+        row.update({"gt": [{"name": o.name, "label": int(o.anomalous), "type": o.anomaly_type, **o.box.to_dict()}
+                           for o in meta.objects], "pred": pred, "matches": r.matches})
+        rows.append(row)
     metrics = evaluate(results)
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, "views": args.views,
-              "metrics": metrics, "scenes": rows}
+              "boxes": "ground truth" if args.gt_boxes else "predicted", "metrics": metrics}
+    if scorer is not None:
+        report["baseline"] = evaluate(base_results)
+        report["baseline_config"] = {"teacher": args.baseline_teacher, **scorer.config_dict()}
+    report["scenes"] = rows
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
-    a = metrics["all"]
-
-    def f(x):
-        return "n/a" if x is None else f"{x:.2f}"
-    print(f"{a['scenes']} scenes, {a['objects']} objects ({a['anomalies']} anomalous): "
-          f"paper AUC {f(a['paper']['auc'])} acc {f(a['paper']['accuracy'])} | "
-          f"reference AUC {f(a['reference']['auc'])} acc {f(a['reference']['accuracy'])} | "
-          f"box recall@0.5 {f(a['box_recall_iou50'])}")
-    for k, v in metrics["by_split"].items():
-        print(f"  {k:<12} paper AUC {f(v['paper']['auc'])} acc {f(v['paper']['accuracy'])}, "
-              f"recall {f(v['box_recall_iou50'])} ({v['scenes']} scenes)")
+    print(format_table(metrics, report.get("baseline"), "ground-truth" if args.gt_boxes else "predicted"))
+    if rows and scorer is not None:
+        print(f"latency per scene: model {np.median([r['latency_s'] for r in rows]):.2f} s, baseline "
+              f"{np.median([r['baseline_latency_s'] for r in rows]):.2f} s (medians)")
     return 0

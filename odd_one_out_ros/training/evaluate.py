@@ -143,3 +143,35 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
     best = min((k for k in table if table[k]["recall"] >= top - tolerance),
                key=lambda k: (table[k]["extra_boxes"], -table[k]["recall"]))
     return best[0], best[1], table
+
+
+def format_table(metrics: dict, baseline: dict | None = None, boxes: str = "predicted") -> str:
+    """The evaluation table: the model's metrics and, when given, the baseline's beside them (same boxes)."""
+    def f(x):
+        return "  n/a" if x is None else f"{x:5.1f}"
+
+    def line(name, b):
+        return (f"  {name:<9} paper AUC {f(b['paper']['auc'])} acc {f(b['paper']['accuracy'])} | reference AUC "
+                f"{f(b['reference']['auc'])} acc {f(b['reference']['accuracy'])} | box recall@0.5 "
+                f"{f(b['box_recall_iou50'])}")
+    rows = [("model", metrics)] + ([("baseline", baseline)] if baseline is not None else [])
+    a = metrics["all"]
+    out = [f"{a['scenes']} scenes, {a['objects']} objects ({a['anomalies']} anomalous), {boxes} boxes"]
+    for name, m in rows:
+        out.append(line(name, m["all"]))
+    for k in metrics["by_split"]:
+        v = metrics["by_split"][k]
+        out.append(f"{k} ({v['scenes']} scenes, {v['objects']} objects, {v['anomalies']} anomalous)")
+        for name, m in rows:
+            out.append(line(name, m["by_split"][k]))
+    if metrics["by_anomaly_type"]:
+        head = "  model AUC, detected %" + ("   | baseline AUC, detected %" if baseline is not None else "")
+        out.append("by anomaly type (paper protocol, that type against all normal objects):")
+        out.append(f"  {'type':<16} {'count':>5}" + head)
+        for t, v in metrics["by_anomaly_type"].items():
+            s = f"  {t:<16} {v['count']:>5}        {f(v['auc'])}    {f(v['detected_as_anomalous'])}"
+            if baseline is not None:
+                w = baseline["by_anomaly_type"].get(t, {"auc": None, "detected_as_anomalous": None})
+                s += f"      |       {f(w['auc'])}    {f(w['detected_as_anomalous'])}"
+            out.append(s)
+    return "\n".join(out)

@@ -1,0 +1,143 @@
+"""The training-free baseline (training/baseline.py) and its place in `odd-one-out evaluate`."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from odd_one_out_ros.data.dataset import scene_dirs
+from odd_one_out_ros.data.scene_meta import read_scene_meta
+from odd_one_out_ros.geometry import Box3D
+from odd_one_out_ros.model.inference import views_to_tensors
+from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
+from odd_one_out_ros.synth.generate import generate
+from odd_one_out_ros.synth.scene import GeneratorConfig
+from odd_one_out_ros.training import baseline as B
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def clean_scene(tmp_path_factory):
+    """One generated scene of 5 normal toys, 8 views of 128 px."""
+    out = tmp_path_factory.mktemp("baseline_data")
+    generate(GeneratorConfig(kind="toys", views=8, size=128, objects=(5, 5), p_clean=1.0), 1, out, 905,
+             split="seen-test", progress=False)
+    return scene_dirs(out)[0]
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    torch.set_num_threads(1)
+    return B.default_extractor()
+
+
+def _views(meta, odd: int | None = None):
+    """The scene's views; with `odd`, that object's pixels get another material (inverted colours) in every
+    view, using the scene's segmentation masks."""
+    views = meta.posed_views(meta.even_views(5))
+    if odd is None:
+        return views
+    from odd_one_out_ros.views import PosedView
+
+    obj = meta.objects[odd]
+    out = []
+    for v in views:
+        img = v.image.copy()
+        mask = cv2.imread(str(meta.mask_path(obj, int(v.stamp))), cv2.IMREAD_GRAYSCALE) > 127
+        img[mask] = 255 - img[mask]
+        out.append(PosedView(img, v.camera, v.stamp, v.source))
+    return out
+
+
+def _scores(meta, views, extractor, cfg=None):
+    images, K, T = views_to_tensors(views, 128, "cpu")
+    return B.baseline_scores(images[0], K[0], T[0], [o.box for o in meta.objects], extractor, cfg)
+
+
+def test_an_object_of_another_material_scores_highest_and_deterministically(clean_scene, extractor):
+    meta = read_scene_meta(clean_scene)
+    assert len(meta.objects) == 5 and not any(o.anomalous for o in meta.objects)
+    for odd in (1, 3):
+        views = _views(meta, odd)
+        s = _scores(meta, views, extractor)
+        assert s.shape == (5,) and int(np.argmax(s)) == odd, s
+        others = np.delete(s, odd)
+        assert s[odd] > others.max() + 0.5 * (others.max() - others.min())
+        p = B.calibrate(s)
+        assert np.all((p >= 0) & (p <= 1)) and p[odd] > 0.5 and np.all(np.delete(p, odd) < 0.5)
+        assert np.array_equal(s, _scores(meta, views, extractor))  # deterministic
+    # every design option runs (and the object still stands out under each)
+    views = _views(meta, 2)
+    for cfg in (B.BaselineConfig(rotations=1, radius=-1, both_ways=False, k_nearest=1, top_fraction=0.2,
+                                 scales=(1.0,), standardize=True, global_weight=0.5, occlusion=False),
+                B.BaselineConfig(rotations=2, radius=1, grid=4, margin=0.1)):
+        assert int(np.argmax(_scores(meta, views, extractor, cfg))) == 2
+
+
+def test_geometry_helpers():
+    box = Box3D([0.1, -0.2, 0.05], [0.2, 0.1, 0.1], 0.7)
+    pts = B.cell_points(box, 4).reshape(-1, 3)
+    assert box.contains(pts).all() and np.allclose(pts.mean(0), box.center)
+    perms = B._rotation_perms(3, 4)
+    assert all(sorted(p) == list(range(27)) for p in perms)
+    p = np.arange(27)
+    for _ in range(4):  # four quarter turns are the identity
+        p = p[perms[1]]
+    assert np.array_equal(p, np.arange(27)) and not np.array_equal(perms[1], perms[0])
+    # a box between the camera and a point occludes it; the point's own box does not
+    cam = np.array([[0.0, 0.0, 1.0]])
+    boxes = [Box3D([0, 0, 0.05], [0.1, 0.1, 0.1]), Box3D([0, 0, 0.5], [0.1, 0.1, 0.1])]
+    occ = B._occluded(cam, np.array([[0, 0, 0.05], [0.3, 0, 0.05]]), np.array([0, 0]), boxes, 1.0)
+    assert occ.tolist() == [[True, False]]
+    assert not B._occluded(cam, np.array([[0, 0, 0.5]]), np.array([1]), boxes, 1.0).any()
+
+
+def test_calibration():
+    s = np.array([1.0, 1.1, 0.9, 1.05, 3.0])
+    p = B.calibrate(s)
+    assert np.all(np.diff(p[np.argsort(s)]) >= 0) and p[4] > 0.9 and np.all(p[:4] < 0.5)
+    assert B.calibrate(np.ones(4)).tolist() == pytest.approx([1 / (1 + np.exp(3))] * 4)  # all alike: normal
+    assert B.calibrate([0.3, 0.5]).tolist() == [0.5, 0.5] and B.calibrate([0.2]).tolist() == [0.0]
+    assert B.calibrate([]).shape == (0,)
+
+
+def _evaluate(data, out, *flags):
+    r = subprocess.run([str(BIN / "odd-one-out"), "evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--data",
+                        str(data), "--threads", "1", "--json", str(out), *flags], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return json.loads(out.read_text()), r.stdout
+
+
+def _same_fields(a, b):
+    if isinstance(a, dict):
+        return isinstance(b, dict) and set(a) == set(b) and all(_same_fields(a[k], b[k]) for k in a)
+    return not isinstance(b, dict)
+
+
+def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
+    data = tmp_path / "data"
+    generate(GeneratorConfig(kind="toys", views=6, size=128, objects=(4, 5)), 2, data, 906, split="unseen-test",
+             progress=False)
+    rep, out = _evaluate(data, tmp_path / "gt.json", "--baseline", "--gt-boxes")
+    assert rep["boxes"] == "ground truth" and _same_fields(rep["metrics"], rep["baseline"])
+    for m in (rep["metrics"], rep["baseline"]):
+        assert m["all"]["box_recall_iou50"] == 100.0 and m["by_split"]["unseen-test"]["box_recall_iou50"] == 100.0
+    for row in rep["scenes"]:
+        assert len(row["pred"]) == len(row["gt"]) and row["matches"] == list(range(len(row["gt"])))
+        assert all(0 <= p["baseline_score"] <= 1 and 0 <= p["score"] <= 1 for p in row["pred"])
+    assert "  model " in out and "  baseline " in out
+    # predicted boxes: the baseline scores the model's boxes
+    rep, out = _evaluate(data, tmp_path / "pred.json", "--baseline")
+    assert rep["boxes"] == "predicted" and _same_fields(rep["metrics"], rep["baseline"])
+    assert rep["baseline"]["all"]["box_recall_iou50"] == rep["metrics"]["all"]["box_recall_iou50"]
+    assert all("baseline_score" in p for row in rep["scenes"] for p in row["pred"])
+    assert "baseline" in out
+    # without --baseline: no baseline fields
+    rep, _ = _evaluate(data, tmp_path / "plain.json", "--limit", "1")
+    assert "baseline" not in rep and all("baseline_score" not in p for row in rep["scenes"] for p in row["pred"])
