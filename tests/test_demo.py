@@ -26,7 +26,7 @@ def test_demo_runs_end_to_end(tmp_path, ros_domain):
     assert [v["camera"] for v in report["views"]] == [f"cam{i}" for i in range(5)]
     assert all(v["pose_source"] == "static" for v in report["views"])
     truth = summary["ground_truth"]["objects"]
-    assert summary["scene"] == {"kind": "toys", "category": "bird", "seed": 3}
+    assert summary["scene"] == {"kind": "toys", "category": "teapot", "seed": 17}
     assert len(truth) == 6 and [o["anomaly_type"] for o in truth if o["anomalous"]] == ["fracture"]
     # one row per true object, plus one per detection that matches none
     assert len(summary["objects"]) == len(truth) + sum(row["object"] == "-" for row in summary["objects"])

@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="output folder (default: runs/demo)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the shipped one)")
     p.add_argument("--device", default="cpu", help="torch device for the model (default: cpu)")
-    p.add_argument("--seed", type=int, default=3, help="scene seed (default: 3, six toy birds, one fractured)")
+    p.add_argument("--seed", type=int, default=17, help="scene seed (default: 17, six toy teapots, one fractured)")
     p.add_argument("--kind", choices=("toys", "parts"), default="toys", help="toys or mechanical parts")
     p.add_argument("--cameras", type=int, default=5, help="fixed cameras of the simulated rig (default: 5)")
     p.add_argument("--pose-source", choices=("static", "apriltag", "topic"), default="static",

@@ -14,15 +14,21 @@ from ..geometry import PinholeCamera
 
 
 def hull_occupancy(points: np.ndarray, cameras: list[PinholeCamera], masks: list[np.ndarray],
-                   min_views: int = 2) -> np.ndarray:
+                   min_views: int = 2, depths: list[np.ndarray] | None = None, depth_tol: float = 0.01) -> np.ndarray:
     """points (P, 3) world; cameras[v] with masks[v] (h_v, w_v) bool of any resolution (scaled from the
-    camera's width x height) -> (P,) bool, True inside the visual hull."""
+    camera's width x height) -> (P,) bool, True inside the visual hull.
+
+    With depths[v] (h_v, w_v) (camera z of the visible surface in metres, 0 = nothing), a point more than
+    depth_tol in front of the nearest surface its pixel and the 8 around it show is carved too (space carving;
+    the neighbourhood keeps silhouette pixels, whose depth may be the floor behind, from carving the object): the
+    roof the mask hull leaves above wide objects and the inside of concave ones are removed; what no view sees
+    stays."""
     if len(cameras) != len(masks):
         raise ValueError(f"{len(cameras)} cameras but {len(masks)} masks")
     pts = np.asarray(points, dtype=np.float64)
     alive = np.arange(len(pts))  # points no view has carved away yet: each view tests only these
     seen = np.zeros(len(pts), np.int32)
-    for cam, mask in zip(cameras, masks):
+    for k, (cam, mask) in enumerate(zip(cameras, masks)):
         pc = pts[alive] @ cam.T_cw.R.T + cam.T_cw.t
         z = pc[:, 2]
         front = z > 1e-6
@@ -35,18 +41,31 @@ def hull_occupancy(points: np.ndarray, cameras: list[PinholeCamera], masks: list
         seen[alive] += vis
         hit = np.zeros(len(pc), bool)
         hit[vis] = mask[v[vis], u[vis]]
+        if depths is not None:
+            d = np.zeros(len(pc))
+            d[vis] = _nearest_surface(depths[k])[v[vis], u[vis]]  # depths[k] has the shape of masks[k]
+            hit &= ~((d > 0) & (z < d - depth_tol))
         alive = alive[hit | ~vis]
     inside = np.zeros(len(pts), bool)
     inside[alive] = True
     return inside & (seen >= min_views)
 
 
+def _nearest_surface(depth: np.ndarray) -> np.ndarray:
+    """Per pixel the smallest positive depth in its 3 x 3 neighbourhood (0 where there is none)."""
+    import cv2
+
+    d = np.where(depth > 0, depth, np.inf).astype(np.float32)
+    d = cv2.erode(d, np.ones((3, 3), np.uint8))
+    return np.where(np.isfinite(d), d, 0.0)
+
+
 def voxel_hull(centers: np.ndarray, voxel_size: float, cameras: list[PinholeCamera], masks: list[np.ndarray],
-               subsamples: int = 2) -> np.ndarray:
+               subsamples: int = 2, depths: list[np.ndarray] | None = None) -> np.ndarray:
     """Fraction of each voxel inside the hull: centers (..., 3) world -> (...) float32 in [0, 1], from
     subsamples^3 points spread evenly inside each voxel."""
     offs = (np.arange(subsamples) + 0.5) / subsamples - 0.5
     grid = np.stack(np.meshgrid(offs, offs, offs, indexing="ij"), -1).reshape(-1, 3) * voxel_size  # (S, 3)
     flat = np.asarray(centers, dtype=np.float64).reshape(-1, 1, 3) + grid[None]
-    occ = hull_occupancy(flat.reshape(-1, 3), cameras, masks).reshape(flat.shape[:2])
+    occ = hull_occupancy(flat.reshape(-1, 3), cameras, masks, depths=depths).reshape(flat.shape[:2])
     return occ.mean(axis=1).astype(np.float32).reshape(np.asarray(centers).shape[:-1])

@@ -114,3 +114,19 @@ def _image_size(path: Path, default: tuple[int, int]) -> tuple[int, int]:
 
     img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED) if path.exists() else None
     return (img.shape[1], img.shape[0]) if img is not None else default
+
+
+def object_pixel_sizes(meta: SceneMeta) -> list[float]:
+    """Per object of a scene: the median over its views of the largest side (px) of its mask's bounding box
+    (views where the object is hidden are left out; 0 when it is hidden in every view)."""
+    from .dataset import read_mask  # dataset imports this module
+
+    out = []
+    for o in meta.objects:
+        sides = []
+        for v, cam in enumerate(meta.cameras):
+            ys, xs = np.nonzero(read_mask(meta.mask_path(o, v), (cam.height, cam.width)))
+            if len(xs):
+                sides.append(max(np.ptp(xs), np.ptp(ys)) + 1)
+        out.append(float(np.median(sides)) if sides else 0.0)
+    return out

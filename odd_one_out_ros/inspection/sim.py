@@ -3,8 +3,8 @@
 the sim_rig node, the demo and the tests. Pure: no ROS imports.
 
 Fixed cameras do not depend on the seed (a real rig does not move between trays): camera i sits at
-azimuth azimuth0_deg + 360 i / N, elevation elevation_deg, `distance` metres from the point
-(0, 0, 0.03) it looks at. calibration/rig.yaml holds the default rig's extrinsics.
+azimuth azimuth0_deg + 360 i / N, elevation elevation_deg, `distance` metres (`board_distance` with
+the AprilTag board, whose tags lie outside the tray) from the point (0, 0, 0.03) it looks at. calibration/rig.yaml holds the default rig's extrinsics.
 Intrinsics are those of the generator (focal = 0.8333 x width, the ToysAD-8K camera).
 """
 from __future__ import annotations
@@ -33,8 +33,11 @@ class SimConfig:
     mode: str = "rig"
     cameras: int = 5
     image_size: int = 256
-    distance: float = 0.95
-    elevation_deg: float = 45.0
+    distance: float = 0.68
+    """camera distance from (0, 0, 0.03) (m), framed on the tray as the generator's cameras are"""
+    board_distance: float = 1.05
+    """camera distance with apriltag_board: the tags lie on a 1 m square around the tray"""
+    elevation_deg: float = 40.0
     azimuth0_deg: float = 18.0
     orbit_steps: int = 36
     """positions per orbit revolution (orbit mode)"""
@@ -56,7 +59,8 @@ class SimConfig:
 
 def _camera_at(azimuth_deg: float, cfg: SimConfig) -> PinholeCamera:
     az, el = np.radians(azimuth_deg), np.radians(cfg.elevation_deg)
-    eye = np.array(LOOK_AT) + cfg.distance * np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
+    distance = cfg.board_distance if cfg.apriltag_board else cfg.distance
+    eye = np.array(LOOK_AT) + distance * np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
     from ..synth.scene import square_intrinsics
 
     return PinholeCamera(square_intrinsics(cfg.image_size), cfg.image_size, cfg.image_size, look_at(eye, LOOK_AT))

@@ -4,19 +4,23 @@ No knowledge of the object count. Rules (BoxConfig):
 1. a voxel is occupied when its opacity 1 - exp(-sigma * voxel_size) > occupancy_threshold;
 2. DBSCAN (scikit-learn) on the occupied voxel centres with eps = eps_voxels * voxel_size and
    min_samples; DBSCAN's noise points are dropped;
-3. clusters with fewer than min_voxels voxels, or whose largest extent is below min_extent_voxels
+3. clusters with fewer than min_voxels voxels, or whose largest box extent is below min_extent_voxels
    voxels, are dropped;
-4. each remaining cluster gets the minimum-area rectangle of its voxel centres seen from above
-   (cv2.minAreaRect), grown to the cluster's footprint area (see _yaw_box), and its z range, cut at the
-   support plane z = 0 (floor_cut) and, with soft_height, shrunk to the largest opacity-weighted column
-   height;
-5. at most max_objects boxes are kept, the clusters with the most voxels.
+4. sub-voxel boundaries (upsample > 1): the opacity is the voxel's filled fraction (the occupancy target),
+   so the surface lies where it crosses about one half; the field is upsampled trilinearly by `upsample`
+   and the box is fitted to the fine voxels above boundary_level inside the cluster's voxels grown by one.
+   With upsample = 1 the box is fitted to the occupied voxels themselves;
+5. the fit: the minimum-area rectangle seen from above (cv2.minAreaRect), grown to the footprint area (see
+   _yaw_box), and the z range, cut at the support plane z = 0 (floor_cut) and, with soft_height, shrunk to
+   the largest opacity-weighted column height;
+6. at most max_objects boxes are kept, the clusters with the most voxels.
 Returned boxes are sorted by centre (x, then y) so the order does not depend on DBSCAN labels.
 """
 from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy import ndimage
 from sklearn.cluster import DBSCAN
 
 from ..geometry import Box3D
@@ -31,31 +35,65 @@ def occupancy(density: np.ndarray, voxel_size: float) -> np.ndarray:
 
 def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list[Box3D]:
     """density (Z, Y, X) in 1/m -> list of Box3D (possibly empty)."""
-    opacity = occupancy(density, grid.voxel_size)
+    return boxes_from_opacity(occupancy(density, grid.voxel_size), grid, cfg)
+
+
+def boxes_from_opacity(opacity: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list[Box3D]:
+    """opacity (Z, Y, X) in [0, 1] (the voxel's filled fraction) -> list of Box3D (possibly empty)."""
+    opacity = np.asarray(opacity, dtype=np.float64)
     idx = np.argwhere(opacity > cfg.occupancy_threshold)  # (P, 3) as (z, y, x)
     if len(idx) == 0:
         return []
     s = grid.voxel_size
     centers = grid.lo + (idx[:, ::-1] + 0.5) * s  # (P, 3) world x, y, z
     labels = DBSCAN(eps=cfg.eps_voxels * s, min_samples=cfg.min_samples).fit_predict(centers)
+    fine = _upsampled(opacity, cfg.upsample) if cfg.upsample > 1 else None
     clusters = []
     for label in set(labels.tolist()) - {-1}:
-        pts = centers[labels == label]
-        if len(pts) < cfg.min_voxels:
+        members = labels == label
+        if members.sum() < cfg.min_voxels:
             continue
-        box = _yaw_box(pts, s)
+        if fine is None:
+            box = _yaw_box(centers[members], s)
+        else:
+            pts = _fine_points(fine, idx[members], opacity.shape, grid, cfg)
+            if len(pts) < 3:
+                continue
+            box = _yaw_box(pts, s / cfg.upsample)
         if cfg.floor_cut:
             box = _cut_at_floor(box)
             if box is None:
                 continue
         if cfg.soft_height:
-            box = _soft_height(box, idx[labels == label], opacity, s)
+            box = _soft_height(box, idx[members], opacity, s)
         if box.size.max() < cfg.min_extent_voxels * s:
             continue
-        clusters.append((len(pts), box))
+        clusters.append((int(members.sum()), box))
     clusters.sort(key=lambda c: -c[0])
     boxes = [b for _, b in clusters[:cfg.max_objects]]
     return sorted(boxes, key=lambda b: (round(b.center[0], 6), round(b.center[1], 6)))
+
+
+def _upsampled(opacity: np.ndarray, k: int) -> np.ndarray:
+    """Trilinear upsampling by k along each axis, voxels as cells (pixel-centre convention):
+    (Z, Y, X) -> (kZ, kY, kX)."""
+    return ndimage.zoom(opacity, k, order=1, mode="nearest", grid_mode=True)
+
+
+def _fine_points(fine: np.ndarray, idx: np.ndarray, shape: tuple, grid: VoxelGrid, cfg: BoxConfig) -> np.ndarray:
+    """World centres (Q, 3) of the fine voxels above cfg.boundary_level (or the cluster threshold, if lower)
+    inside the cluster's voxels idx (P, 3) (z, y, x) grown by one voxel (its rim voxels fall below the cluster
+    threshold but hold part of its surface)."""
+    k = cfg.upsample
+    lo, hi = np.maximum(idx.min(0) - 1, 0), np.minimum(idx.max(0) + 2, shape)
+    own = np.zeros(tuple(hi - lo), bool)
+    own[tuple((idx - lo).T)] = True
+    own = ndimage.binary_dilation(own, np.ones((3, 3, 3), bool))
+    block = fine[lo[0] * k:hi[0] * k, lo[1] * k:hi[1] * k, lo[2] * k:hi[2] * k]
+    level = min(cfg.boundary_level, cfg.occupancy_threshold)  # a cluster's own voxels always count
+    sel = np.argwhere((block > level) & own.repeat(k, 0).repeat(k, 1).repeat(k, 2))
+    f = grid.voxel_size / k
+    return grid.lo + ((sel + lo * k)[:, ::-1] + 0.5) * f
 
 
 def _cut_at_floor(box: Box3D) -> Box3D | None:

@@ -76,6 +76,12 @@ class BoxConfig:
     """clusters with fewer occupied voxels are dropped as noise"""
     min_extent_voxels: float = 2.0
     """clusters whose largest box extent is below this many voxels are dropped"""
+    upsample: int = 4
+    """sub-voxel boundaries: each cluster's box is fitted to the opacity trilinearly upsampled by this factor where
+    it exceeds boundary_level (the occupancy target is the voxel's filled fraction, so 0.5 is the surface);
+    1 = fit the voxels above occupancy_threshold"""
+    boundary_level: float = 0.5
+    """opacity level of the object's surface in the upsampled field"""
     max_objects: int = 15
     """at most this many boxes (the largest clusters) are kept"""
     floor_cut: bool = True
@@ -154,7 +160,7 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
     if name == "cpu":
         return ModelConfig(
             name="cpu", variant=variant, image_size=256,
-            grid=GridConfig(shape=(48, 48, 12), voxel_size=0.025, z_min=-0.05),
+            grid=GridConfig(shape=(48, 48, 16), voxel_size=0.02, z_min=-0.02),
             encoder=EncoderConfig(name="mobilenet_v2_fpn", out_channels=32, stride=4, fpn_channels=64,
                                   weights="deep-sort"),
             unet_channels=(16, 32, 64), unet_blocks=(1, 1, 2), volume_channels=32, teacher_dim=128,

@@ -42,9 +42,9 @@ class SimRigNode(Node):
             mode=self.declare_parameter("mode", "rig", _desc("rig (N fixed cameras) or orbit (one moving)")).value,
             cameras=self.declare_parameter("cameras", 5, _desc("fixed cameras in rig mode", 1, 64)).value,
             image_size=self.declare_parameter("image_size", 256, _desc("square image size (px)", 32, 2048)).value,
-            distance=self.declare_parameter("distance", 0.95, _desc(
+            distance=self.declare_parameter("distance", SimConfig.distance, _desc(
                 "camera distance from the tray centre (m)", 0.2, 5.0)).value,
-            elevation_deg=self.declare_parameter("elevation_deg", 45.0, _desc(
+            elevation_deg=self.declare_parameter("elevation_deg", SimConfig.elevation_deg, _desc(
                 "camera elevation above the tray (degrees)", 5.0, 89.0)).value,
             azimuth0_deg=self.declare_parameter("azimuth0_deg", 18.0, _desc(
                 "azimuth of camera 0 / the orbit start (degrees)", -360.0, 360.0)).value,

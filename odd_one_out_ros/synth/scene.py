@@ -10,13 +10,16 @@ Frames: docs/frames.md (world z up, floor z = 0, boxes = centre, extents, yaw).
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import shapely
 import trimesh
 
 from ..geometry import Box3D, PinholeCamera, look_at
+from ..geometry.transforms import yaw_to_matrix
 from . import anomalies
 from .materials import Material, random_floor
 from .parts import make_part
@@ -40,15 +43,21 @@ class GeneratorConfig:
     """board YAML for apriltag_board ("" = the shipped calibration/tray_board_12tags.yaml)"""
     shapes_dir: str = ""
     supersample: int = 2
-    area_radius: float = 0.42
+    area_radius: float = 0.38
     """objects are placed inside this disc (m); fits the cpu model's 1.2 m grid"""
-    object_size: tuple[float, float] = (0.12, 0.24)
+    object_size: tuple[float, float] = (0.2, 0.3)
     """largest extent of an object (m), before crowding shrinks it"""
+    crowd_objects: float = 8.0
+    """scenes with more objects than this scale them by sqrt(crowd_objects / n) (then by 0.9 per failed packing)"""
     p_clean: float = 0.15
     """fraction of scenes without any anomaly"""
+    min_gap: float = 0.03
+    """smallest distance between two objects seen from above (convex outlines, m): 1.5 voxels of the cpu grid"""
     min_visible_px: int = 6
-    camera_distance: tuple[float, float] = (0.75, 1.15)
-    camera_elevation_deg: tuple[float, float] = (25.0, 65.0)
+    camera_distance: tuple[float, float] = (0.58, 0.78)
+    camera_elevation_deg: tuple[float, float] = (20.0, 60.0)
+    board_camera_distance: tuple[float, float] = (0.85, 1.15)
+    """camera distance with apriltag_board: the tags lie on a 1 m square around the tray and must be in view"""
     focal: float = 0.8333
     """focal length / image width (ToysAD: 213.33 / 256)"""
 
@@ -107,7 +116,7 @@ def load_user_shapes(directory: str | Path) -> list[tuple[str, Shape]]:
         parts = [Part(c, 0, f"part{i}", movable=i > 0) for i, c in enumerate(comps[:12])]
         from .materials import random_material
 
-        rng = np.random.default_rng(abs(hash(f.name)) % (1 << 31))
+        rng = np.random.default_rng(zlib.crc32(f.name.encode()))  # stable across processes, unlike hash()
         shapes.append((f.stem, Shape(parts, f"user/{f.stem}", [random_material(rng)], shape_id=f.name)))
     return shapes
 
@@ -156,6 +165,20 @@ def stable_rotations(shape: Shape) -> tuple[list[np.ndarray], np.ndarray]:
         T[:3, 3] = 0
         rots.append(T)
     return rots, probs[top] / probs[top].sum()
+
+
+def _outline(shape: Shape) -> np.ndarray:
+    """(K, 2) convex outline of a shape seen from above (its own frame), counter-clockwise."""
+    xy = np.asarray(shape.mesh().vertices)[:, :2]
+    return np.asarray(shapely.MultiPoint(xy).convex_hull.exterior.coords)[:-1]
+
+
+def _usable(shape: Shape) -> bool:
+    """A shape with faces and finite, non-degenerate bounds (anomaly operators on user meshes can return less)."""
+    if not shape.parts or any(len(p.mesh.faces) == 0 for p in shape.parts):
+        return False
+    b = shape.bounds
+    return b is not None and bool(np.all(np.isfinite(b))) and bool(np.all(b[1] - b[0] > 1e-6))
 
 
 def _posed(shape: Shape, R: np.ndarray, scale: float) -> tuple[Shape, np.ndarray, np.ndarray]:
@@ -237,7 +260,7 @@ def make_cameras(cfg: GeneratorConfig, rng: np.random.Generator) -> list[Pinhole
     for i in range(cfg.views):
         az = az0 + 2 * np.pi * i / cfg.views + rng.normal(scale=0.05)
         el = np.radians(rng.uniform(*cfg.camera_elevation_deg))
-        dist = rng.uniform(*cfg.camera_distance)
+        dist = rng.uniform(*(cfg.board_camera_distance if cfg.apriltag_board else cfg.camera_distance))
         eye = dist * np.array([np.cos(az) * np.cos(el), np.sin(az) * np.cos(el), np.sin(el)])
         target = np.array([*rng.normal(scale=0.04, size=2), 0.03])
         cams.append(PinholeCamera(K, S, S, look_at(eye, target)))
@@ -267,36 +290,40 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
     normal.shape_id = shape_id
     normal = normal.normalized(1.0)  # unit size; the scene scale comes below
     area = cfg.area_radius if board is None else min(cfg.area_radius, 0.36)  # inside the tray board's ring
-    size = rng.uniform(*cfg.object_size) * min(1.0, np.sqrt(5.0 / n))
+    size = rng.uniform(*cfg.object_size) * min(1.0, np.sqrt(cfg.crowd_objects / n))
     n_anom = 0 if rng.random() < cfg.p_clean or n < 3 else int(rng.integers(1, (n - 1) // 2 + 1))
     labels = np.zeros(n, bool)
     labels[rng.choice(n, n_anom, replace=False)] = True
     cameras = make_cameras(cfg, rng)
 
-    # poses and placement (retry with smaller objects if the disc is too crowded)
+    # poses and placement: random yaw and position, outlines seen from above at least min_gap apart and inside the
+    # tray disc (retry with smaller objects if it is too crowded)
     rests, rest_p = ([np.eye(4)], np.ones(1)) if upright else stable_rotations(normal)
-    for _attempt in range(6):
-        objs, footprints, ok = [], [], True
+    for _attempt in range(20):
+        objs, polys, ok = [], [], True
         for k in range(n):
             R = rests[int(rng.choice(len(rests), p=rest_p))]
             shape, ext, _ = _posed(normal, R, size * rng.uniform(0.97, 1.03))
-            r = 0.5 * float(np.hypot(ext[0], ext[1]))
-            for _ in range(300):
-                xy = rng.uniform(-1, 1, 2) * (area - r)
-                if np.hypot(*xy) <= area - r and all(np.hypot(*(xy - q)) > r + rq + 0.01
-                                                               for q, rq in footprints):
+            outline = _outline(shape)
+            for _ in range(400):
+                yaw = float(rng.uniform(-np.pi, np.pi))
+                loc = np.array([*rng.uniform(-area, area, 2), ext[2] / 2])
+                fp = outline @ yaw_to_matrix(yaw)[:2, :2].T + loc[:2]
+                if np.hypot(fp[:, 0], fp[:, 1]).max() > area:
+                    continue
+                poly = shapely.Polygon(fp)
+                if all(poly.distance(q) > cfg.min_gap for q in polys):
                     break
             else:
                 ok = False
                 break
-            footprints.append((xy, r))
-            yaw = float(rng.uniform(-np.pi, np.pi))
-            loc = np.array([xy[0], xy[1], ext[2] / 2])
-            objs.append(SceneObject(f"object.{k:03d}" if k else "object", shape, yaw, loc, Box3D(loc, ext, yaw),
+            box = Box3D(loc, ext, yaw)
+            polys.append(poly)
+            objs.append(SceneObject(f"object.{k:03d}" if k else "object", shape, yaw, loc, box,
                                     False, "", category, shape_id))
         if ok:
             break
-        size *= 0.85
+        size *= 0.9
     else:
         raise RuntimeError("could not place the objects without collisions")
 
@@ -311,6 +338,8 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
             except anomalies.Rejected:
                 continue
             except Exception:  # e.g. a non-manifold user mesh for a boolean operator
+                continue
+            if not _usable(an):  # an operator left nothing (or a degenerate shape): draw another
                 continue
             lo, hi = an.bounds
             c = (lo + hi) / 2
