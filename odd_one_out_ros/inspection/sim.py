@@ -4,7 +4,8 @@ the sim_rig node, the demo and the tests. Pure: no ROS imports.
 
 Fixed cameras do not depend on the seed (a real rig does not move between trays): camera i sits at
 azimuth azimuth0_deg + 360 i / N, elevation elevation_deg, `distance` metres (`board_distance` with
-the AprilTag board, whose tags lie outside the tray) from the point (0, 0, 0.03) it looks at. calibration/rig.yaml holds the default rig's extrinsics.
+the AprilTag board, whose tags lie outside the tray) from the point (0, 0, 0.03) it looks at.
+calibration/rig.yaml holds the default rig's extrinsics.
 Intrinsics are those of the generator (focal = 0.8333 x width, the ToysAD-8K camera).
 """
 from __future__ import annotations
