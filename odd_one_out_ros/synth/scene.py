@@ -2,9 +2,9 @@
 
 Placement: random yaw, a stable resting pose (toys stand upright; mechanical and user parts take one
 of their most likely resting poses from trimesh), one scale per scene (+-3 % per object), no
-collisions (footprint circles). Anomalies: at most (N - 1) // 2 objects, none in `p_clean` of the
-scenes; each anomaly must be visible: rendered alone in its final pose, the anomalous object must
-differ from the normal one (silhouette, depth > 5 mm, or albedo) in >= `min_visible_px` pixels of
+collisions (convex outlines seen from above, min_gap apart). Anomalies: at most (N - 1) // 2 objects,
+none in `p_clean` of the scenes; each anomaly must be visible: rendered alone in its final pose, the
+anomalous object must differ from the normal one (silhouette, depth > 5 mm, or albedo) in >= `min_visible_px` pixels of
 a 64 x 64 view from at least one camera, otherwise another anomaly is drawn.
 Frames: docs/frames.md (world z up, floor z = 0, boxes = centre, extents, yaw).
 """
@@ -44,7 +44,7 @@ class GeneratorConfig:
     shapes_dir: str = ""
     supersample: int = 2
     area_radius: float = 0.38
-    """objects are placed inside this disc (m); fits the cpu model's 1.2 m grid"""
+    """objects are placed inside this disc (m); fits the cpu model's 0.96 m grid"""
     object_size: tuple[float, float] = (0.2, 0.3)
     """largest extent of an object (m), before crowding shrinks it"""
     crowd_objects: float = 8.0
