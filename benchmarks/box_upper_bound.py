@@ -58,10 +58,12 @@ def measure(dirs: list[Path], depth: bool = False) -> dict:
         hits += sum(j >= 0 for j in match)
         n += len(gt)
         failed.update(o.category for o, j in zip(meta.objects, match) if j < 0)
-        px += object_pixel_sizes(meta)
-    px = np.asarray(px)
-    return {"recall": 100.0 * hits / max(n, 1), "objects": n, "scenes": len(ds), "missed_by_category": dict(failed),
-            "object_px_median": float(np.median(px)), "object_px_min": float(px.min())}
+        if not depth:  # the masks are the same in both passes
+            px += object_pixel_sizes(meta)
+    out = {"recall": 100.0 * hits / max(n, 1), "objects": n, "scenes": len(ds), "missed_by_category": dict(failed)}
+    if px:
+        out.update(object_px_median=float(np.median(px)), object_px_min=float(np.min(px)))
+    return out
 
 
 def main() -> int:

@@ -30,7 +30,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args) -> int:
     import os
-    import time
 
     import numpy as np
     import torch
@@ -40,7 +39,6 @@ def run(args) -> int:
     from ..data.scene_meta import SceneFormatError, read_scene_meta
     from ..model.checkpoint import CheckpointError
     from ..model.inference import Inspector, views_to_tensors
-    from ..model.matcher import boxes_to_tensor
     from ..training.evaluate import SceneResult, evaluate, format_table
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -58,7 +56,6 @@ def run(args) -> int:
     except (CheckpointError, ValueError) as e:
         print(f"odd-one-out evaluate: {e}", file=sys.stderr)
         return 2
-    net = inspector.net
     dirs = dirs[:args.limit] if args.limit else dirs
     splits = {}
     sp_file = Path(args.data) / "splits.json"
@@ -73,14 +70,8 @@ def run(args) -> int:
             print(f"odd-one-out evaluate: skipping {d}: {e}", file=sys.stderr)
             continue
         gt = [o.box for o in meta.objects]
-        t0 = time.perf_counter()
-        with torch.no_grad():  # Inspector.inspect, with the boxes optionally replaced by the ground truth
-            images, K, T = views_to_tensors(views, net.cfg.image_size, inspector.device)
-            vol = net.build_volume(images, K, T)
-            boxes = gt if args.gt_boxes else net.estimate_boxes(vol)[0]
-            logits = net.classify(vol, [boxes_to_tensor(boxes, inspector.device)])[0]
-            scores = [float(s) for s in torch.sigmoid(logits.float()).cpu().numpy()] if boxes else []
-        latency = time.perf_counter() - t0
+        res = inspector.inspect(views, gt if args.gt_boxes else None)
+        boxes, scores, latency = [o.box for o in res.objects], [o.score for o in res.objects], res.latency_s
         common = (d.name, meta.objects[0].category if meta.objects else "", splits.get(d.name, ""), gt,
                   [int(o.anomalous) for o in meta.objects], [o.anomaly_type for o in meta.objects], list(boxes))
         r = SceneResult(*common, scores, inspector.threshold)
@@ -88,6 +79,7 @@ def run(args) -> int:
         pred = [{"score": s, **b.to_dict()} for s, b in zip(scores, boxes)]
         row = {"scene": d.name, "split": r.split, "category": r.category, "latency_s": latency}
         if scorer is not None:
+            images, K, T = views_to_tensors(views, inspector.net.cfg.image_size, inspector.device)
             raw, prob, b_latency = scorer(images[0], K[0], T[0], list(boxes))
             base_results.append(SceneResult(*common, [float(p) for p in prob], scorer.cfg.threshold))
             for p, s, q in zip(pred, raw, prob):

@@ -21,13 +21,8 @@ NATIVE_CONV3D_LIMIT = 20480
 slow native kernel when N * C * D * H of the input is at most this"""
 
 
-def to_xyz(volume: torch.Tensor) -> torch.Tensor:
-    """(B, C, Z, Y, X) -> (B, C, X, Y, Z) (contiguous); the inverse is the same permutation."""
-    return volume.permute(0, 1, 4, 3, 2).contiguous()
-
-
-def to_zyx(volume: torch.Tensor) -> torch.Tensor:
-    """(B, C, X, Y, Z) -> (B, C, Z, Y, X) (contiguous)."""
+def swap_xz(volume: torch.Tensor) -> torch.Tensor:
+    """(B, C, Z, Y, X) <-> (B, C, X, Y, Z) (contiguous): the permutation is its own inverse."""
     return volume.permute(0, 1, 4, 3, 2).contiguous()
 
 
@@ -88,12 +83,12 @@ def norm3d(c: int) -> nn.GroupNorm:
 
 
 class ResBlock3d(nn.Module):
-    """x + conv(relu(norm(conv(relu(norm(x)))))) ; (B, C, X, Y, Z) -> same (any layout, given its convs)."""
+    """x + conv(relu(norm(conv(relu(norm(x)))))) ; (B, C, X, Y, Z) -> same."""
 
-    def __init__(self, c: int, conv=VolumeConv3d):
+    def __init__(self, c: int):
         super().__init__()
-        self.body = nn.Sequential(norm3d(c), nn.ReLU(inplace=True), conv(c, c, 3, padding=1),
-                                  norm3d(c), nn.ReLU(inplace=True), conv(c, c, 3, padding=1))
+        self.body = nn.Sequential(norm3d(c), nn.ReLU(inplace=True), VolumeConv3d(c, c, 3, padding=1),
+                                  norm3d(c), nn.ReLU(inplace=True), VolumeConv3d(c, c, 3, padding=1))
 
     def forward(self, x):
         return x + self.body(x)
@@ -115,12 +110,12 @@ class UNet3D(nn.Module):
         self.enc = nn.ModuleList()
         for i, (c, n) in enumerate(zip(channels, blocks)):
             self.down.append(nn.Identity() if i == 0 else conv(channels[i - 1], c, 3, stride=2, padding=1))
-            self.enc.append(nn.Sequential(*[ResBlock3d(c, conv) for _ in range(n)]))
+            self.enc.append(nn.Sequential(*[ResBlock3d(c) for _ in range(n)]))
         self.up = nn.ModuleList()
         self.dec = nn.ModuleList()
         for i in range(len(channels) - 1, 0, -1):
             self.up.append(conv(channels[i] + channels[i - 1], channels[i - 1], 3, padding=1))
-            self.dec.append(ResBlock3d(channels[i - 1], conv))
+            self.dec.append(ResBlock3d(channels[i - 1]))
         self.out = nn.Sequential(norm3d(channels[0]), nn.ReLU(inplace=True), PointwiseConv3d(channels[0], out_ch))
 
     def forward_xyz(self, x: torch.Tensor) -> torch.Tensor:
@@ -137,4 +132,4 @@ class UNet3D(nn.Module):
 
     def forward(self, volume: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
         """volume (B, in_ch, Z, Y, X), seen (B, 1, Z, Y, X) -> (B, out_ch, Z, Y, X)."""
-        return to_zyx(self.forward_xyz(to_xyz(torch.cat([volume, seen], dim=1))))
+        return swap_xz(self.forward_xyz(swap_xz(torch.cat([volume, seen], dim=1))))

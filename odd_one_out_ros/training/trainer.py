@@ -130,6 +130,11 @@ def sample_object_pixels(mask: torch.Tensor, n: int, rng: np.random.Generator) -
     return torch.from_numpy(idx)[None], torch.from_numpy(wts)[None, :, None]
 
 
+def _uint8_images(images: torch.Tensor) -> list[np.ndarray]:
+    """images (V, 3, H, W) in [0, 1] -> V contiguous (H, W, 3) uint8 RGB arrays (what the feature caches key on)."""
+    return [np.ascontiguousarray(im) for im in (images * 255).round().byte().permute(0, 2, 3, 1).numpy()]
+
+
 def _gather(maps: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     """maps (B, V, C, h, w), idx (B, V, P) row-major pixel indices -> (B, V, C, P)."""
     flat = maps.flatten(3)
@@ -283,8 +288,7 @@ class Trainer:
     # ------------------------------------------------------------------ one step
     def teacher_targets(self, item: dict, views: slice, size: int) -> torch.Tensor:
         """Teacher features of the target views: (1, Vt, d_f, size, size); PCA fitted on the first batch."""
-        imgs = (item["images"][views] * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        feats = torch.stack([self.teacher(np.ascontiguousarray(im)) for im in imgs]).to(self.device)
+        feats = torch.stack([self.teacher(im) for im in _uint8_images(item["images"][views])]).to(self.device)
         if self.pca_state is None and self.pca.components.shape[1] != self.pca.components.shape[0]:
             self.pca.fit(feats)
             self.pca_state = self.pca.state_dict()
@@ -297,8 +301,7 @@ class Trainer:
 
     def backbone_levels(self, item: dict) -> list[torch.Tensor]:
         """The frozen backbone's levels of the item's input views, from the cache: list of (n_input, C_l, h_l, w_l)."""
-        imgs = (item["images"][:self.cfg.n_input] * 255).round().byte().permute(0, 2, 3, 1).numpy()
-        per_image = [self.backbone_cache(np.ascontiguousarray(im)) for im in imgs]
+        per_image = [self.backbone_cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
         return [torch.stack(lv).to(self.device) for lv in zip(*per_image)]
 
     def run_step(self, indices: list[int], timings: dict[str, float] | None = None, clock=time.perf_counter
