@@ -63,25 +63,36 @@ def project_points(points: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor) ->
     return uv, z
 
 
-def backproject(features: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, grid: VoxelGrid
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Average the view features seen by each voxel centre (paper Eq. 2, aggr = mean).
+def sample_views(features: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, points: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the view features at world points over the views that see them.
 
-    features (B, V, C, h, w); K (B, V, 3, 3) at the feature resolution (pixel-centre convention);
-    T_cw (B, V, 4, 4). Returns volume (B, C, Z, Y, X) and count (B, 1, Z, Y, X): the number of views
-    in which the voxel centre is in front of the camera and inside the feature map. Voxels seen by
-    no view are 0. Bilinear sampling, so features get gradients.
+    features (B, V, C, h, w); K (B, V, 3, 3) at the feature resolution (pixel-centre convention); T_cw (B, V, 4, 4);
+    points (B, P, 3); mask (B, V, P) bool or None: extra per-view validity (e.g. occlusion). Returns the mean
+    (B, C, P) and count (B, 1, P): the number of views in which the point is in front of the camera, inside the
+    feature map (and in mask). Points seen by no view are 0. Bilinear sampling, so features get gradients.
     """
     B, V, C, h, w = features.shape
-    X, Y, Z = grid.shape
-    centers = grid.centers(features.device, features.dtype).reshape(1, -1, 3).expand(B, -1, -1)  # (B, P, 3)
-    uv, z = project_points(centers, K, T_cw)  # (B, V, P, 2), (B, V, P)
+    uv, z = project_points(points, K, T_cw)  # (B, V, P, 2), (B, V, P)
     valid = (z > 1e-6) & (uv[..., 0] >= -0.5) & (uv[..., 0] <= w - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= h - 0.5)
+    if mask is not None:
+        valid = valid & mask
     # pixel (u, v) -> grid_sample coordinates with align_corners=False: pixel centres at (2u + 1) / w - 1
     norm = torch.stack([(2 * uv[..., 0] + 1) / w - 1, (2 * uv[..., 1] + 1) / h - 1], dim=-1)
     sampled = F.grid_sample(features.reshape(B * V, C, h, w), norm.reshape(B * V, 1, -1, 2), mode="bilinear",
                             padding_mode="border", align_corners=False)  # (B*V, C, 1, P)
     sampled = sampled.reshape(B, V, C, -1) * valid[:, :, None, :]
     count = valid.sum(dim=1, keepdim=True).to(features.dtype)  # (B, 1, P)
-    volume = sampled.sum(dim=1) / count.clamp(min=1)  # (B, C, P)
+    return sampled.sum(dim=1) / count.clamp(min=1), count
+
+
+def backproject(features: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, grid: VoxelGrid
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Average the view features seen by each voxel centre (paper Eq. 2, aggr = mean): sample_views at the grid's
+    voxel centres. features (B, V, C, h, w); K (B, V, 3, 3) at the feature resolution; T_cw (B, V, 4, 4).
+    Returns volume (B, C, Z, Y, X) and count (B, 1, Z, Y, X); voxels seen by no view are 0."""
+    B, V, C, h, w = features.shape
+    X, Y, Z = grid.shape
+    centers = grid.centers(features.device, features.dtype).reshape(1, -1, 3).expand(B, -1, -1)  # (B, P, 3)
+    volume, count = sample_views(features, K, T_cw, centers)
     return volume.reshape(B, C, Z, Y, X), count.reshape(B, 1, Z, Y, X)

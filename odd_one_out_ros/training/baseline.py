@@ -41,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import Box3D
+from ..model.renderer import scale_intrinsics
+from ..model.volume import sample_views
 
 __all__ = ["BaselineConfig", "baseline_scores", "calibrate", "default_extractor", "cell_points"]
 
@@ -158,32 +160,24 @@ def extract(extractor, images: torch.Tensor, scales: tuple[float, ...]) -> list[
 @torch.no_grad()
 def cell_features(feats: list[torch.Tensor], K: torch.Tensor, T_cw: torch.Tensor, image_hw: tuple[int, int],
                   boxes: list[Box3D], cfg: BaselineConfig) -> tuple[list[torch.Tensor], torch.Tensor]:
-    """Per scale: (N, P, C) view-averaged features of the cells of every box; valid (N, P) bool."""
+    """Per scale: (N, P, C) view-averaged features of the cells of every box (model.volume.sample_views); valid
+    (N, P) bool. feats[s] (V, C, h, w); K (V, 3, 3) for image_hw images; T_cw (V, 4, 4)."""
     g, N = cfg.grid, len(boxes)
     P = g ** 3
     pts = np.concatenate([cell_points(b, g, cfg.margin).reshape(-1, 3) for b in boxes])  # (N*P, 3)
-    owner = np.repeat(np.arange(N), P)
-    Kn, Tn = K.double().cpu().numpy(), T_cw.double().cpu().numpy()
-    pc = np.einsum("vij,mj->vmi", Tn[:, :3, :3], pts) + Tn[:, None, :3, 3]  # (V, M, 3)
-    z = pc[..., 2]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        uvw = np.einsum("vij,vmj->vmi", Kn, pc)
-        uv = uvw[..., :2] / uvw[..., 2:3]
-    H, W = image_hw
-    vis = (z > 1e-3) & (uv[..., 0] >= -0.5) & (uv[..., 0] <= W - 0.5) & (uv[..., 1] >= -0.5) & (uv[..., 1] <= H - 0.5)
+    mask = None
     if cfg.occlusion and N > 1:
+        Tn = T_cw.double().cpu().numpy()
         centers = -np.einsum("vji,vj->vi", Tn[:, :3, :3], Tn[:, :3, 3])  # -R^T t
-        vis &= ~_occluded(centers, pts, owner, boxes, cfg.occluder_shrink)
-    uv = np.where(vis[..., None], uv, 0.0)
-    grid = torch.from_numpy(np.stack([(uv[..., 0] + 0.5) / W * 2 - 1, (uv[..., 1] + 0.5) / H * 2 - 1], -1)).float()
-    w = torch.from_numpy(vis).float()  # (V, M)
-    count = w.sum(0)  # (M,)
-    out = []
+        mask = torch.from_numpy(~_occluded(centers, pts, np.repeat(np.arange(N), P), boxes, cfg.occluder_shrink))[None]
+    H, W = image_hw
+    points, T = torch.from_numpy(pts).float()[None], T_cw.float().cpu()[None]
+    out, count = [], None
     for f in feats:
-        s = F.grid_sample(f, grid[:, None], mode="bilinear", padding_mode="border", align_corners=False)[:, :, 0]
-        s = (s * w[:, None]).sum(0) / count.clamp(min=1)  # (C, M)
-        out.append(s.T.reshape(N, P, -1))
-    return out, (count > 0).reshape(N, P)
+        h, w = f.shape[-2:]
+        mean, count = sample_views(f[None], scale_intrinsics(K.float().cpu()[None], w / W, h / H), T, points, mask)
+        out.append(mean[0].T.reshape(N, P, -1))  # (C, M) -> (N, P, C)
+    return out, (count[0, 0] > 0).reshape(N, P)
 
 
 def _descriptors(cells: list[torch.Tensor], valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
