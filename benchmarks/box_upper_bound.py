@@ -27,7 +27,7 @@ import numpy as np
 from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, scene_dirs
 from odd_one_out_ros.data.hull import voxel_hull
 from odd_one_out_ros.data.scene_meta import object_pixel_sizes
-from odd_one_out_ros.geometry import greedy_match, iou_matrix
+from odd_one_out_ros.geometry import match_truth
 from odd_one_out_ros.model.box_estimator import boxes_from_opacity
 from odd_one_out_ros.model.config import preset
 from odd_one_out_ros.model.volume import VoxelGrid
@@ -53,8 +53,7 @@ def measure(dirs: list[Path], depth: bool = False) -> dict:
             opacity = ds.occupancy(i, 0.0, np.zeros(2), False)  # (Z, Y, X) hull fraction, the scene's own frame
         pred = boxes_from_opacity(opacity, grid, cfg.boxes)
         gt = [o.box for o in meta.objects]
-        M = iou_matrix(gt, pred) if pred else np.zeros((len(gt), 0))
-        match = greedy_match(M, 0.5, strict=True)
+        match = match_truth(gt, pred)
         hits += sum(j >= 0 for j in match)
         n += len(gt)
         failed.update(o.category for o, j in zip(meta.objects, match) if j < 0)

@@ -1,4 +1,4 @@
-"""The training-free baseline (training/baseline.py) and its place in `odd-one-out evaluate`."""
+"""The training-free baseline (model/baseline.py) and its place in `odd-one-out evaluate`."""
 import json
 import subprocess
 import sys
@@ -12,11 +12,11 @@ import torch
 from odd_one_out_ros.data.dataset import scene_dirs
 from odd_one_out_ros.data.scene_meta import read_scene_meta
 from odd_one_out_ros.geometry import Box3D
+from odd_one_out_ros.model import baseline as B
 from odd_one_out_ros.model.inference import views_to_tensors
 from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
 from odd_one_out_ros.synth.generate import generate
 from odd_one_out_ros.synth.scene import GeneratorConfig
-from odd_one_out_ros.training import baseline as B
 
 BIN = Path(sys.executable).parent
 

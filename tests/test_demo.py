@@ -37,7 +37,8 @@ def test_demo_runs_end_to_end(tmp_path, ros_domain):
     sheet = cv2.imread(str(tmp_path / "overlay.png"))
     assert sheet.shape == (256, 5 * 256, 3)
     audit = read_audit_log(tmp_path / "audit.jsonl")
-    assert audit and {k: v for k, v in audit[0].items() if k != "bag"} == report
+    assert audit and {k: v for k, v in audit[0].items() if k not in ("bag", "run_id")} == report
+    assert audit[0]["run_id"] and audit[0]["node"] == report["node"]
     assert find_view_bags(tmp_path / "bags")[0] == Path(audit[0]["bag"])
     assert "anomalous (fracture)" in r.stdout and "object.005" in r.stdout
 

@@ -354,3 +354,37 @@ def test_losses_against_hand_computed_values():
     bce = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels.float(), reduction="none")
     w = torch.tensor([0.7, 0.3, 0.3])
     assert float(weighted_bce(logits, labels)) == pytest.approx(float((w * bce).sum() / w.sum()))
+
+
+def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
+    """matcher.prior: logit = head + a (z - b), z the boxes' robust z-scores of the training-free comparison;
+    forward computes z from the images itself; a model without the prior has no prior parameters (old
+    checkpoints load) and ignores nothing silently: a prior model without z refuses to classify."""
+    import dataclasses
+
+    from odd_one_out_ros.model.baseline import baseline_scores, robust_z
+    from odd_one_out_ros.model.bench import synthetic_inputs
+
+    base = preset("tiny")
+    assert not base.matcher.prior and preset("cpu").matcher.prior and not preset("paper").matcher.prior
+    assert not any("prior" in k for k in OddOneOutNet(base).state_dict())
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(base, matcher=dataclasses.replace(base.matcher, prior=True))
+    net = OddOneOutNet(cfg).eval()
+    images, K, T, boxes = synthetic_inputs(cfg, 3, 4, "cpu")
+    bt = boxes_to_tensor(boxes)
+    with torch.no_grad():
+        net.matcher.prior_scale.fill_(0.5)
+        vol = net.build_volume(images, K, T)
+        z = torch.tensor([0.0, 1.0, 2.0, 5.0])
+        l0 = net.classify(vol, [bt], [torch.zeros(4)])[0]
+        l1 = net.classify(vol, [bt], [z])[0]
+        assert torch.allclose(l1 - l0, 0.5 * z, atol=1e-5)
+        with pytest.raises(ValueError, match="prior"):
+            net.classify(vol, [bt])
+        found, logits = net(images, K, T, [boxes])
+        prior = net.prior_scores(images, K, T, [boxes])[0]
+        raw = baseline_scores(images[0], K[0], T[0], boxes, net.prior_extractor("cpu"), net.prior_cfg)
+        assert np.allclose(prior.numpy(), robust_z(raw, net.prior_cfg), atol=1e-6)
+        assert torch.allclose(logits[0], net.classify(vol, [bt], [prior])[0], atol=1e-5)
+        assert len(found[0]) == 4

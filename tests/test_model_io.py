@@ -1,4 +1,6 @@
 """Weights in and out: backbone weight files, teachers, checkpoints, the inference API."""
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
@@ -126,6 +128,87 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
         load_checkpoint(tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="no such checkpoint"):
         read_checkpoint(tmp_path / "missing.pt")
+
+
+def test_checkpoints_that_cannot_work_are_refused_at_load(tmp_path, capsys):
+    """Issue 14: NaN weights loaded and then reported empty trays; image_size=-5 loaded and failed every
+    inspection; a dict without `model` or with a list there ended in a traceback. Each is a CheckpointError now
+    (a ValueError: the detector and the commands print it in one line and exit 2); old and half files still load."""
+    from odd_one_out_ros.cli import main as cli_main
+    from odd_one_out_ros.resources import SAMPLE_SCENE
+
+    torch.manual_seed(0)
+    net = OddOneOutNet(preset("tiny")).eval()
+    good = torch.load(save_checkpoint(tmp_path / "good.pt", net, half=True), weights_only=True)
+
+    def variant(name, edit):
+        blob = torch.load(tmp_path / "good.pt", weights_only=True)
+        edit(blob)
+        torch.save(blob, tmp_path / name)
+        return tmp_path / name
+
+    key = next(k for k, v in good["model"].items() if v.is_floating_point())
+    cases = {
+        "nan.pt": (lambda b: b["model"][key].view(-1)[3:5].fill_(float("nan")), "weights are not finite"),
+        "inf.pt": (lambda b: b["model"][key].view(-1)[0].fill_(float("inf")), r"\(1 NaN/inf values in 1 tensors"),
+        "size.pt": (lambda b: b["config"].update(image_size=-5), "image_size must be an integer >= 32.*got -5"),
+        "voxel.pt": (lambda b: b["config"]["grid"].update(voxel_size=0.0), "grid.voxel_size must be > 0"),
+        "enc.pt": (lambda b: b["config"]["encoder"].update(name="vit"), "encoder.name must be one of"),
+        "no_model.pt": (lambda b: b.pop("model"), "'model' is missing"),
+        "list_model.pt": (lambda b: b.update(model=[1, 2]), "'model' is list, not a mapping of tensors"),
+        "str_entry.pt": (lambda b: b["model"].update({key: "weights"}), "is str, not a tensor"),
+        "meta.pt": (lambda b: b.update(meta=[1]), "'meta' is list, not a mapping"),
+        "no_config.pt": (lambda b: b.pop("config"), "bad model config"),
+    }
+    for name, (edit, match) in cases.items():
+        path = variant(name, edit)
+        with pytest.raises(CheckpointError, match=match) as e:
+            load_checkpoint(path)
+        assert str(path) in str(e.value) and "\n" not in str(e.value)
+    # the same through a command: one line on stderr, exit 2, no traceback
+    capsys.readouterr()
+    assert cli_main(["detect", "--checkpoint", str(tmp_path / "nan.pt"), "--scene", str(SAMPLE_SCENE)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("odd-one-out detect: ") and "weights are not finite" in err[0]
+    # a checkpoint from before a config field existed takes its default
+    old = variant("old.pt", lambda b: (b["config"]["matcher"].pop("prior"), b["config"]["boxes"].pop("soft_height")))
+    net2, blob = load_checkpoint(old)
+    assert blob["config"].matcher.prior is False and blob["config"].boxes.soft_height is False
+
+
+def test_finite_guard_turns_a_nan_volume_into_an_error_not_an_empty_tray():
+    from odd_one_out_ros.inspection.guard import FiniteGuard, NonFiniteOutput, check_finite_result
+    from odd_one_out_ros.model.inference import InspectionResult, ObjectResult
+
+    cfg = preset("tiny")
+    net = OddOneOutNet(cfg).eval()
+    with torch.no_grad():
+        net.density_head.net[-1].bias.fill_(float("nan"))  # finite at load time is not enough: the volume is NaN
+    views = []
+    for a in (0.0, 2.0):
+        cam = PinholeCamera(np.array([[50.0, 0, 31.5], [0, 50, 31.5], [0, 0, 1]]), 64, 64,
+                            look_at([np.cos(a), np.sin(a), 0.7], [0, 0, 0]))
+        views.append(PosedView(np.full((64, 64, 3), 100, np.uint8), cam))
+    inspector = Inspector(net, "cpu")
+    assert inspector.inspect(views).objects == []  # what used to be published: "0 objects, all clear"
+    with pytest.raises(NonFiniteOutput, match="density volume has 2048 non-finite values"):
+        FiniteGuard(inspector)(views)
+    # an infinite logit would pass as a score of exactly 1.0: the guard watches the logits too
+    with torch.no_grad():
+        net.density_head.net[-1].bias.fill_(6.0)  # dense: one big object
+        net.matcher.head.mlp[-1].bias.fill_(float("inf"))
+    plain = inspector.inspect(views)
+    assert plain.objects and all(o.score == 1.0 for o in plain.objects)
+    with pytest.raises(NonFiniteOutput, match="anomaly logits has 1 non-finite values"):
+        FiniteGuard(inspector)(views)
+    box = Box3D([0, 0, 0.05], [0.1, 0.1, 0.1], 0.0)
+    check_finite_result(InspectionResult([ObjectResult(box, 0.3, False)]))
+    with pytest.raises(NonFiniteOutput, match="non-finite score for object 1"):
+        check_finite_result(InspectionResult([ObjectResult(box, 0.3, False), ObjectResult(box, float("nan"), False)]))
+    # (Box3D itself refuses non-finite values; duck-typed results from other inspect functions may not)
+    odd = SimpleNamespace(center=[0, np.inf, 0], size=[1, 1, 1], yaw=0.0)
+    with pytest.raises(NonFiniteOutput, match="non-finite box for object 0"):
+        check_finite_result(InspectionResult([ObjectResult(odd, 0.3, False)]))
 
 
 def test_inspector_finds_objects_in_a_trained_like_volume(tmp_path):

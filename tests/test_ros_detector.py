@@ -190,15 +190,28 @@ def test_real_inspector_empty_tray_audit_trail_and_replay(graph, checkpoints, tm
     assert m[0].action == Marker.DELETEALL and len(m) == 1 + 3 * dense["n_objects"]
     assert {x.ns for x in m[1:]} == {"boxes", "edges", "labels"}
 
-    # the audit log holds every inspection before it is published, with the bag that replays it
+    # the audit log holds every inspection before it is published, with the bag that replays it and the run id
     audit = read_audit_log(tmp_path / "a.jsonl")
-    assert {k: v for k, v in audit[0].items() if k != "bag"} == report
+    assert {k: v for k, v in audit[0].items() if k not in ("bag", "run_id")} == report
+    assert audit[0]["run_id"] == p.diag_values()["run_id"] and audit[0]["node"] == "/detector"
     for bags, n in ((tmp_path / "bags", 0), (tmp_path / "bags_dense", dense["n_objects"])):
         first = sorted(bags.iterdir())[0]
         capsys.readouterr()
         assert cli_main(["replay", str(first)]) == 0
         out = capsys.readouterr().out
         assert "same result" in out and ("no objects, recorded and replayed" in out) == (n == 0)
+    # a folder with a good bag and one interrupted by kill -9 (an mcap without metadata.yaml): the good one is
+    # replayed, the interrupted one reported, and the exit code says not everything could be replayed
+    import shutil
+
+    mixed = tmp_path / "mixed"
+    good = shutil.copytree(first, mixed / first.name)
+    (mixed / "inspection_killed").mkdir()
+    shutil.copy(next(good.glob("*.mcap")), mixed / "inspection_killed" / "inspection_killed.mcap")
+    capsys.readouterr()
+    assert cli_main(["replay", str(mixed)]) == 2
+    out, err = capsys.readouterr()
+    assert "same result" in out and "inspection_killed: interrupted view bag" in err
 
 
 def truth_inspector(truth_objects, calls):
@@ -402,6 +415,152 @@ def test_apriltag_poses_from_a_sim_rig_in_another_process(graph, ros_domain):
     assert not strict.msgs["detections"] and strict.msgs["diagnostics"][-1].level == b"\x01"
 
 
+def fenced_log(path, run_id="earlier-run"):
+    """An audit log of an earlier run (ids 1, 2) that was killed while writing record 3."""
+    from odd_one_out_ros.inspection.audit import AuditLog
+
+    with AuditLog(path, node="/detector", run_id=run_id) as log:
+        for i in (1, 2):
+            log.append({"inspection_id": i})
+    with open(path, "ab") as f:
+        f.write(b'{"inspection_id":3,"obj')
+    return path
+
+
+def test_audit_trail_survives_a_crash_and_keeps_ids_unique(graph, tmp_path, capfd):
+    """Issue 14: after a crash the restarted detector fences off the torn line, continues the ids after the log's
+    last one, stamps its run id on every record; a second detector on the same log is refused at start."""
+    from odd_one_out_ros.inspection.audit import read_audit_log
+
+    log = fenced_log(tmp_path / "audit.jsonl")
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=3, image_size=64))
+    graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=3, image_size=64, rate=4.0)))
+    det = detector(graph, inspect_fn=truth_inspector([], []), rig_file=str(rig), cameras=["cam0", "cam1", "cam2"],
+                   audit_log=str(log), diagnostics_period=0.2)
+    p = Probe(graph)
+    wait_for(lambda: len(p.msgs["detections"]) >= 2 and p.msgs["diagnostics"], 30, "two inspections")
+    assert [r["inspection_id"] for r in p.reports()[:2]] == [3, 4]
+    with pytest.raises(ValueError, match="in use by another process"):
+        detector(graph, "second", inspect_fn=truth_inspector([], []), rig_file=str(rig),
+                 cameras=["cam0", "cam1", "cam2"], audit_log=str(log))
+    skipped = []
+    records = read_audit_log(log, skipped)
+    ids = [r["inspection_id"] for r in records]
+    assert ids[:4] == [1, 2, 3, 4] and len(set(ids)) == len(ids)
+    assert {r["run_id"] for r in records[2:]} == {det.run_id} != {"earlier-run"}
+    assert det.run_id == p.diag_values()["run_id"] and {r["node"] for r in records} == {"/detector"}
+    assert len(skipped) == 1 and ":3: torn line" in skipped[0] and f"fenced off by run {det.run_id}" in skipped[0]
+    assert "a torn last line (23 bytes at byte" in capfd.readouterr().err
+
+
+def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):
+    """A model whose density volume is NaN (a real network, watched by the guard) and one returning NaN scores:
+    nothing is published, inference_errors counts them and /diagnostics says ERROR."""
+    import torch
+
+    from odd_one_out_ros.inspection.guard import FiniteGuard
+    from odd_one_out_ros.model.config import preset
+    from odd_one_out_ros.model.inference import Inspector
+    from odd_one_out_ros.model.network import OddOneOutNet
+
+    net = OddOneOutNet(preset("tiny")).eval()
+    with torch.no_grad():
+        net.density_head.net[-1].bias.fill_(float("nan"))
+    box = Box3D([0, 0, 0.05], [0.1, 0.1, 0.1], 0.0)
+
+    def nan_scores(views):
+        return InspectionResult([ObjectResult(box, float("nan"), False)], len(views), 0.0)
+
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=3, image_size=64))
+    graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=3, image_size=64, rate=4.0)))
+    common = dict(rig_file=str(rig), cameras=["cam0", "cam1", "cam2"], diagnostics_period=0.2)
+    detector(graph, inspect_fn=FiniteGuard(Inspector(net)), **common)
+    detector(graph, "nan_scores", inspect_fn=nan_scores, **common)
+    probes = [Probe(graph), Probe(graph, "/nan_scores")]
+    for pr, what in zip(probes, ("density volume has", "non-finite score for object 0")):
+        wait_for(lambda pr=pr: pr.msgs["diagnostics"] and int(pr.diag_values()["inference_errors"]) >= 2, 60,
+                 "inference errors")
+        status = pr.msgs["diagnostics"][-1]
+        assert status.level == b"\x02" and what in status.message, status.message  # ERROR
+        assert pr.diag_values()["inspections"] == "0"
+        assert not any(pr.msgs[t] for t in ("detections", "markers", "anomalies", "anomaly_detected", "overlay"))
+
+
+def test_ctrl_c_during_an_inspection_logs_one_line_not_a_traceback(ros_domain, tmp_path, capfd):
+    """What Ctrl-C does to run_node: the context shuts down while the model runs, then the node is destroyed.
+    The inspection finishing afterwards used to raise `RCLError: Failed to publish` with a traceback."""
+    from rclpy.executors import ExternalShutdownException
+
+    from odd_one_out_ros.inspection.audit import read_audit_log
+
+    ctx = Context()
+    rclpy.init(context=ctx, domain_id=ros_domain)
+    executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    entered, release = threading.Event(), threading.Event()
+
+    def slow(views):
+        entered.set()
+        release.wait(30)
+        return InspectionResult([], len(views), 0.0)
+
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=2, image_size=64))
+    sim = SimRigNode(context=ctx, parameter_overrides=sim_params(cameras=2, image_size=64, rate=4.0))
+    det = DetectorNode(inspect_fn=slow, context=ctx, parameter_overrides=sim_params(
+        rig_file=str(rig), cameras=["cam0", "cam1"], audit_log=str(tmp_path / "audit.jsonl")))
+    for n in (sim, det):
+        executor.add_node(n)
+
+    def spin():
+        try:
+            executor.spin()
+        except ExternalShutdownException:
+            pass
+
+    thread = threading.Thread(target=spin, daemon=True)
+    thread.start()
+    try:
+        assert entered.wait(30), "no inspection started"
+        rclpy.try_shutdown(context=ctx)  # the SIGINT handler's doing
+        release.set()
+        wait_for(lambda: read_audit_log(tmp_path / "audit.jsonl"), 10, "the audit record")
+    finally:
+        release.set()
+        executor.shutdown(timeout_sec=5)
+        thread.join(timeout=10)
+        det.destroy_node()
+        sim.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+    err = capfd.readouterr().err
+    assert err.count("shutting down: inspection 1 was not published (it is in the audit log)") == 1, err
+    assert "Traceback" not in err and "RCLError" not in err and "_inspect failed" not in err, err
+
+
+def test_detector_executable_with_its_audit_log_on_a_full_disk_stops_cleanly(graph, checkpoints, tmp_path):
+    """The detector process with audit_log on /dev/full (every write: ENOSPC): results are still published, each
+    failed append is one error line, and Ctrl-C (SIGINT) ends it with exit 0 and no traceback (AuditLog.close
+    used to raise OSError flushing its buffer)."""
+    import signal
+
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=3, image_size=64))
+    graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=3, image_size=64, rate=4.0)))
+    proc = subprocess.Popen([sys.executable, "-m", "odd_one_out_ros.ros.detector", "--ros-args",
+                             "-p", f"checkpoint:={checkpoints / 'tiny_dense.pt'}", "-p", f"rig_file:={rig}",
+                             "-p", "cameras:=[cam0, cam1, cam2]", "-p", "audit_log:=/dev/full"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        p = Probe(graph)
+        wait_for(lambda: p.msgs["detections"], 90, "a result despite the full disk")
+        time.sleep(0.3)  # most likely inside the next inspection
+    finally:
+        proc.send_signal(signal.SIGINT)
+        out = proc.communicate(timeout=60)[0]
+    assert proc.returncode == 0, out
+    assert "Traceback" not in out and "RCLError" not in out and "context is invalid" not in out, out
+    assert "cannot append to the audit log /dev/full: [Errno 28] No space left on device" in out
+    assert "/dev/full: the last append failed" in out  # from close, one line
+    assert p.reports()[0]["n_objects"] >= 1
+
+
 @pytest.mark.parametrize("module,args,match", [
     ("detector", ["mode:=bogus"], "parameter mode must be one of rig, moving; got 'bogus'"),
     ("detector", ["sync_slop:=-1.0"], "sync_slop"),
@@ -409,14 +568,34 @@ def test_apriltag_poses_from_a_sim_rig_in_another_process(graph, ros_domain):
     ("detector", ["pose_source:=topic"], "parameter cameras is required with pose_source topic"),
     ("detector", ["checkpoint:=/nonexistent/model.pt"], "checkpoint /nonexistent/model.pt: no such file"),
     ("detector", ["checkpoint:=CORRUPT"], "not a readable checkpoint"),
+    ("detector", ["checkpoint:=BAD/nan.pt"], "the weights are not finite"),
+    ("detector", ["checkpoint:=BAD/size.pt"], "bad model config (image_size must be an integer >= 32"),
+    ("detector", ["checkpoint:=BAD/no_model.pt"], "malformed checkpoint ('model' is missing)"),
+    ("detector", ["checkpoint:=BAD/list_model.pt"], "malformed checkpoint ('model' is list, not a mapping"),
     ("detector", ["device:=tpu"], "parameter device must be cpu, cuda or cuda:N"),
     ("sim_rig", ["objects:=[3]"], "parameter objects must be [min, max]"),
     ("sim_rig", ["mode:=spin"], "sim mode must be one of"),
 ])
-def test_bad_parameters_and_files_exit_2_with_a_clear_message(ros_domain, tmp_path, module, args, match):
+def test_bad_parameters_and_files_exit_2_with_a_clear_message(ros_domain, tmp_path, checkpoints, module, args,
+                                                              match):
+    import torch
+
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"PK\x03\x04 this is not a checkpoint")
-    args = [a.replace("CORRUPT", str(corrupt)) for a in args] + ["audit_log:=''"]
+    if any("BAD/" in a for a in args):  # checkpoints that load with torch but cannot work (issue 14)
+        blob = torch.load(checkpoints / "tiny_dense.pt", weights_only=True)
+        name = args[0].split("BAD/")[1]
+        if name == "nan.pt":
+            blob["model"]["density_head.net.0.weight"] = torch.full_like(blob["model"]["density_head.net.0.weight"],
+                                                                         float("nan"))
+        elif name == "size.pt":
+            blob["config"]["image_size"] = -5
+        elif name == "no_model.pt":
+            del blob["model"]
+        else:
+            blob["model"] = list(blob["model"].values())
+        torch.save(blob, tmp_path / name)
+    args = [a.replace("CORRUPT", str(corrupt)).replace("BAD/", f"{tmp_path}/") for a in args] + ["audit_log:=''"]
     if module == "sim_rig":
         args = args[:-1]
     cmd = [sys.executable, "-m", f"odd_one_out_ros.ros.{module}", "--ros-args"]

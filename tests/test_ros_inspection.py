@@ -1,6 +1,8 @@
 """The detector's pure parts (odd_one_out_ros.inspection): report schema, view gathering, pose sources,
 audit trail, overlay, simulated rig. No ROS graph here (tests/test_ros_detector.py has that)."""
 import json
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import cv2
@@ -10,7 +12,9 @@ import pytest
 from odd_one_out_ros.calibration.pose import PoseError
 from odd_one_out_ros.geometry import Box3D, Rigid
 from odd_one_out_ros.inspection.audit import (
+    PARTIAL_DIR,
     AuditLog,
+    AuditLogWarning,
     BagFormatError,
     find_view_bags,
     read_audit_log,
@@ -171,20 +175,159 @@ def test_apriltag_poses_on_simulated_views_and_reprojection_limit():
 # ------------------------------------------------------------------------------------------ audit trail
 def test_audit_log_appends_whole_lines_on_disk(tmp_path):
     path = tmp_path / "sub" / "audit.jsonl"
-    log = AuditLog(path)
+    log = AuditLog(path, run_id="run-a")
     log.append({"inspection_id": 1, "objects": []})
-    assert json.loads(path.read_text().splitlines()[0]) == {"inspection_id": 1, "objects": []}  # before close
+    assert json.loads(path.read_text().splitlines()[0]) == {"inspection_id": 1, "objects": [],
+                                                             "run_id": "run-a"}  # before close
     log.append({"inspection_id": 2})
-    log.close()
+    assert log.close() is None
     with open(path, "a") as f:
         f.write('{"inspection_id": 3, "torn')  # a crash mid-line
-    assert [r["inspection_id"] for r in read_audit_log(path)] == [1, 2]
-    with pytest.raises(ValueError, match="allowed|NaN|Out of range"):
-        AuditLog(path).append({"score": float("nan")})
+    skipped = []
+    assert [r["inspection_id"] for r in read_audit_log(path, skipped)] == [1, 2]
+    assert len(skipped) == 1 and "audit.jsonl:3: torn last line" in skipped[0]
+    with pytest.warns(AuditLogWarning, match="torn last line"):
+        read_audit_log(path)  # without a list the skipped line is a warning, never silent
+    with pytest.raises(ValueError, match="allowed|NaN|Out of range"), AuditLog(path) as again:
+        again.append({"score": float("nan")})
     bad_dir = tmp_path / "file"
     bad_dir.write_text("")
     with pytest.raises(ValueError, match="cannot open the audit log"):
         AuditLog(bad_dir / "audit.jsonl")
+
+
+def test_audit_log_after_a_crash_fences_the_torn_line_and_continues_the_ids(tmp_path):
+    """Issue 14: a restarted writer used to append onto the torn line (its first record lost, the whole log
+    unreadable) and restart ids at 1. Now the torn line is fenced off, ids continue, every record names its run."""
+    path = tmp_path / "audit.jsonl"
+    with AuditLog(path, node="/detector") as first:
+        assert first.last_id == 0 and first.fenced is None
+        for i in (1, 2):
+            first.append({"inspection_id": i})
+    with open(path, "ab") as f:
+        f.write(b'{"inspection_id":3,"objec')  # killed while writing record 3
+    second = AuditLog(path, node="/detector")
+    assert second.last_id == 2 and second.run_id != first.run_id
+    assert "torn last line (25 bytes" in second.fenced
+    second.append({"inspection_id": second.last_id + 1})
+    assert second.last_id == 3 and second.close() is None
+    lines = path.read_bytes().split(b"\n")
+    assert lines[2] == b'{"inspection_id":3,"objec' and json.loads(lines[3])["audit_fence"] == "torn line"
+    skipped = []
+    records = read_audit_log(path, skipped)
+    assert [r["inspection_id"] for r in records] == [1, 2, 3]  # the new record is whole, the old ones readable
+    assert [r["run_id"] for r in records] == [first.run_id] * 2 + [second.run_id]
+    assert {r["node"] for r in records} == {"/detector"}
+    assert skipped == [f"{path}:3: torn line (a crash or a full disk while writing), fenced off by run "
+                       f"{second.run_id} at {json.loads(lines[3])['time']}; skipped"]
+    assert AuditLog(path).last_id == 3  # the fence is no record: the next run continues at 4
+
+
+def test_audit_log_has_one_writer_and_reports_unexplained_bad_lines(tmp_path):
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path)
+    with pytest.raises(ValueError, match="in use by another process"):
+        AuditLog(path)  # a second detector on the same file would interleave duplicate ids
+    log.append({"inspection_id": 1})
+    log.close()
+    with AuditLog(path) as log2:  # free again once closed
+        log2.append({"inspection_id": 2})
+    text = path.read_text().splitlines()
+    path.write_text("\n".join([text[0], "garbage in the middle", "[1, 2]", text[1]]) + "\n")
+    skipped = []
+    assert [r["inspection_id"] for r in read_audit_log(path, skipped)] == [1, 2]
+    assert [m.split(": ")[0] for m in skipped] == [f"{path}:2", f"{path}:3"] and "not a JSON record" in skipped[0]
+    with pytest.raises(ValueError, match="audit.jsonl:2: not JSON"):
+        read_audit_log(path, strict=True)
+
+
+def test_audit_log_on_a_full_disk_fails_appends_in_one_line_and_closes_quietly():
+    """/dev/full: every write fails with ENOSPC. Appends raise a plain OSError (the detector logs and counts it);
+    close never raises (it used to end in an OSError traceback flushing its buffer)."""
+    log = AuditLog("/dev/full")
+    with pytest.raises(OSError, match="No space left on device"):
+        log.append({"inspection_id": 1})
+    problem = log.close()
+    assert problem and "the last append failed" in problem
+    assert log.close() is None  # twice is fine
+
+
+def test_audit_log_fences_a_partial_write_before_the_next_record(tmp_path):
+    """A write that stops part way (here: a real partial write at a file-size limit, in a child process) leaves a
+    torn line; the same writer's next append fences it off first instead of gluing onto it."""
+    path = tmp_path / "audit.jsonl"
+    script = f"""
+import resource, signal, sys
+from odd_one_out_ros.inspection.audit import AuditLog
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+log = AuditLog({str(path)!r}, run_id="r1")
+log.append({{"inspection_id": 1}})
+soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+resource.setrlimit(resource.RLIMIT_FSIZE, (200, hard))
+try:
+    log.append({{"inspection_id": 2, "pad": "x" * 400}})
+except OSError as e:
+    print("append failed:", e.strerror)
+resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+log.append({{"inspection_id": 3}})
+print(log.close())
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "append failed: File too large" in r.stdout, r.stdout + r.stderr
+    assert path.stat().st_size > 200  # record 2 was written part way (up to the limit)
+    skipped = []
+    assert [r["inspection_id"] for r in read_audit_log(path, skipped)] == [1, 3]
+    assert len(skipped) == 1 and ":2: torn line" in skipped[0] and "fenced off by run r1" in skipped[0]
+
+
+def test_interrupted_view_bags_are_reported_not_skipped(tmp_path):
+    """kill -9 while a bag is written: the bag stays in partial/ (never in the bags folder), and find_view_bags
+    and odd-one-out replay report it instead of skipping it silently."""
+    bags = tmp_path / "bags"
+    script = f"""
+import os, signal
+from rosbags.rosbag2 import Writer
+from rclpy.serialization import serialize_message
+from geometry_msgs.msg import PoseStamped
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import String
+from odd_one_out_ros.inspection.audit import write_view_bag
+Writer.close = lambda self: os.kill(os.getpid(), signal.SIGKILL)  # killed just before the bag is closed
+view = {{"/views/image": serialize_message(Image()), "/views/camera_info": serialize_message(CameraInfo()),
+         "/views/pose": serialize_message(PoseStamped())}}
+write_view_bag({str(bags / "inspection_1")!r}, [view], serialize_message(String(data="{{}}")), 10**18)
+"""
+    r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert r.returncode == -9, r.stderr
+    assert not (bags / "inspection_1").exists()
+    left = bags / PARTIAL_DIR / "inspection_1"
+    assert (left / "inspection_1.mcap").is_file() and not (left / "metadata.yaml").exists()
+    old_style = bags / "inspection_0"  # what an interrupted bag looked like before partial/: no metadata.yaml
+    old_style.mkdir()
+    (old_style / "inspection_0.mcap").write_bytes((left / "inspection_1.mcap").read_bytes())
+    with pytest.raises(BagFormatError, match="interrupted view bag.*and 1 more"):
+        find_view_bags(bags)
+    problems = []
+    assert find_view_bags(bags, problems) == [] and len(problems) == 2
+    assert all("interrupted view bag" in m for m in problems) and {str(old_style), str(left)} == {
+        m.split(": ")[0] for m in problems}
+    with pytest.raises(BagFormatError, match="interrupted"):
+        find_view_bags(left)
+    r = subprocess.run([sys.executable, "-m", "odd_one_out_ros.cli", "replay", str(bags), str(tmp_path / "none")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 4 and sum("interrupted view bag" in m for m in lines) == 2
+    assert "none: no such bag folder" in lines[2] and "3 bag(s) or folder(s) could not be read" in lines[3]
+
+
+def test_failed_view_bag_write_leaves_nothing_behind(tmp_path):
+    from rclpy.serialization import serialize_message
+    from std_msgs.msg import String
+
+    with pytest.raises(KeyError):
+        write_view_bag(tmp_path / "inspection_1", [{"/views/image": b""}], serialize_message(String()), 0)
+    assert list(tmp_path.iterdir()) == []  # neither the bag nor partial/
 
 
 def test_view_bag_round_trip_and_bad_folders(tmp_path):
@@ -200,6 +343,7 @@ def test_view_bag_round_trip_and_bad_folders(tmp_path):
                       "/views/pose": serialize_message(PoseStamped())})
     report = serialize_message(String(data='{"x": 1}'))
     bag = write_view_bag(tmp_path / "bags" / "inspection_1", views, report, 10**18)
+    assert [p.name for p in (tmp_path / "bags").iterdir()] == ["inspection_1"]  # moved out of partial/
     back, rep = read_view_bag(bag)
     assert back == views and rep == report
     assert find_view_bags(tmp_path / "bags") == [bag] == find_view_bags(bag)

@@ -202,3 +202,33 @@ def test_resume_after_a_crash_drops_log_rows_past_the_checkpoint(data, tmp_path)
     train("--data", str(data), "--out", str(run), "--epochs", "3", "--steps", "6", "--resume")
     steps = [int(r["step"]) for r in rows(run)]
     assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_stage_two_switches_the_prior_on(data, tmp_path):
+    """--prior on adds the training-free prior in stage 2 from a stage 1 without it: its two parameters train,
+    its frozen features are cached per image, the checkpoint keeps the setting and --resume continues with it."""
+    run = tmp_path / "run"
+    train("--data", str(data), "--out", str(run), "--steps", "1")
+    assert not read_checkpoint(run / "stage1.pt")["config"].matcher.prior
+    train("--data", str(data), "--out", str(run), "--stage", "2", "--prior", "on", "--steps", "2",
+          "--checkpoint-every", "1")
+    blob = read_checkpoint(run / "stage2.pt")
+    assert blob["config"].matcher.prior
+    assert float(blob["model"]["matcher.prior_shift"]) != 3.0 and float(blob["model"]["matcher.prior_scale"]) != 1.0
+    assert len(list((run / "prior_cache").glob("*.pt"))) >= 3  # the input views of the scenes seen so far
+    train("--data", str(data), "--out", str(run), "--stage", "2", "--resume", "--steps", "3")
+    assert read_checkpoint(run / "stage2.pt")["config"].matcher.prior
+
+
+def test_cosine_schedule():
+    from odd_one_out_ros.training.trainer import TrainConfig, lr_factor
+
+    cfg = TrainConfig(max_steps=150, warmup_steps=50, min_lr_scale=0.1)
+    f = [lr_factor(s, cfg) for s in range(150)]
+    assert f[0] == pytest.approx(1 / 50) and f[49] == pytest.approx(1.0)
+    assert f[100] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the decay
+    assert all(a >= b for a, b in zip(f[49:], f[50:])) and f[-1] == pytest.approx(0.1, abs=1e-3)
+    assert lr_factor(120, TrainConfig(max_steps=150, schedule="constant")) == 1.0
+    assert lr_factor(120, TrainConfig(max_steps=0)) == 1.0  # no step budget: nothing to decay over
+    with pytest.raises(ValueError, match="schedule"):
+        lr_factor(0, TrainConfig(schedule="linear"))

@@ -65,7 +65,8 @@ def run(args) -> int:
     print(f"{result['config']} ({result['variant']}) on {result['device']}, {result['threads']} threads, "
           f"M={args.views} views, N={args.objects} objects: {result['latency_ms_median']:.0f} ms median "
           f"(volume {result['stage_ms_median']['volume']:.0f}, boxes {result['stage_ms_median']['boxes']:.0f}, "
-          f"classify {result['stage_ms_median']['classify']:.0f}), peak memory {result['peak_memory_mb']:.0f} MB")
+          f"prior {result['stage_ms_median']['prior']:.0f}, classify {result['stage_ms_median']['classify']:.0f}), "
+          f"peak memory {result['peak_memory_mb']:.0f} MB")
     for kind, row in result.get("attention_ms_median", {}).items():
         print(f"  {kind:<8} attention + head: " + ", ".join(f"N={n}: {ms:.0f} ms" for n, ms in row.items()))
     if args.json:

@@ -21,6 +21,7 @@ def run(args) -> int:
 
     from ..data.scene_meta import SceneFormatError, read_scene_meta
     from ..geometry import iou_matrix
+    from ..inspection.guard import FiniteGuard, NonFiniteOutput
     from ..model.checkpoint import CheckpointError
     from ..model.inference import Inspector
     from ..viz import GREEN, RED, contact_sheet, draw_box
@@ -33,7 +34,11 @@ def run(args) -> int:
     except (SceneFormatError, CheckpointError, ValueError) as e:
         print(f"odd-one-out detect: {e}", file=sys.stderr)
         return 2
-    res = inspector.inspect(posed)
+    try:
+        res = FiniteGuard(inspector)(posed)
+    except NonFiniteOutput as e:  # a failed model is not an empty tray
+        print(f"odd-one-out detect: {e}", file=sys.stderr)
+        return 1
     gt = [o.box for o in meta.objects]
     M = iou_matrix([o.box for o in res.objects], gt) if res.objects and gt else None
     rows = []

@@ -47,8 +47,8 @@ def run(args) -> int:
         dirs = scene_dirs(args.data, args.split or None)
         scorer = None
         if args.baseline:
+            from ..model.baseline import BaselineConfig, BaselineScorer
             from ..model.teacher import build_teacher
-            from ..training.baseline import BaselineConfig, BaselineScorer
 
             teacher = build_teacher(args.baseline_teacher, args.baseline_teacher_weights).to(args.device)
             cfg = BaselineConfig() if args.baseline_teacher == "mobilenet_v2" else BaselineConfig(scales=(1.0,))

@@ -3,8 +3,10 @@
 BAG is one view bag written by the detector (parameter record_views_dir), or a folder of them. The
 views are rebuilt from the recorded Image, CameraInfo and PoseStamped messages by the same conversion
 the detector uses (ros/conversions.py::posed_view), the model is the recorded checkpoint (or
---checkpoint), the threshold the recorded one. Exit codes: 0 every replay agrees with its record,
-1 some differ (or the checkpoint changed), 2 bad input.
+--checkpoint), the threshold the recorded one. Every bag that cannot be read or replayed (interrupted,
+not a view bag, its checkpoint missing) is reported on stderr, one line each, and the others are still
+replayed. Exit codes: 0 every replay agrees with its record, 1 some differ (or the checkpoint changed),
+2 bad input (some bag or folder could not be read or replayed).
 """
 from __future__ import annotations
 
@@ -39,29 +41,39 @@ def run(args) -> int:
     from std_msgs.msg import String
 
     from ..inspection.audit import BagFormatError, find_view_bags, read_view_bag
+    from ..inspection.guard import FiniteGuard
     from ..inspection.report import build_report, compare_objects, validate_report
     from ..model.checkpoint import file_sha256
     from ..ros.conversions import posed_view
 
-    try:
-        bags = [b for p in args.bags for b in find_view_bags(p)]
-        recorded = []
-        for bag in bags:
+    problems: list[str] = []
+    bags = []
+    for p in args.bags:
+        try:
+            bags += find_view_bags(p, problems)
+        except BagFormatError as e:
+            problems.append(str(e))
+    recorded = []
+    for bag in bags:
+        try:
             raw_views, raw_report = read_view_bag(bag)
-            try:
-                report = validate_report(json.loads(deserialize_message(raw_report, String).data))
-                views = []
-                for i, v in enumerate(raw_views):
-                    image = deserialize_message(v["/views/image"], Image)
-                    info = deserialize_message(v["/views/camera_info"], CameraInfo)
-                    pose = deserialize_message(v["/views/pose"], PoseStamped)
-                    name = report["views"][i]["camera"] if i < len(report["views"]) else f"view{i}"
-                    views.append(posed_view(image, info, pose, name))
-            except (ValueError, json.JSONDecodeError, TypeError) as e:
-                raise BagFormatError(f"{bag}: {e}") from None
-            recorded.append((bag, report, views))
-    except BagFormatError as e:
-        return _err(str(e))
+            report = validate_report(json.loads(deserialize_message(raw_report, String).data))
+            views = []
+            for i, v in enumerate(raw_views):
+                image = deserialize_message(v["/views/image"], Image)
+                info = deserialize_message(v["/views/camera_info"], CameraInfo)
+                pose = deserialize_message(v["/views/pose"], PoseStamped)
+                name = report["views"][i]["camera"] if i < len(report["views"]) else f"view{i}"
+                views.append(posed_view(image, info, pose, name))
+        except BagFormatError as e:
+            problems.append(str(e))
+            continue
+        except (ValueError, TypeError) as e:  # json.JSONDecodeError is a ValueError
+            problems.append(f"{bag}: {e}")
+            continue
+        recorded.append((bag, report, views))
+    for msg in problems:
+        _err(msg)
 
     inspectors: dict[str, object] = {}
     status, replayed = 0, []
@@ -69,20 +81,31 @@ def run(args) -> int:
         model = report["model"]
         ck = args.checkpoint or model.get("checkpoint")
         if not ck:
-            return _err(f"{bag}: the inspection was made by an injected model; pass --checkpoint")
+            problems.append(f"{bag}: the inspection was made by an injected model; pass --checkpoint")
+            _err(problems[-1])
+            continue
         if ck not in inspectors:
             from ..model.checkpoint import CheckpointError
             from ..model.inference import Inspector
 
             try:
-                inspectors[ck] = Inspector.from_checkpoint(ck, args.device)
+                inspectors[ck] = FiniteGuard(Inspector.from_checkpoint(ck, args.device))
             except CheckpointError as e:
-                return _err(str(e))
-        inspector = inspectors[ck]
-        inspector.threshold = report["threshold"]
+                inspectors[ck] = e
+        guard = inspectors[ck]
+        if isinstance(guard, Exception):
+            problems.append(f"{bag}: {guard}")
+            _err(problems[-1])
+            continue
+        guard.inspector.threshold = report["threshold"]
         sha = file_sha256(ck)
         changed = bool(model.get("sha256")) and sha != model["sha256"]
-        result = inspector.inspect(views)
+        try:
+            result = guard(views)
+        except (ValueError, RuntimeError) as e:  # NonFiniteOutput is a ValueError
+            problems.append(f"{bag}: the replay failed ({type(e).__name__}: {str(e).splitlines()[0]})")
+            _err(problems[-1])
+            continue
         again = build_report(inspection_id=report["inspection_id"], stamp=report["stamp"],
                              frame_id=report["frame_id"], objects=result.objects, threshold=report["threshold"],
                              views=report["views"], latency={"inference": result.latency_s},
@@ -95,6 +118,9 @@ def run(args) -> int:
         status = status or (1 if diffs else 0)
     if args.json:
         Path(args.json).write_text(json.dumps(replayed, indent=2))
+    if problems:
+        return _err(f"{len(problems)} bag(s) or folder(s) could not be read or replayed (above); "
+                    f"{len(replayed)} bag(s) replayed")
     return status
 
 

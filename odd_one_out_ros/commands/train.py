@@ -19,6 +19,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--steps", type=int, default=0, help="stop after this many steps (0 = all epochs)")
     p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--prior", choices=["on", "off"],
+                   help="add the training-free comparison to the matcher's logits (matcher.prior; default: the "
+                        "config's or the --init checkpoint's setting)")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine",
+                   help="learning rate after the warm-up: cosine decay over --steps (default) or constant")
     p.add_argument("--batch", type=int, default=1, help="scenes per step (per process)")
     p.add_argument("--views", default="5,5", help="input,target views per scene (default 5,5)")
     p.add_argument("--teacher", choices=["mobilenet_v2", "dinov2_vits14"], default="mobilenet_v2",
@@ -68,7 +73,8 @@ def run(args) -> int:
                       n_input=n_in, n_target=n_tgt, seed=args.seed, checkpoint_every=args.checkpoint_every,
                       teacher=args.teacher, teacher_weights=args.teacher_weights, split=args.split,
                       threads=args.threads, lambda_occ=args.lambda_occ, rays=args.rays,
-                      feature_rays=args.feature_rays, freeze_backbone=args.backbone == "frozen")
+                      feature_rays=args.feature_rays, freeze_backbone=args.backbone == "frozen",
+                      schedule=args.schedule)
     mcfg = preset(args.config, args.variant)
     last = out / f"last_stage{args.stage}.pt"
     source = str(last) if args.resume and last.is_file() else init if init and not args.resume else None
@@ -93,6 +99,12 @@ def run(args) -> int:
                       f"it only when both distil or both do not (A with B, C with full)", file=sys.stderr)
                 return 2
             mcfg = switched
+    if args.prior and (args.prior == "on") != mcfg.matcher.prior:
+        if source == str(last):
+            print(f"odd-one-out train: {source} was trained with --prior "
+                  f"{'on' if mcfg.matcher.prior else 'off'}; resume without --prior", file=sys.stderr)
+            return 2
+        mcfg = dataclasses.replace(mcfg, matcher=dataclasses.replace(mcfg.matcher, prior=args.prior == "on"))
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)

@@ -125,6 +125,14 @@ def iou_matrix(boxes_a: list[Box3D], boxes_b: list[Box3D]) -> np.ndarray:
     return out
 
 
+def match_truth(truth: list[Box3D], detected: list[Box3D], min_iou: float = 0.5) -> list[int]:
+    """For each truth box the index of its detection, or -1: one-to-one, greedy by 3D IoU (highest first),
+    IoU > min_iou. The one box matching behind every box recall of the package (evaluation, box tuning,
+    training logs, benchmarks, the demo)."""
+    iou = iou_matrix(truth, detected) if truth and detected else np.zeros((len(truth), len(detected)))
+    return greedy_match(iou, min_iou, strict=True)
+
+
 def greedy_match(iou: np.ndarray, min_iou: float, strict: bool = False) -> list[int]:
     """One-to-one matching of rows to columns of an IoU matrix (R, C), highest IoU first, keeping pairs with
     IoU >= min_iou (> min_iou when strict). Returns for each row its column, or -1."""

@@ -2,7 +2,7 @@
 detector's `~/detections` topic, appended to the audit log and stored in each view bag.
 
     {"schema": "odd_one_out_ros/detections/1",
-     "inspection_id": 3,                       # counts from 1 per detector run
+     "inspection_id": 3,                       # unique within the audit log (continues after its last id)
      "stamp": 1764336000.25,                   # seconds: the newest view's stamp (= header.stamp of all outputs)
      "frame_id": "world",                      # frame of every centre / box (docs/frames.md)
      "anomaly_detected": true, "n_objects": 3, "n_anomalous": 1,
@@ -26,7 +26,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from ..geometry import Box3D, greedy_match, iou_matrix
+from ..geometry import Box3D, match_truth
 
 SCHEMA = "odd_one_out_ros/detections/1"
 LABELS = ("normal", "anomalous")
@@ -127,6 +127,5 @@ def match_to_truth(truth: list[Box3D], detected: list[Box3D], min_iou: float = 0
 
     Returns (for each truth box the index of its detection or None, indices of unmatched detections).
     """
-    iou = iou_matrix(truth, detected) if truth and detected else np.zeros((len(truth), len(detected)))
-    match = greedy_match(iou, min_iou)
+    match = match_truth(truth, detected, min_iou)
     return [m if m >= 0 else None for m in match], [d for d in range(len(detected)) if d not in match]

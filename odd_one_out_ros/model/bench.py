@@ -33,7 +33,7 @@ def synthetic_inputs(cfg: ModelConfig, views: int, objects: int, device) -> tupl
     pitch = 1.6 * reach / side
     boxes = [Box3D([(i % side - (side - 1) / 2) * pitch, (i // side - (side - 1) / 2) * pitch, 0.06],
                    [0.6 * pitch, 0.4 * pitch, 0.1], 0.3 * i) for i in range(objects)]
-    return images, K, T, boxes_to_tensor(boxes, device)
+    return images, K, T, boxes
 
 
 def _sync(device):
@@ -57,13 +57,15 @@ def _timed(fn, device, warmup: int, repeat: int) -> list[float]:
 @torch.no_grad()
 def bench_inspection(net: OddOneOutNet, views: int, objects: int, device="cpu", warmup: int = 2,
                      repeat: int = 5) -> dict:
-    """Median latency (ms) of build_volume + box estimation + classification of `objects` boxes, peak memory."""
+    """Median latency (ms) of build_volume + box estimation + (the training-free prior, when the model adds it)
+    + classification of `objects` boxes, peak memory."""
     net = net.to(device).eval()
-    images, K, T, boxes = synthetic_inputs(net.cfg, views, objects, device)
+    images, K, T, box_list = synthetic_inputs(net.cfg, views, objects, device)
+    boxes = boxes_to_tensor(box_list, device)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if torch.device(device).type == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    stages: dict[str, list[float]] = {"volume": [], "boxes": [], "classify": []}
+    stages: dict[str, list[float]] = {"volume": [], "boxes": [], "prior": [], "classify": []}
 
     def once():
         _sync(device)
@@ -73,10 +75,13 @@ def bench_inspection(net: OddOneOutNet, views: int, objects: int, device="cpu", 
         t1 = time.perf_counter()
         net.estimate_boxes(vol)
         t2 = time.perf_counter()
-        net.classify(vol, [boxes])
+        prior = net.prior_scores(images, K, T, [box_list]) if net.cfg.matcher.prior else None
         _sync(device)
         t3 = time.perf_counter()
-        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2)):
+        net.classify(vol, [boxes], prior)
+        _sync(device)
+        t4 = time.perf_counter()
+        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             stages[k].append(v)
 
     times = _timed(once, device, warmup, repeat)

@@ -6,6 +6,7 @@ sized for 2 CPU cores), `tiny` (unit tests). Frames and the voxel grid: docs/fra
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 VARIANTS = ("A", "B", "C", "full")  # ablation rows of the paper (Table 3)
@@ -62,6 +63,11 @@ class MatcherConfig:
     """compare each object with at most this many most similar others (0 = all others, as the paper);
     keeps the cost linear in the number of objects"""
     head_hidden: int = 256
+    prior: bool = False
+    """add the training-free comparison (model/baseline.py) to each object's logit: logit = head + a (z - b),
+    z = the object's robust z-score among the scene's boxes, a and b learned (init 1 and 3: the baseline's own
+    calibration), so the matcher learns a residual to it (not in the paper; docs/model.md). Off in the paper
+    config."""
 
 
 @dataclass
@@ -137,6 +143,13 @@ class ModelConfig:
         """Inverse of to_dict; unknown keys are an error (a config from another program)."""
         return _from_dict(ModelConfig, d)
 
+    def validate(self) -> "ModelConfig":
+        """Check every field's type and range (a config read from a file may hold anything); returns self or
+        raises ValueError naming the first bad field, e.g. "image_size must be an integer >= 32, got -5"."""
+        _check_types(self, "")
+        _check_ranges(self)
+        return self
+
 
 def _from_dict(cls, d: dict):
     if not isinstance(d, dict):
@@ -165,7 +178,8 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
                                   weights="deep-sort"),
             unet_channels=(16, 32, 64), unet_blocks=(1, 1, 2), volume_channels=32, teacher_dim=128,
             render=RenderConfig(n_samples=48, rgb_size=64, feature_size=32),
-            matcher=MatcherConfig(roi_size=8, dim=64, blocks=3, heads=8, k=20, max_partners=5, head_hidden=128),
+            matcher=MatcherConfig(roi_size=8, dim=64, blocks=3, heads=8, k=20, max_partners=5, head_hidden=128,
+                                  prior=True),
             boxes=BoxConfig(min_voxels=8))
     if name == "tiny":
         return ModelConfig(
@@ -177,3 +191,69 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
             matcher=MatcherConfig(roi_size=4, dim=16, blocks=2, heads=4, k=4, max_partners=0, head_hidden=16),
             boxes=BoxConfig(min_voxels=2, min_extent_voxels=1.0))
     raise ValueError(f"unknown config {name!r}; choose paper, cpu or tiny")
+
+
+ENCODERS = ("resnet50_fpn", "mobilenet_v2_fpn")
+ENCODER_STRIDES = (4, 8, 16, 32)
+_SUBCONFIGS = (GridConfig, EncoderConfig, RenderConfig, MatcherConfig, BoxConfig)
+
+
+def _type_ok(value, annotation: str) -> bool | None:
+    """Whether value fits a field annotation of this module (None: an annotation not checked here)."""
+    if annotation == "bool":
+        return isinstance(value, bool)
+    if annotation == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if annotation == "str":
+        return isinstance(value, str)
+    if annotation.startswith("tuple[int"):
+        n = None if annotation.endswith("...]") else annotation.count("int")
+        return (isinstance(value, tuple) and len(value) > 0 and (n is None or len(value) == n)
+                and all(_type_ok(v, "int") for v in value))
+    return None
+
+
+def _check_types(cfg, prefix: str) -> None:
+    for f in dataclasses.fields(cfg):
+        value, name = getattr(cfg, f.name), prefix + f.name
+        if isinstance(value, _SUBCONFIGS):
+            _check_types(value, name + ".")
+        elif _type_ok(value, str(f.type)) is False:
+            raise ValueError(f"{name} must be of type {f.type}, got {value!r}")
+
+
+def _check_ranges(c: "ModelConfig") -> None:
+    def need(ok: bool, name: str, what: str) -> None:
+        if not ok:
+            value = c
+            for part in name.split("."):
+                value = getattr(value, part)
+            raise ValueError(f"{name} must be {what}, got {value!r}")
+
+    need(bool(c.name), "name", "a non-empty string")
+    need(c.variant in VARIANTS, "variant", f"one of {VARIANTS}")
+    need(c.image_size >= 32, "image_size", "an integer >= 32 (the backbone's coarsest stride)")
+    need(all(n >= 1 for n in c.grid.shape), "grid.shape", "three voxel counts >= 1")
+    need(c.grid.voxel_size > 0, "grid.voxel_size", "> 0 (metres)")
+    need(c.encoder.name in ENCODERS, "encoder.name", f"one of {ENCODERS}")
+    need(c.encoder.stride in ENCODER_STRIDES, "encoder.stride", f"one of {ENCODER_STRIDES}")
+    for name in ("encoder.out_channels", "encoder.fpn_channels", "volume_channels", "teacher_dim", "render.n_samples",
+                 "render.rgb_size", "render.feature_size", "matcher.roi_size", "matcher.dim", "matcher.heads",
+                 "matcher.k", "matcher.head_hidden", "boxes.min_samples", "boxes.min_voxels", "boxes.upsample",
+                 "boxes.max_objects"):
+        obj, attr = (getattr(c, name.split(".")[0]), name.split(".")[1]) if "." in name else (c, name)
+        need(getattr(obj, attr) >= 1, name, "an integer >= 1")
+    need(all(n >= 1 for n in c.unet_channels), "unet_channels", "channel counts >= 1")
+    need(all(n >= 0 for n in c.unet_blocks), "unet_blocks", "block counts >= 0")
+    need(len(c.unet_channels) == len(c.unet_blocks), "unet_blocks", "one entry per entry of unet_channels")
+    need(c.matcher.dim % c.matcher.heads == 0, "matcher.dim", f"divisible by matcher.heads ({c.matcher.heads})")
+    need(c.matcher.blocks >= 0, "matcher.blocks", "an integer >= 0")
+    need(c.matcher.max_partners >= 0, "matcher.max_partners", "an integer >= 0 (0 = all others)")
+    need(c.matcher.roi_margin >= 0, "matcher.roi_margin", ">= 0 (voxels)")
+    need(0 < c.boxes.occupancy_threshold < 1, "boxes.occupancy_threshold", "strictly between 0 and 1")
+    need(0 < c.boxes.boundary_level < 1, "boxes.boundary_level", "strictly between 0 and 1")
+    need(c.boxes.eps_voxels > 0, "boxes.eps_voxels", "> 0 (voxels)")
+    need(c.boxes.min_extent_voxels >= 0, "boxes.min_extent_voxels", ">= 0 (voxels)")
+    need(0 <= c.anomaly_threshold <= 1, "anomaly_threshold", "in [0, 1]")

@@ -18,7 +18,6 @@ import torch
 from ..geometry import Box3D
 from ..views import PosedView
 from .checkpoint import load_checkpoint
-from .matcher import boxes_to_tensor
 from .network import OddOneOutNet
 
 
@@ -77,11 +76,8 @@ class Inspector:
         boxes instead of its own (e.g. ground-truth boxes in an evaluation)."""
         t0 = time.perf_counter()
         images, K, T = views_to_tensors(views, self.net.cfg.image_size, self.device)
-        if boxes is None:
-            found, logits = self.net(images, K, T)
-            boxes, logits = found[0], logits[0]
-        else:
-            logits = self.net.classify(self.net.build_volume(images, K, T), [boxes_to_tensor(boxes, self.device)])[0]
+        found, logits = self.net(images, K, T, None if boxes is None else [list(boxes)])
+        boxes, logits = found[0], logits[0]
         scores = torch.sigmoid(logits.float()).cpu().numpy() if len(boxes) else np.zeros(0)
         objects = [ObjectResult(b, float(s), bool(s > self.threshold)) for b, s in zip(boxes, scores)]
         return InspectionResult(objects, len(views), time.perf_counter() - t0)

@@ -168,7 +168,9 @@ class ClassificationHead(nn.Module):
 class CrossInstanceMatcher(nn.Module):
     """Object volumes -> anomaly logits. Variant A: no attention; B, C: vanilla; full: sparse (Eq. 5-8).
 
-    forward(z (N, C_in, r, r, r), corr_feats (N, P, d_f) or None) -> logits (N,).
+    forward(z (N, C_in, r, r, r), corr_feats (N, P, d_f) or None, prior (N,) or None) -> logits (N,).
+    With `matcher.prior`, prior is each object's robust z-score from the training-free comparison and the
+    logit is head + prior_scale * (prior - prior_shift).
     """
 
     def __init__(self, cfg: ModelConfig, in_channels: int):
@@ -181,8 +183,13 @@ class CrossInstanceMatcher(nn.Module):
         self.blocks = nn.ModuleList(AttentionBlock(m.dim, m.heads, self.sparse) for _ in range(n_blocks))
         self.norm = nn.LayerNorm(m.dim)
         self.head = ClassificationHead(m.dim, m.roi_size, m.head_hidden)
+        self.use_prior = m.prior
+        if m.prior:
+            self.prior_scale = nn.Parameter(torch.tensor(1.0))
+            self.prior_shift = nn.Parameter(torch.tensor(3.0))
 
-    def forward(self, z: torch.Tensor, corr_feats: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, corr_feats: torch.Tensor | None = None,
+                prior: torch.Tensor | None = None) -> torch.Tensor:
         N, r = z.shape[0], self.r
         x = self.inp(z.flatten(2).transpose(1, 2))  # (N, P, D)
         partners = idx = None
@@ -194,4 +201,9 @@ class CrossInstanceMatcher(nn.Module):
         for block in self.blocks:
             x = block(x, partners, idx)
         x = self.norm(x).transpose(1, 2).reshape(N, -1, r, r, r)
-        return self.head(x)
+        logits = self.head(x)
+        if self.use_prior:
+            if prior is None:
+                raise ValueError("this model adds the training-free prior: pass each object's robust z-score")
+            logits = logits + self.prior_scale * (prior.to(logits.dtype) - self.prior_shift)
+        return logits

@@ -6,6 +6,7 @@
       --renderer-->  RGB, mask, features at any camera (training)
       --box estimator-->  boxes per scene  --RoI pooling-->  z (N, c + d_f + 1, r, r, r)
       --cross-instance matching-->  one anomaly logit per object
+      (+ with matcher.prior: the training-free comparison of the boxes' frozen 2D features, model/baseline.py)
 
 Cameras: K (B, V, 3, 3) for the H x W input images, T_cw (B, V, 4, 4) world-to-camera (docs/frames.md).
 Images must be undistorted pinhole views, RGB in [0, 1].
@@ -17,6 +18,7 @@ import torch.nn as nn
 from torch.autograd.profiler import record_function
 
 from ..geometry import Box3D
+from .baseline import BaselineConfig, baseline_scores, default_extractor, robust_z
 from .box_estimator import estimate_boxes
 from .config import ModelConfig
 from .encoder2d import FPNEncoder
@@ -41,6 +43,8 @@ class OddOneOutNet(nn.Module):
         self.renderer = VolumeRenderer(self.grid, cfg.render.n_samples)
         obj_channels = c + 1 + (cfg.teacher_dim if cfg.distill else 0)
         self.matcher = CrossInstanceMatcher(cfg, obj_channels)
+        self.prior_cfg = BaselineConfig()
+        self._frozen: dict = {}  # the prior's extractor: frozen weights from a package, kept out of state_dict
 
     # ------------------------------------------------------------------ 3D scene volume
     def build_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
@@ -114,25 +118,50 @@ class OddOneOutNet(nn.Module):
             beta = z[:, -self.cfg.teacher_dim:].flatten(2).transpose(1, 2)
         return z, beta
 
-    def classify(self, vol: dict, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
-        """Anomaly logits per scene: boxes[b] (N_b, 7) -> logits (N_b,) (empty for no boxes)."""
-        with record_function("classify"):
-            return self._classify(vol, boxes)
+    @torch.no_grad()
+    def prior_scores(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
+                     feats: list[list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
+        """The training-free prior of matcher.prior: images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4),
+        boxes per scene -> robust z-scores per scene (N_b,) float32 (model/baseline.py). feats[b]: scene b's
+        extractor maps, one (V, C, h, w) per scale of BaselineConfig.scales (e.g. cached while training)."""
+        with record_function("prior"):
+            out = []
+            for b, bs in enumerate(boxes):
+                f = feats[b] if feats is not None else None
+                ext = self.prior_extractor(images.device) if f is None else None
+                raw = baseline_scores(images[b], K[b], T_cw[b], bs, ext, self.prior_cfg, f)
+                out.append(torch.from_numpy(robust_z(raw, self.prior_cfg)).to(images.device, torch.float32))
+            return out
 
-    def _classify(self, vol: dict, boxes: list[torch.Tensor]) -> list[torch.Tensor]:
+    def prior_extractor(self, device: torch.device):
+        """The prior's frozen 2D features (the offline ImageNet MobileNetV2), built on first use."""
+        if "extractor" not in self._frozen:
+            self._frozen["extractor"] = default_extractor(device)
+        return self._frozen["extractor"].to(device)
+
+    def classify(self, vol: dict, boxes: list[torch.Tensor], prior: list[torch.Tensor] | None = None
+                 ) -> list[torch.Tensor]:
+        """Anomaly logits per scene: boxes[b] (N_b, 7) -> logits (N_b,) (empty for no boxes); prior[b] (N_b,):
+        the boxes' robust z-scores (`prior_scores`), required when matcher.prior is on."""
+        with record_function("classify"):
+            return self._classify(vol, boxes, prior)
+
+    def _classify(self, vol, boxes, prior):
         logits = []
         for b, bx in enumerate(boxes):
             if bx.shape[0] == 0:
                 logits.append(vol["fv"].new_zeros(0))
                 continue
             z, beta = self.object_volumes(vol, b, bx.to(vol["fv"].dtype))
-            logits.append(self.matcher(z, beta))
+            logits.append(self.matcher(z, beta, prior[b] if prior is not None else None))
         return logits
 
-    def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor
-                ) -> tuple[list[list[Box3D]], list[torch.Tensor]]:
-        """Inference: boxes per scene and their anomaly logits."""
+    def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
+                boxes: list[list[Box3D]] | None = None) -> tuple[list[list[Box3D]], list[torch.Tensor]]:
+        """Inference: boxes per scene (the model's own, or the given ones, world frame) and their anomaly logits."""
         vol = self.build_volume(images, K, T_cw)
-        boxes = self.estimate_boxes(vol)
-        logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes])
+        if boxes is None:
+            boxes = self.estimate_boxes(vol)
+        prior = self.prior_scores(images, K, T_cw, boxes) if self.cfg.matcher.prior else None
+        logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
         return boxes, logits

@@ -5,7 +5,8 @@ Three stages, so that no callback ever waits for the model:
                  pose_source topic, pair the image with its PoseStamped by stamp), enqueue the frame;
   gather thread  image -> RGB, camera pose (static | apriltag | topic), view selection (rig | moving),
                  complete view sets into a bounded queue (oldest dropped and counted);
-  worker thread  Inspector.inspect(views), audit trail (JSONL + optional view bag), publishing.
+  worker thread  Inspector.inspect(views) (non-finite outputs are errors: inspection/guard.py), audit trail
+                 (JSONL + optional view bag), publishing.
 Everything that is not message conversion lives in odd_one_out_ros.inspection (pure, unit-tested).
 Topics, parameters, the JSON schema and the audit trail: docs/ros.md. Frames: docs/frames.md.
 """
@@ -34,8 +35,9 @@ from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from ..inspection.audit import AuditLog, write_view_bag
+from ..inspection.audit import PARTIAL_DIR, AuditLog, new_run_id, write_view_bag
 from ..inspection.gather import DropQueue, MovingViewSelector, RigGatherer
+from ..inspection.guard import FiniteGuard, check_finite_result
 from ..inspection.overlay import overlay_image
 from ..inspection.poses import POSE_SOURCES, PoseError, PoseResolver
 from ..inspection.report import build_report, validate_report
@@ -70,8 +72,11 @@ def _choice(name: str, value: str, choices: tuple) -> str:
     return value
 
 
-def _default_audit_log() -> str:
-    return str(Path(os.environ.get("ROS_HOME", "~/.ros")) / "odd_one_out_ros" / "audit.jsonl")
+def _default_audit_log(node_name: str) -> str:
+    """$ROS_HOME/odd_one_out_ros/audit/<namespace>/<name>.jsonl: detectors with different names or namespaces
+    get their own logs (a log has one writer: a second detector on the same file is refused at start)."""
+    home = Path(os.environ.get("ROS_HOME", "~/.ros"))
+    return str(home / "odd_one_out_ros" / "audit" / f"{node_name.strip('/')}.jsonl")
 
 
 @dataclass
@@ -163,8 +168,9 @@ class DetectorNode(Node):
             "world (board) frame of poses and results")).value
         queue_size = self.declare_parameter("queue_size", 1, _desc(
             "complete view sets waiting for the model; when full the oldest is dropped", 1, 100)).value
-        audit_log = self.declare_parameter("audit_log", _default_audit_log(), _desc(
-            "JSONL file every inspection is appended to (fsynced); empty = no audit log")).value
+        audit_log = self.declare_parameter("audit_log", _default_audit_log(self.get_fully_qualified_name()), _desc(
+            "JSONL file every inspection is appended to (fsynced); empty = no audit log; one detector per file; "
+            "default $ROS_HOME/odd_one_out_ros/audit/<node>.jsonl")).value
         self.record_dir = self.declare_parameter("record_views_dir", "", _desc(
             "folder for one mcap view bag per inspection (odd-one-out replay); empty = off")).value
         self.overlay_views = self.declare_parameter("overlay_max_views", 6, _desc(
@@ -196,7 +202,19 @@ class DetectorNode(Node):
             self.threshold = threshold if threshold >= 0 else 0.5
             self.model_info = {"checkpoint": None, "injected": True}
         self.inspect_fn = inspect_fn
-        self.audit = AuditLog(audit_log) if audit_log else None
+        self.audit = AuditLog(audit_log, node=self.get_fully_qualified_name()) if audit_log else None
+        self.run_id = self.audit.run_id if self.audit else new_run_id()
+        if self.audit is not None and self.audit.fenced:
+            self.get_logger().warning(f"audit log {self.audit.path}: {self.audit.fenced} (a crash while writing) "
+                                      "was fenced off; earlier records are intact, new ones start on a new line")
+        if self.record_dir:
+            partial = Path(self.record_dir).expanduser() / PARTIAL_DIR
+            left = sorted(p.name for p in partial.iterdir() if p.is_dir()) if partial.is_dir() else []
+            if left:
+                self.get_logger().warning(
+                    f"{len(left)} interrupted view bag(s) in {partial} (a detector stopped while writing them; not "
+                    f"readable, their inspections were never recorded or published): {', '.join(left[:3])}"
+                    + (" ..." if len(left) > 3 else ""))
 
         # ------------------------------------------------------------------ state shared by the stages
         self._lock = threading.Lock()
@@ -216,7 +234,8 @@ class DetectorNode(Node):
                        "last_error": ""}
         self._last_diag_counts = (0, 0, 0, 0, 0, 0)
         self._last_problem = -1e9
-        self._inspection_id = 0
+        self._inspection_id = self.audit.last_id if self.audit else 0  # ids stay unique within the audit log
+        self._shutdown_logged = False
 
         # ------------------------------------------------------------------ ROS interfaces
         qos = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(depth=10),
@@ -245,7 +264,8 @@ class DetectorNode(Node):
         self.get_logger().info(
             f"{len(self.cameras)} camera(s) {self.cameras} on {self.prefix}/<camera>/, poses: {self.pose_source}, "
             f"mode: {self.mode}, trigger: {self.trigger}, frame: {self.frame_id}, model: "
-            f"{self.model_info.get('checkpoint') or 'injected'}, audit log: {audit_log or 'off'}")
+            f"{self.model_info.get('checkpoint') or 'injected'}, audit log: {audit_log or 'off'}, run {self.run_id}"
+            + (f", inspection ids from {self._inspection_id + 1}" if self._inspection_id else ""))
 
     # ---------------------------------------------------------------------- model
     def _load_model(self, checkpoint: str, device: str, threshold: float):
@@ -271,7 +291,16 @@ class DetectorNode(Node):
         if info["untrained"]:
             self.get_logger().warning(f"checkpoint {path} is an UNTRAINED network: it finds no objects and its "
                                       "scores mean nothing")
-        return inspector.inspect, float(inspector.threshold), info
+        return FiniteGuard(inspector), float(inspector.threshold), info
+
+    def _log(self):
+        """The node's logger; once the context is shut down (Ctrl-C) a logger of another name, so that a line
+        logged then is that one line (the node's own would also try /rosout and print an rcl error)."""
+        if self.context.ok():
+            return self.get_logger()
+        import rclpy.logging
+
+        return rclpy.logging.get_logger(self.get_logger().name + ".shutdown")
 
     # ---------------------------------------------------------------------- failures: counted, logged rarely
     def _fail(self, camera: str, kind: str, message: str) -> None:
@@ -284,7 +313,7 @@ class DetectorNode(Node):
             if log:
                 self._logged[key] = now
         if log:
-            self.get_logger().error(f"{camera}: {message}")
+            self._log().error(f"{camera}: {message}")
 
     # ---------------------------------------------------------------------- callbacks (cheap)
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
@@ -359,8 +388,8 @@ class DetectorNode(Node):
                 with self._lock:
                     self._stats["inference_errors"] += 1
                     self._stats["last_error"] = f"{type(e).__name__}: {e}"
-                self.get_logger().error(f"{handle.__name__} failed: {type(e).__name__}: {e}\n"
-                                        f"{traceback.format_exc(limit=4)}")
+                self._log().error(f"{handle.__name__} failed: {type(e).__name__}: {e}\n"
+                                  f"{traceback.format_exc(limit=4)}")
 
     def _gather(self, frame: Frame) -> None:
         req = self._request
@@ -429,6 +458,7 @@ class DetectorNode(Node):
         t0 = time.perf_counter()
         try:
             result = self.inspect_fn(views)
+            check_finite_result(result)  # NaN / inf anywhere: an error, never an all-clear
             inference = time.perf_counter() - t0
             self._inspection_id += 1
             report = build_report(
@@ -442,12 +472,36 @@ class DetectorNode(Node):
             with self._lock:
                 self._stats["inference_errors"] += 1
                 self._stats["last_error"] = msg
-            self.get_logger().error(msg)
+            self._log().error(msg)
             self._finish_request(vs, None, msg)
             return
         newest = max(vs.items, key=lambda g: g.view.stamp)
         header = Header(stamp=newest.messages[0].header.stamp, frame_id=self.frame_id)
-        self._audit(vs, report)  # before publishing: no decision without its record
+        recorded = self._audit(vs, report)  # before publishing: no decision without its record
+        try:
+            self._publish(report, result, views, header)
+        except Exception:
+            if not self._shutting_down():
+                raise
+            if not self._shutdown_logged:  # Ctrl-C during an inspection: the context is gone, say so in one line
+                self._shutdown_logged = True
+                self._log().warning(f"shutting down: inspection {report['inspection_id']} was not published"
+                                    + (" (it is in the audit log)" if recorded else ""))
+            self._finish_request(vs, None, "the detector is shutting down")
+            return
+        with self._lock:
+            s = self._stats
+            s["inspections"] += 1
+            s["last_latency_s"] = report["latency_s"]["pipeline"]
+            s["latency_sum"] += report["latency_s"]["pipeline"]
+            s["last_objects"], s["last_anomalous"] = report["n_objects"], report["n_anomalous"]
+            s["last_error"] = ""
+        self._finish_request(vs, report, "")
+
+    def _shutting_down(self) -> bool:
+        return self._stop.is_set() or not self.context.ok()
+
+    def _publish(self, report: dict, result, views: list[PosedView], header: Header) -> None:
         objects = report["objects"]
         self.pub_markers.publish(markers_for(objects, header))
         self.pub_anomalies.publish(anomaly_poses(objects, header))
@@ -459,15 +513,7 @@ class DetectorNode(Node):
                                       [o["label"] == "anomalous" for o in objects], self.overlay_views)
                 self.pub_overlay.publish(rgb_to_image(sheet, self.frame_id, header.stamp))
             except (ValueError, IndexError) as e:
-                self.get_logger().warning(f"no overlay for inspection {report['inspection_id']}: {e}")
-        with self._lock:
-            s = self._stats
-            s["inspections"] += 1
-            s["last_latency_s"] = report["latency_s"]["pipeline"]
-            s["latency_sum"] += report["latency_s"]["pipeline"]
-            s["last_objects"], s["last_anomalous"] = report["n_objects"], report["n_anomalous"]
-            s["last_error"] = ""
-        self._finish_request(vs, report, "")
+                self._log().warning(f"no overlay for inspection {report['inspection_id']}: {e}")
 
     def _finish_request(self, vs: ViewSet, report: dict | None, error: str) -> None:
         with self._lock:
@@ -478,14 +524,15 @@ class DetectorNode(Node):
         req.report, req.error = report, error
         req.done.set()
 
-    def _audit(self, vs: ViewSet, report: dict) -> None:
+    def _audit(self, vs: ViewSet, report: dict) -> bool:
+        """View bag and audit record of one inspection; True when the audit log holds its record."""
         bag = None
         if self.record_dir:
             try:
                 stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["stamp"]))
                 path = Path(self.record_dir).expanduser() / f"inspection_{stamp}_{report['inspection_id']:05d}"
                 n = 1
-                while path.exists():
+                while path.exists() or (path.parent / PARTIAL_DIR / path.name).exists():
                     n += 1
                     path = path.with_name(f"{path.name.split('~')[0]}~{n}")
                 keys = ("/views/image", "/views/camera_info", "/views/pose")
@@ -495,14 +542,16 @@ class DetectorNode(Node):
             except Exception as e:  # a full disk must not stop inspections; it shows in diagnostics
                 with self._lock:
                     self._stats["audit_errors"] += 1
-                self.get_logger().error(f"cannot write the view bag of inspection {report['inspection_id']}: {e}")
+                self._log().error(f"cannot write the view bag of inspection {report['inspection_id']}: {e}")
         if self.audit is not None:
             try:
                 self.audit.append({**report, "bag": str(bag) if bag else None})
+                return True
             except (OSError, ValueError) as e:
                 with self._lock:
                     self._stats["audit_errors"] += 1
-                self.get_logger().error(f"cannot append to the audit log {self.audit.path}: {e}")
+                self._log().error(f"cannot append to the audit log {self.audit.path}: {e}")
+        return False
 
     # ---------------------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -524,7 +573,7 @@ class DetectorNode(Node):
             "unmatched_frames": drops - self._frames.dropped - self._sets.dropped,
             "pose_failures": pose_fail, "image_errors": image_err, "missing_camera_info": no_info,
             "incomplete_sets": s["incomplete_sets"], "inference_errors": s["inference_errors"],
-            "audit_errors": s["audit_errors"]}
+            "audit_errors": s["audit_errors"], "run_id": self.run_id}
         if self.selector is not None:
             values.update(views_too_close=self.selector.too_close, views_expired=self.selector.expired,
                           views_collected=len(self.selector))
@@ -561,7 +610,9 @@ class DetectorNode(Node):
         for t in getattr(self, "_threads", []):
             t.join(timeout=10)
         if getattr(self, "audit", None) is not None:
-            self.audit.close()
+            problem = self.audit.close()  # never raises (e.g. on a full disk): one line instead
+            if problem:
+                self._log().error(problem)
         return super().destroy_node()
 
 

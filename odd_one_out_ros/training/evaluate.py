@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
-from ..geometry import Box3D, greedy_match, iou_matrix
+from ..geometry import Box3D, greedy_match, iou_matrix, match_truth
 
 
 @dataclass
@@ -36,7 +36,7 @@ class SceneResult:
     def __post_init__(self):
         M = iou_matrix(self.gt_boxes, self.pred_boxes) if self.pred_boxes else np.zeros((len(self.gt_boxes), 0))
         self.best = [int(np.argmax(r)) if len(r) else -1 for r in M]
-        self.matches = greedy_match(M, 0.5, strict=True)
+        self.matches = greedy_match(M, 0.5, strict=True)  # = geometry.match_truth, reusing M
 
 
 def _auc(labels, scores) -> float | None:
@@ -134,8 +134,7 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
         for meta, dens in vols:
             pred = estimate_boxes(dens, net.grid, bcfg)
             gt = [o.box for o in meta.objects]
-            M = iou_matrix(gt, pred) if pred else np.zeros((len(gt), 0))
-            hits += int((M.max(axis=1, initial=0) > 0.5).sum())
+            hits += sum(j >= 0 for j in match_truth(gt, pred))
             extra += max(0, len(pred) - len(gt))
             n += len(gt)
         table[(c, soft)] = {"recall": 100 * hits / max(n, 1), "extra_boxes": extra}

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
-from ..geometry import Box3D, iou_matrix
+from ..geometry import Box3D, match_truth
+from ..model.baseline import extract
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import ModelConfig
 from ..model.losses import feature_loss, image_loss, occupancy_loss, weighted_bce
@@ -43,7 +44,13 @@ class TrainConfig:
     lr: float = 2e-4
     backbone_lr_scale: float = 0.5
     """learning rate factor for the pretrained 2D backbone"""
+    prior_lr_scale: float = 50.0
+    """learning rate factor for the two scalars of the training-free prior (matcher.prior)"""
     warmup_steps: int = 50
+    schedule: str = "cosine"
+    """learning rate after the warm-up: "cosine" decays it to min_lr_scale x lr over max_steps (Efficient
+    Odd-One-Out's schedule; constant when max_steps is 0), "constant" keeps it"""
+    min_lr_scale: float = 0.05
     batch_size: int = 1
     n_input: int = 5
     n_target: int = 5
@@ -79,6 +86,19 @@ class TrainConfig:
     heads still train. False fine-tunes it at backbone_lr_scale, as the paper does (docs/model.md)"""
 
 
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """Learning rate multiplier at optimiser step `step` (0-based): linear warm-up over cfg.warmup_steps, then
+    cfg.schedule (cosine from 1 to cfg.min_lr_scale at cfg.max_steps, or constant)."""
+    if cfg.schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule must be cosine or constant, got {cfg.schedule!r}")
+    w = cfg.warmup_steps
+    f = min(1.0, (step + 1) / w) if w else 1.0
+    if cfg.schedule == "cosine" and cfg.max_steps > w:
+        t = min(1.0, max(0, step - w) / (cfg.max_steps - w))
+        f *= cfg.min_lr_scale + (1 - cfg.min_lr_scale) * 0.5 * (1 + math.cos(math.pi * t))
+    return f
+
+
 def _rank() -> tuple[int, int]:
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
@@ -86,13 +106,11 @@ def _rank() -> tuple[int, int]:
 
 
 def match_boxes(pred: list[Box3D], gt: list[Box3D], min_iou: float, rng: np.random.Generator) -> list[Box3D]:
-    """For each ground-truth box, the predicted box of highest IoU (if > min_iou) or a jittered copy of
-    the ground truth. Returns one box per ground-truth object, in ground-truth order."""
+    """For each ground-truth box, its predicted box (geometry.match_truth: one-to-one, IoU > min_iou) or a
+    jittered copy of the ground truth. Returns one box per ground-truth object, in ground-truth order."""
     out = []
-    M = iou_matrix(gt, pred) if pred else np.zeros((len(gt), 0))
-    for i, g in enumerate(gt):
-        j = int(np.argmax(M[i])) if M.shape[1] else -1
-        if j >= 0 and M[i, j] > min_iou:
+    for g, j in zip(gt, match_truth(gt, pred, min_iou)):
+        if j >= 0:
             out.append(pred[j])
         else:
             out.append(Box3D(g.center + rng.normal(scale=0.01, size=3), g.size * rng.uniform(0.9, 1.1, 3),
@@ -154,9 +172,12 @@ class StepLoss(torch.nn.Module):
         self.net, self.cfg, self.device = net, cfg, device
 
     def forward(self, item: dict, target: torch.Tensor | None, rng: np.random.Generator,
-                levels: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+                levels: list[torch.Tensor] | None = None, prior_feats: list[torch.Tensor] | None = None
+                ) -> dict[str, torch.Tensor]:
         """item: a SceneDataset item; target (1, Vt, d_f, f, f) teacher features of the target views (or None);
-        levels: the frozen backbone's levels of the input views (or None: the encoder runs whole)."""
+        levels: the frozen backbone's levels of the input views (or None: the encoder runs whole); prior_feats:
+        the prior's extractor maps of the input views, one (n_input, C, h, w) per scale (stage 2 with
+        matcher.prior; None: computed here)."""
         cfg, m, net, dev = self.cfg, self.net.cfg, self.net, self.device
         n_in = cfg.n_input
         images, K, T = item["images"][None].to(dev), item["K"][None].to(dev), item["T_cw"][None].to(dev)
@@ -194,9 +215,13 @@ class StepLoss(torch.nn.Module):
         gt = [Box3D(b[:3].numpy(), b[3:6].numpy(), float(b[6])) for b in item["boxes"]]
         pred = net.estimate_boxes(vol)[0]
         terms["predicted_match"] = torch.tensor(
-            float(np.mean([iou_matrix([g], pred).max(initial=0.0) > 0.5 for g in gt])) if gt else 0.0)
+            float(np.mean([j >= 0 for j in match_truth(gt, pred)])) if gt else 0.0)
         boxes = match_boxes(pred, gt, cfg.match_iou, rng)
-        logits = net.classify(vol, [boxes_to_tensor(boxes, dev)])[0]
+        prior = None
+        if m.matcher.prior:
+            prior = net.prior_scores(images[:, :n_in], K[:, :n_in], T[:, :n_in], [boxes],
+                                     None if prior_feats is None else [prior_feats])
+        logits = net.classify(vol, [boxes_to_tensor(boxes, dev)], prior)[0]
         terms["bce"] = weighted_bce(logits, item["labels"].to(dev))
         terms["total"] = terms["bce"] + cfg.lambda_r_stage2 * recon
         return terms
@@ -224,16 +249,25 @@ class Trainer:
                     raise ValueError(f"{init}: does not fit variant {model_cfg.variant} (missing {missing[:3]}, "
                                      f"unexpected {unexpected[:3]})")
             else:
-                self.net.load_state_dict(state, strict=True)
+                # a stage 1 without the prior's two matcher parameters (matcher.prior switched on for stage 2)
+                missing, unexpected = self.net.load_state_dict(state, strict=False)
+                if unexpected or any(k not in ("matcher.prior_scale", "matcher.prior_shift") for k in missing):
+                    raise ValueError(f"{init}: does not fit this model (missing {missing[:3]}, "
+                                     f"unexpected {unexpected[:3]})")
             self.pca_state = blob.get("teacher_pca")
         if self.cfg.freeze_backbone:
             self.net.encoder.freeze_backbone()
         self.stage_params()
         backbone = [p for p in self.net.encoder.backbone.parameters() if p.requires_grad]
         ids = {id(p) for p in backbone}
+        prior = [p for n, p in self.net.named_parameters() if p.requires_grad and n.startswith("matcher.prior_")]
+        ids |= {id(p) for p in prior}
         rest = [p for p in self.net.parameters() if p.requires_grad and id(p) not in ids]
-        self.opt = torch.optim.Adam([{"params": backbone, "lr": self.cfg.lr * self.cfg.backbone_lr_scale},
-                                     {"params": rest, "lr": self.cfg.lr}])
+        groups = [{"params": backbone, "lr": self.cfg.lr * self.cfg.backbone_lr_scale},
+                  {"params": rest, "lr": self.cfg.lr}]
+        if prior:  # two scalars: Adam moves each by about lr per step, too little to recalibrate at lr
+            groups.append({"params": prior, "lr": self.cfg.lr * self.cfg.prior_lr_scale})
+        self.opt = torch.optim.Adam(groups)
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
         self.model = StepLoss(self.net, train_cfg, self.device)
         if self.world > 1:  # DDP wraps the loss module: its forward is the whole differentiable step
@@ -270,6 +304,17 @@ class Trainer:
                                            for v in enc.backbone.state_dict().values())).hexdigest()[:12]
             self.backbone_cache = FeatureCache(enc.backbone_levels, f"backbone-{digest}",
                                                self.out / "backbone_cache" / digest, self.device)
+        self.prior_cache = None
+        if self.cfg.stage == 2 and model_cfg.matcher.prior:
+            # the prior's frozen features at each of its scales, cached per image like the backbone's
+            ext, scales = self.net.prior_extractor(self.device), self.net.prior_cfg.scales
+            self.prior_cache = FeatureCache(lambda x: extract(ext, x, scales), f"prior-{'-'.join(map(str, scales))}",
+                                            self.out / "prior_cache", self.device)
+
+    def prior_features(self, item: dict) -> list[torch.Tensor]:
+        """The prior's extractor maps of the item's input views, from the cache: one (n_input, C, h, w) per scale."""
+        per_image = [self.prior_cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
+        return [torch.stack(f).to(self.device) for f in zip(*per_image)]
 
     @property
     def last_path(self) -> Path:
@@ -282,8 +327,7 @@ class Trainer:
             p.requires_grad_(self.cfg.stage == 2)
 
     def _lr_factor(self) -> float:
-        w = self.cfg.warmup_steps
-        return min(1.0, (self.step + 1) / w) if w else 1.0
+        return lr_factor(self.step, self.cfg)
 
     # ------------------------------------------------------------------ one step
     def teacher_targets(self, item: dict, views: slice, size: int) -> torch.Tensor:
@@ -324,8 +368,9 @@ class Trainer:
             if self.mcfg.distill:
                 target = self.teacher_targets(item, slice(cfg.n_input, None), self.mcfg.render.feature_size)
             levels = self.backbone_levels(item) if self.backbone_cache is not None else None
+            prior_feats = self.prior_features(item) if self.prior_cache is not None else None
             t2 = clock()
-            terms = self.model(item, target, rng, levels)
+            terms = self.model(item, target, rng, levels, prior_feats)
             t3 = clock()
             (terms["total"] / len(indices)).backward()
             t4 = clock()

