@@ -14,8 +14,8 @@ BIN=${BIN:-.venv/bin}
 INIT=${INIT:-odd_one_out_ros/assets/checkpoints/cpu_default.pt}
 SCENES=${SCENES:-60}
 TEST=${TEST:-16}
-STEPS1=${STEPS1:-300}
-STEPS2=${STEPS2:-200}
+STEPS1=${STEPS1:-200}
+STEPS2=${STEPS2:-120}
 VIEWS=${VIEWS:-4,3}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"

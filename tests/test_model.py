@@ -388,3 +388,8 @@ def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
         assert np.allclose(prior.numpy(), robust_z(raw, net.prior_cfg), atol=1e-6)
         assert torch.allclose(logits[0], net.classify(vol, [bt], [prior])[0], atol=1e-5)
         assert len(found[0]) == 4
+    # the speed benchmarks run on a prior model too (the cpu preset has it)
+    from odd_one_out_ros.model.bench import bench_attention, bench_inspection
+
+    assert set(bench_attention(cfg, [2, 3], repeat=1)["sparse"]) == {2, 3}
+    assert bench_inspection(net, 3, 4, warmup=0, repeat=1)["stage_ms_median"]["prior"] > 0

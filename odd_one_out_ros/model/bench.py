@@ -112,12 +112,13 @@ def bench_attention(cfg: ModelConfig, objects: list[int], device="cpu", repeat: 
         for n in objects:
             z = torch.randn(n, in_ch, r, r, r, device=device)
             feats = z[:, -c.teacher_dim:].flatten(2).transpose(1, 2)
-            row[n] = 1000 * statistics.median(_timed(lambda: matcher(z, feats), device, 1, repeat))
+            prior = torch.zeros(n, device=device) if c.matcher.prior else None  # its cost is the "prior" stage
+            row[n] = 1000 * statistics.median(_timed(lambda: matcher(z, feats, prior), device, 1, repeat))
         results["sparse" if variant == "full" else "vanilla"] = row
     return results
 
 
-FORWARD_PARTS = ("encoder", "backproject", "unet3d", "heads", "render", "boxes", "classify")
+FORWARD_PARTS = ("encoder", "backproject", "unet3d", "heads", "render", "boxes", "prior", "classify")
 """record_function scopes of OddOneOutNet's forward, reported by bench_train"""
 
 
