@@ -34,7 +34,7 @@ def sweep(checkpoint: str | Path, seeds: list[int], kind: str = "toys", cameras:
         sim = SimRig(SimConfig(kind=kind, seed=seed, cameras=cameras))
         views = [PosedView(*sim.view(i), float(i), f"cam{i}") for i in range(sim.n_views)]
         res = inspector.inspect(views)
-        truth = [o for o in sim.scene.objects]
+        truth = sim.scene.objects
         gt = [o.box for o in truth]
         det = [o.box for o in res.objects]
         boxed = sum(j >= 0 for j in match_truth(gt, det))

@@ -11,7 +11,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
-from odd_one_out_ros.geometry import Box3D, iou_matrix
+from odd_one_out_ros.geometry import Box3D, iou_matrix, match_truth
 
 SETS = (("test_toys_seen", "toys, seen categories", 88, 82, 92),
         ("test_toys_unseen", "toys, unseen categories", 85, 80, 90),
@@ -70,12 +70,13 @@ def main(out: Path) -> int:
         gt = [Box3D.from_dict(g) for g in row["gt"]]
         pred = [Box3D.from_dict(q) for q in row["pred"]]
         M = iou_matrix(gt, pred) if pred else None
+        match = match_truth(gt, pred, 0.0)  # one box per banana (one-to-one), as the evaluation matches
         print("\nReal ToysAD-8K sample scene (three bananas, object.001 cracked), 5 views:\n")
         print("| object | anomalous | best IoU | its score | baseline score |")
         print("| --- | --- | --- | --- | --- |")
         best_scores = []
         for i, g in enumerate(row["gt"]):
-            j = int(M[i].argmax()) if M is not None and M.shape[1] else -1
+            j = match[i]
             iou = float(M[i, j]) if j >= 0 else 0.0
             s = row["pred"][j]["score"] if j >= 0 else None
             best_scores.append((s if s is not None and iou > 0.5 else -1.0, g["name"]))
