@@ -1,10 +1,14 @@
-"""Checks the model's speed targets (issue 3) on this machine; exit code 1 when one is missed.
+"""Checks the model's speed targets (issue 13) on this machine; exit code 1 when one is missed.
 
-    .venv/bin/python benchmarks/model_latency.py [--threads 2] [--device cpu] [--json out.json]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/model_latency.py [--threads 2] [--device cpu] [--json out.json]
 
-Targets: `cpu` config, M=5 views, N=6 objects, 256x256: median inspection <= 1000 ms on 2 cores
-(encoder to scores, no rendering); sparse-attention matcher at N=12 <= 2.5x its cost at N=6.
-The paper config is measured and reported too (its GPU target, <= 40 ms at M=5, needs a GPU).
+Targets are ratios measured in one run (absolute times drift by 25 % or more on a shared machine), for the shipped
+`cpu` checkpoint (random weights with --random), M=5 views, N=6 objects, 256 x 256:
+- ratio = median inspection (encoder to scores, with the training-free prior, no rendering) / a plain torchvision
+  ResNet-18 forward over the same five images, timed interleaved in this process: <= 1.5;
+- peak memory increase of the inspections (process peak RSS over its value before them) <= 300 MB;
+- sparse voxel attention + head no slower than vanilla attention at N=6 and N=12, and N=12 <= 2.2x N=6.
+The paper config is measured too (random weights); on a GPU its target is <= 40 ms at M=5.
 """
 import argparse
 import json
@@ -13,34 +17,57 @@ import sys
 import torch
 
 from odd_one_out_ros.model.bench import bench_attention, bench_inspection
+from odd_one_out_ros.model.checkpoint import load_checkpoint
 from odd_one_out_ros.model.config import preset
 from odd_one_out_ros.model.network import OddOneOutNet
+from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
+
+CHECKPOINT = str(DEFAULT_CHECKPOINT)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--random", action="store_true", help="the cpu config with random weights, not the checkpoint")
+    ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    results, ok = {}, True
-    for name in ("cpu", "paper"):
-        cfg = preset(name)
+    if args.random:
+        cfg = preset("cpu")
         cfg.encoder.weights = ""
-        results[name] = bench_inspection(OddOneOutNet(cfg), 5, 6, args.device, repeat=5 if name == "cpu" else 3)
-        results[name]["attention_ms_median"] = bench_attention(cfg, [6, 12], args.device)
-    cpu = results["cpu"]
-    checks = [("cpu inspection M=5 N=6 <= 1000 ms", cpu["latency_ms_median"], cpu["latency_ms_median"] <= 1000),
-              ("cpu sparse attention N=12 / N=6 <= 2.5",
-               cpu["attention_ms_median"]["sparse"][12] / cpu["attention_ms_median"]["sparse"][6],
-               cpu["attention_ms_median"]["sparse"][12] <= 2.5 * cpu["attention_ms_median"]["sparse"][6])]
-    if args.device.startswith("cuda"):
+        net = OddOneOutNet(cfg)
+    else:
+        net, _ = load_checkpoint(CHECKPOINT, args.device)
+    results, ok = {}, True
+    results["cpu"] = bench_inspection(net, 5, 6, args.device, repeat=args.repeat)
+    results["cpu"]["attention_ms_median"] = att = bench_attention(net.cfg, [6, 12], args.device, repeat=args.repeat)
+    cfg = preset("paper")
+    cfg.encoder.weights = ""
+    on_gpu = args.device.startswith("cuda")
+    results["paper"] = bench_inspection(OddOneOutNet(cfg), 5, 6, args.device, repeat=args.repeat if on_gpu else 3,
+                                        reference=False)
+    cpu, sp, va = results["cpu"], att["sparse"], att["vanilla"]
+    checks = [(f"ratio inspection / ResNet-18 <= 1.5 ({cpu['latency_ms_median']:.0f} ms / "
+               f"{cpu['reference_ms']:.0f} ms)", cpu["ratio"], cpu["ratio"] <= 1.5)]
+    if "peak_memory_increase_mb" in cpu:
+        checks.append(("peak memory increase of an inspection <= 300 MB", cpu["peak_memory_increase_mb"],
+                       cpu["peak_memory_increase_mb"] <= 300))
+    for n in (6, 12):
+        checks.append((f"sparse <= vanilla attention + head at N={n} ({sp[n]:.0f} ms vs {va[n]:.0f} ms), ratio",
+                       sp[n] / va[n], sp[n] <= va[n]))
+    checks.append((f"sparse attention N=12 / N=6 <= 2.2 ({sp[12]:.0f} ms / {sp[6]:.0f} ms)", sp[12] / sp[6],
+                   sp[12] <= 2.2 * sp[6]))
+    if on_gpu:
         p = results["paper"]["latency_ms_median"]
         checks.append(("paper inspection M=5 on GPU <= 40 ms", p, p <= 40))
     for name, value, passed in checks:
         ok &= passed
         print(f"{'PASS' if passed else 'FAIL'}  {name}: {value:.2f}")
+    st = cpu["stage_ms_median"]
+    print(f"info  {cpu['config']} ({'random weights' if args.random else CHECKPOINT}) on {args.device}, "
+          f"{cpu['threads']} threads: " + ", ".join(f"{k} {v:.0f}" for k, v in st.items()) + " ms")
     print(f"info  paper config on {args.device}: {results['paper']['latency_ms_median']:.0f} ms, "
           f"peak {results['paper']['peak_memory_mb']:.0f} MB")
     if args.json:

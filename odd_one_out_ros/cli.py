@@ -1,13 +1,16 @@
 """`odd-one-out`: the package's one console command, with subcommands.
 
 Each subcommand lives in its own module and is imported only when it runs, so `--help` is quick.
-Exit codes: 0 success, 1 runtime failure, 2 bad input (file, argument).
+Exit codes: 0 success, 1 runtime failure, 2 bad input (file, argument). A command that stops raises
+`commands.CommandError`; `main` prints its one line and returns its exit code.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+
+from .commands import CommandError
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 SUBCOMMANDS = {
@@ -42,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(importlib.import_module(args._module).run(args) or 0)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except CommandError as e:
+        print(f"odd-one-out {args.command}: {e}", file=sys.stderr)
+        return e.code
 
 
 if __name__ == "__main__":

@@ -79,6 +79,29 @@ def test_an_object_of_another_material_scores_highest_and_deterministically(clea
         assert int(np.argmax(_scores(meta, views, extractor, cfg))) == 2
 
 
+def test_the_models_prior_gives_the_baselines_raw_scores_of_the_same_boxes(clean_scene, extractor):
+    """`evaluate --baseline` on a model with matcher.prior reuses the prior's raw scores (InspectionResult.prior_raw)
+    instead of running MobileNetV2 again: the same numbers as the scorer's own pass, predicted or given boxes."""
+    from odd_one_out_ros.model.inference import Inspector
+
+    inspector = Inspector.from_checkpoint(DEFAULT_CHECKPOINT)
+    assert inspector.net.cfg.matcher.prior
+    scorer = B.BaselineScorer(B.BaselineConfig(), extractor)
+    assert scorer.computed_by(inspector.net)
+    assert not B.BaselineScorer(B.BaselineConfig(scales=(1.0,)), extractor).computed_by(inspector.net)
+    meta = read_scene_meta(clean_scene)
+    views = _views(meta, odd=2)
+    images, K, T = views_to_tensors(views, inspector.net.cfg.image_size, "cpu")
+    for given in (None, [o.box for o in meta.objects]):
+        res = inspector.inspect(views, given)
+        boxes = [o.box for o in res.objects]
+        assert len(boxes) >= 3 and res.prior_raw.shape == (len(boxes),)
+        raw, prob, _ = scorer(images[0], K[0], T[0], boxes)
+        shared_raw, shared_prob, _ = scorer(None, None, None, boxes, raw=res.prior_raw)
+        np.testing.assert_allclose(shared_raw, raw, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(shared_prob, prob, rtol=1e-12, atol=0)
+
+
 def test_geometry_helpers():
     box = Box3D([0.1, -0.2, 0.05], [0.2, 0.1, 0.1], 0.7)
     pts = B.cell_points(box, 4).reshape(-1, 3)
@@ -126,6 +149,7 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
              progress=False)
     rep, out = _evaluate(data, tmp_path / "gt.json", "--baseline", "--gt-boxes")
     assert rep["boxes"] == "ground truth" and _same_fields(rep["metrics"], rep["baseline"])
+    assert rep["baseline_config"]["from_model_prior"]  # the shipped model's prior: one MobileNetV2 pass per scene
     for m in (rep["metrics"], rep["baseline"]):
         assert m["all"]["box_recall_iou50"] == 100.0 and m["by_split"]["unseen-test"]["box_recall_iou50"] == 100.0
     for row in rep["scenes"]:

@@ -64,6 +64,23 @@ def test_iou_matrix_shape_and_values(rng):
     assert iou_matrix([], B).shape == (0, 4)
 
 
+def test_boxes_to_and_from_tensors():
+    """boxes_to_tensor / boxes_from_tensor: (N, 7) rows [centre, size, yaw], float32 unless asked, and back."""
+    import torch
+
+    from odd_one_out_ros.geometry import boxes_from_tensor, boxes_to_tensor
+
+    boxes = [Box3D([0.1, -0.2, 0.05], [0.2, 0.1, 0.1], 0.4), Box3D([0.3, 0.0, 0.02], [0.05, 0.06, 0.04], -1.0)]
+    rows = boxes_to_tensor(boxes)
+    assert rows.dtype == torch.float32 and rows.shape == (2, 7)
+    assert rows[1].tolist() == pytest.approx([0.3, 0.0, 0.02, 0.05, 0.06, 0.04, -1.0])
+    exact = boxes_to_tensor(boxes, dtype=torch.float64)
+    back = boxes_from_tensor(exact)
+    assert [b.to_dict() for b in back] == [b.to_dict() for b in boxes]
+    assert [b.to_dict() for b in boxes_from_tensor(exact.numpy())] == [b.to_dict() for b in boxes]
+    assert boxes_to_tensor([]).shape == (0, 7) and boxes_from_tensor(torch.zeros(0, 7)) == []
+
+
 def test_corners_volume_contains():
     b = Box3D([1, 2, 3], [2, 4, 6], np.pi / 2)
     c = b.corners()

@@ -88,6 +88,26 @@ def test_resize_keeps_pixel_centres():
     assert cam.cx == pytest.approx(49.5) and cam.cy == pytest.approx(24.5) and cam.fx == pytest.approx(100)
 
 
+def test_scale_intrinsics_is_one_rule_for_cameras_and_batched_tensors(rng):
+    """scale_intrinsics: the K of PinholeCamera.resized, and the same numbers for a torch batch (..., 3, 3) in
+    the tensor's dtype, the input left as it was."""
+    import torch
+
+    from odd_one_out_ros.geometry import scale_intrinsics
+
+    cam = random_camera(rng)
+    K = scale_intrinsics(cam.K, 64 / cam.width, 48 / cam.height)
+    np.testing.assert_array_equal(K, cam.resized(64, 48).K)
+    batch = torch.tensor(np.stack([cam.K, cam.K])[None], dtype=torch.float32)  # (1, 2, 3, 3)
+    before = batch.clone()
+    out = scale_intrinsics(batch, 64 / cam.width, 48 / cam.height)
+    assert out.dtype == torch.float32 and out.shape == batch.shape and torch.equal(batch, before)
+    np.testing.assert_allclose(out[0, 1].numpy(), K, rtol=1e-6)
+    K0 = cam.K.copy()
+    scale_intrinsics(cam.K, 0.5, 0.5)
+    np.testing.assert_array_equal(cam.K, K0)  # a new array: the camera's K is not changed
+
+
 def test_camera_convention_look_at():
     """OpenCV frame: a point above the target appears above the image centre (smaller v)."""
     T = look_at([2.0, 0, 1.0], [0, 0, 0])

@@ -124,3 +124,23 @@ def test_pose_message_round_trip(rng):
 
     T = Rigid.from_rotvec(rng.normal(size=3), rng.normal(size=3))
     np.testing.assert_allclose(pose_to_rigid(rigid_to_pose(T)).as_matrix(), T.as_matrix(), atol=1e-12)
+
+
+def test_atomic_writes_replace_the_file_or_folder_whole_or_not_at_all(tmp_path):
+    """fileio.atomic_path (calibration files, rig YAML, tag-pose JSON, boards, splits.json, generated scenes):
+    the content goes to a staging path beside the target, which replaces the target when the block ends; an
+    error leaves the target as it was."""
+    from odd_one_out_ros.fileio import atomic_path, write_text_atomic
+
+    target = tmp_path / "sub" / "a.txt"
+    assert write_text_atomic(target, "one") == target and target.read_text() == "one"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("crash")
+    assert target.read_text() == "one"
+    folder = tmp_path / "scene"
+    for content in ("old", "new"):
+        with atomic_path(folder, ".partial") as tmp:
+            tmp.mkdir()
+            (tmp / content).write_text(content)
+    assert [p.name for p in folder.iterdir()] == ["new"] and not (tmp_path / "scene.partial").exists()

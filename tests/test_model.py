@@ -5,20 +5,19 @@ import numpy as np
 import pytest
 import torch
 
-from odd_one_out_ros.geometry import Box3D, PinholeCamera, iou_3d, look_at
+from odd_one_out_ros.geometry import Box3D, PinholeCamera, boxes_to_tensor, iou_3d, look_at, scale_intrinsics
 from odd_one_out_ros.model.box_estimator import estimate_boxes
 from odd_one_out_ros.model.config import BoxConfig, GridConfig, ModelConfig, preset
 from odd_one_out_ros.model.matcher import (
     AttentionBlock,
     CrossInstanceMatcher,
     SparseVoxelAttention,
-    boxes_to_tensor,
     correspondences,
     roi_pool,
     select_partners,
 )
 from odd_one_out_ros.model.network import OddOneOutNet
-from odd_one_out_ros.model.renderer import VolumeRenderer, scale_intrinsics
+from odd_one_out_ros.model.renderer import VolumeRenderer
 from odd_one_out_ros.model.volume import VoxelGrid, backproject
 
 torch.set_num_threads(1)
@@ -304,7 +303,7 @@ def test_permuting_views_changes_nothing_and_any_view_and_object_count_works():
     with torch.no_grad():
         a = net.build_volume(images, K, T)
         b = net.build_volume(images[:, perm], K[:, perm], T[:, perm])
-        torch.testing.assert_close(a["fv"], b["fv"], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a.fv, b.fv, atol=1e-5, rtol=1e-4)
         for M in (1, 20):
             Km, Tm, _ = ring_cameras(M, S)
             vol = net.build_volume(torch.rand(1, M, 3, S, S), Km, Tm)

@@ -102,7 +102,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     T = torch.stack([torch.tensor(look_at([1, a, 0.6], [0, 0, 0]).as_matrix(), dtype=torch.float32)
                      for a in (0.0, 0.5)])[None]
     with torch.no_grad():
-        torch.testing.assert_close(net2.build_volume(x, K, T)["fv"], net.build_volume(x, K, T)["fv"])
+        torch.testing.assert_close(net2.build_volume(x, K, T).fv, net.build_volume(x, K, T).fv)
     half = save_checkpoint(tmp_path / "h.pt", net, half=True)
     assert half.stat().st_size < 0.6 * path.stat().st_size
     load_checkpoint(half)

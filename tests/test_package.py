@@ -64,9 +64,10 @@ EXTERNAL_EXECUTABLES = {("rviz2", "rviz2")}
 
 
 def launch_nodes(path: Path):
-    """(package, executable, node name or None, parameter names) of every Node(...) in a launch file."""
+    """(package, executable, node name or None, parameter names) of every Node(...) or LifecycleNode(...) in a
+    launch file."""
     for call in ast.walk(ast.parse(path.read_text())):
-        if isinstance(call, ast.Call) and getattr(call.func, "id", None) == "Node":
+        if isinstance(call, ast.Call) and getattr(call.func, "id", None) in ("Node", "LifecycleNode"):
             kw = {k.arg: k.value for k in call.keywords}
             params = set()
             for d in ast.walk(kw.get("parameters", ast.List(elts=[]))):
@@ -77,8 +78,15 @@ def launch_nodes(path: Path):
 
 
 def declared_parameters(module: str) -> set[str]:
+    """Parameters a node declares: the fields of the dataclass it passes to declare_params (ros/params.py)."""
     src = (ROOT / (module.replace(".", "/") + ".py")).read_text()
-    return set(re.findall(r'declare_parameter\(\s*"(\w+)"', src))
+    names = set(re.findall(r'declare_parameter\(\s*"(\w+)"', src))
+    for cls in re.findall(r"declare_params\(self, (\w+)", src):
+        for f in (ROOT / "odd_one_out_ros" / "ros").glob("*.py"):
+            m = re.search(rf"\nclass {cls}\b.*?(?=\n(?:class |def |@)|\Z)", f.read_text(), re.S)
+            if m:
+                names |= set(re.findall(r"^    (\w+): [^=\n]+= ros_param\(", m.group(0), re.M))
+    return names
 
 
 def test_launch_files_name_real_executables_files_and_parameters():
@@ -109,6 +117,40 @@ def test_launch_files_name_real_executables_files_and_parameters():
                     assert node in ours, f"{name}: section {node!r} is no node of {lf.name} ({sorted(ours)})"
                     keys = set(section["ros__parameters"])
                     assert keys <= ours[node], f"{name}: {node} does not declare {keys - ours[node]}"
+
+
+def test_launch_file_drives_the_detector_lifecycle():
+    """detect.launch.py starts the detector as a LifecycleNode with autostart false, requests configure, and
+    activate on the transition configuring -> inactive (launch_ros events; `launch` is not obtainable here)."""
+    tree = ast.parse((ROOT / "launch" / "detect.launch.py").read_text())
+    calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call)]
+
+    def name(c):
+        return getattr(c.func, "id", None) or getattr(c.func, "attr", None)
+
+    def kwargs(c):
+        return {k.arg: k.value for k in c.keywords}
+
+    det = [c for c in calls if name(c) == "LifecycleNode"]
+    assert len(det) == 1 and ast.literal_eval(kwargs(det[0])["executable"]) == "detector"
+    assert "namespace" in kwargs(det[0])  # required by older launch_ros (Humble)
+    params = kwargs(det[0])["parameters"]
+    assert any(isinstance(d, ast.Dict) and {ast.literal_eval(k): ast.literal_eval(v) for k, v in
+                                            zip(d.keys, d.values)}.get("autostart") is False for d in params.elts)
+    var = next(t.id for a in ast.walk(tree) if isinstance(a, ast.Assign) and a.value is det[0] for t in a.targets)
+    transitions = []
+    for c in calls:
+        if name(c) == "ChangeState":
+            kw = kwargs(c)
+            matcher = kw["lifecycle_node_matcher"]
+            assert name(matcher) == "matches_action" and matcher.args[0].id == var
+            transitions.append(kw["transition_id"].attr)
+    assert sorted(transitions) == ["TRANSITION_ACTIVATE", "TRANSITION_CONFIGURE"]
+    handler = next(c for c in calls if name(c) == "OnStateTransition")
+    kw = kwargs(handler)
+    assert kw["target_lifecycle_node"].id == var
+    assert (ast.literal_eval(kw["start_state"]), ast.literal_eval(kw["goal_state"])) == ("configuring", "inactive")
+    assert "TRANSITION_ACTIVATE" in ast.dump(kw["entities"])
 
 
 def test_every_subcommand_has_help():

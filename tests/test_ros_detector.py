@@ -19,7 +19,8 @@ from odd_one_out_ros.model.inference import InspectionResult, ObjectResult
 
 rclpy = pytest.importorskip("rclpy")
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import PoseArray  # noqa: E402
+from geometry_msgs.msg import PoseArray, PoseStamped  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
@@ -29,7 +30,6 @@ from std_msgs.msg import Bool, String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from odd_one_out_ros.ros import detector as detector_module  # noqa: E402
 from odd_one_out_ros.ros.detector import DetectorNode  # noqa: E402
 from odd_one_out_ros.ros.sim_rig import SimRigNode  # noqa: E402
 
@@ -56,6 +56,18 @@ class Graph:
 
     def node(self, name: str):
         return self.add(rclpy.create_node(name, context=self.ctx))
+
+    def call(self, srv_type, name: str, request, timeout: float = 60.0):
+        """Call a service (as `ros2 service call` would) from this graph's client node; returns the response."""
+        if not hasattr(self, "_client_node"):
+            self._client_node, self._clients = self.node("service_client"), {}
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self._client_node.create_client(srv_type, name)
+        assert client.wait_for_service(timeout_sec=30), f"no service {name}"
+        future = client.call_async(request)
+        wait_for(future.done, timeout, f"the response of {name}")
+        return future.result()
 
     def close(self):
         self.executor.shutdown()
@@ -142,10 +154,30 @@ def sim_params(**kw):
     return [Parameter(k, value=v) for k, v in kw.items()]
 
 
+def set_state(graph, name: str, transition: str) -> bool:
+    """`ros2 lifecycle set /<name> <transition>`: the node's lifecycle service change_state; True on success."""
+    req = ChangeState.Request()
+    req.transition.label = transition
+    return graph.call(ChangeState, f"/{name}/change_state", req).success
+
+
+def get_state(graph, name: str) -> str:
+    """`ros2 lifecycle get /<name>`: the label of its current state."""
+    return graph.call(GetState, f"/{name}/get_state", GetState.Request()).current_state.label
+
+
 def detector(graph, name="detector", inspect_fn=None, **params):
+    """A detector node (autostart false) taken through configure and activate by its lifecycle services, as the
+    launch file does; raises ValueError with the node's one line when a transition fails."""
     params.setdefault("audit_log", "")
-    return graph.add(DetectorNode(inspect_fn=inspect_fn, context=graph.ctx, parameter_overrides=sim_params(**params),
+    params.setdefault("autostart", False)
+    node = graph.add(DetectorNode(inspect_fn=inspect_fn, context=graph.ctx, parameter_overrides=sim_params(**params),
                                   cli_args=["--ros-args", "-r", f"__node:={name}"]))
+    if not params["autostart"]:
+        for transition in ("configure", "activate"):
+            if not set_state(graph, name, transition):
+                raise ValueError(node.transition_error or f"{name}: {transition} failed")
+    return node
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -182,7 +214,9 @@ def test_real_inspector_empty_tray_audit_trail_and_replay(graph, checkpoints, tm
     assert (overlay.width, overlay.height, overlay.encoding) == (3 * 128, 128, "rgb8")
     status = p.msgs["diagnostics"][-1]
     assert status.level == b"\x00", status.message  # OK
-    assert p.diag_values()["pose_failures"] == "0" and p.diag_values()["image_errors"] == "0"
+    values = p.diag_values()
+    assert values["dropped/pose"] == "0" and values["dropped/image"] == "0" and values["cameras_usable"] == "3/3"
+    assert report["missing_views"] == [] and values["cam0/state"] == "ok"
 
     dense = q.reports()[0]
     assert dense["n_objects"] >= 1 and 0 <= dense["objects"][0]["score"] <= 1
@@ -278,78 +312,234 @@ def test_objects_flow_to_markers_pose_array_flag_json_and_overlay(graph, tmp_pat
     assert ((img[..., 0] > 200) & (img[..., 1] < 80) & (img[..., 2] < 80)).sum() > 20  # red box edges
 
 
-def test_bad_input_is_counted_logged_once_and_never_crashes(graph, tmp_path, monkeypatch, capfd):
-    """Unsupported encodings, missing or uncalibrated CameraInfo, truncated images and a failing model:
-    each is counted in /diagnostics and logged once, and the usable views still get inspected."""
-    from odd_one_out_ros.geometry import CameraCalibration
-    from odd_one_out_ros.ros.conversions import calibration_to_camera_info, rgb_to_image
+class FakeRig:
+    """A camera driver node for fault injection: publishes Image + CameraInfo (+ PoseStamped) for each camera of
+    `cfg` at `rate` Hz, stamped with its clock; `faults[camera](kind, msg) -> msg | None` changes or suppresses
+    a camera's messages (kind: "image", "info", "pose")."""
 
-    monkeypatch.setattr(detector_module, "INFO_GRACE_S", 0.0)
-    cfg = SimConfig(cameras=4, image_size=64)
+    def __init__(self, graph, cfg: SimConfig, rate: float = 8.0, poses: bool = False, name: str = "fake_rig"):
+        from odd_one_out_ros.geometry import CameraCalibration
+        from odd_one_out_ros.ros.conversions import calibration_to_camera_info, rigid_to_pose
+
+        self.node = graph.node(name)
+        self.orbit = cfg.mode == "orbit"  # one camera, cam0, moving one orbit step per cycle
+        self.cams = fixed_cameras(cfg) if not self.orbit else [orbit_camera(cfg, 0)]
+        self.cfg = cfg
+        self.names = [f"cam{i}" for i in range(len(self.cams))]
+        self.infos = [calibration_to_camera_info(CameraCalibration.from_camera(c, n)) for c, n in
+                      zip(self.cams, self.names)]
+        self.poses = [rigid_to_pose(c.T_wc) for c in self.cams] if poses else None
+        self.rgb = np.random.default_rng(0).integers(0, 255, (cfg.image_size, cfg.image_size, 3), dtype=np.uint8)
+        self.pubs = [(self.node.create_publisher(Image, f"cameras/{n}/image_raw", 10),
+                      self.node.create_publisher(CameraInfo, f"cameras/{n}/camera_info", 10),
+                      self.node.create_publisher(PoseStamped, f"cameras/{n}/pose", 10)) for n in self.names]
+        self.faults = {}
+        self.cycles = 0
+        self.images_sent = 0  # images published while a subscriber was matched
+        self.running = True
+        self.node.create_timer(1.0 / rate, self.tick)
+
+    def tick(self):
+        if not self.running:
+            return
+        from odd_one_out_ros.ros.conversions import rgb_to_image, rigid_to_pose
+
+        stamp = self.node.get_clock().now().to_msg()
+        if self.orbit:
+            self.poses = [rigid_to_pose(orbit_camera(self.cfg, self.cycles).T_wc)]
+        for i, n in enumerate(self.names):
+            fault = self.faults.get(n, lambda kind, m: m)
+            img, info = rgb_to_image(self.rgb, n, stamp), self.infos[i]
+            info.header.stamp = stamp
+            msgs = [("info", info, 1)]
+            if self.poses is not None:
+                pose = PoseStamped()
+                pose.header.stamp, pose.header.frame_id, pose.pose = stamp, "world", self.poses[i]
+                msgs.append(("pose", pose, 2))
+            msgs.append(("image", img, 0))
+            for kind, m, k in msgs:
+                m = fault(kind, m)
+                if m is not None:
+                    self.pubs[i][k].publish(m)
+                    # images sent before a subscriber matched reach nobody (the detector subscribes on activate)
+                    self.images_sent += kind == "image" and self.pubs[i][0].get_subscription_count() > 0
+        self.cycles += 1
+
+
+def _shift_stamp(m, seconds):
+    """m with header.stamp moved by `seconds` (a new stamp: the driver's messages share one); 0 if negative."""
+    from builtin_interfaces.msg import Time
+
+    t = max(m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 + seconds, 0.0)
+    m.header.stamp = Time(sec=int(t), nanosec=int((t - int(t)) * 1e9))
+    return m
+
+
+def _bad_image(change):
+    def fault(kind, m):
+        if kind == "image":
+            change(m)
+        return m
+    return fault
+
+
+RIG_FAULTS = {  # cam0's fault -> (fault function, pose_source, drop counter, words in the reason and the log)
+    "yuv422": (_bad_image(lambda m: setattr(m, "encoding", "yuv422")), "static", "encoding", "'yuv422'"),
+    "32FC1": (_bad_image(lambda m: setattr(m, "encoding", "32FC1")), "static", "encoding", "'32FC1'"),
+    "no CameraInfo": (lambda kind, m: None if kind == "info" else m, "static", "camera_info", "no CameraInfo"),
+    "stamp +1 h": (lambda kind, m: _shift_stamp(m, 3600.0), "static", "clock_skew", "s ahead of this node's clock"),
+    "stamp 0": (lambda kind, m: _shift_stamp(m, -1e12), "static", "clock_skew", "unset (0)"),
+    "silent": (lambda kind, m: None, "static", None, "no image received"),
+    "long data": (_bad_image(lambda m: setattr(m, "data", bytes(m.data) + b"xx")), "static", "image", "bytes"),
+    "no pose": (lambda kind, m: None if kind == "pose" else m, "topic", "pose", "PoseStamped"),
+    "quaternion (1,2,3,4)": (lambda kind, m: (setattr(m.pose.orientation, "x", 1.0), setattr(
+        m.pose.orientation, "y", 2.0), setattr(m.pose.orientation, "z", 3.0), setattr(m.pose.orientation, "w", 4.0),
+        m)[-1] if kind == "pose" else m, "topic", "pose", "not a unit quaternion"),
+}
+
+
+@pytest.mark.parametrize("fault", list(RIG_FAULTS))
+def test_one_bad_camera_does_not_stop_the_rig(graph, tmp_path, capfd, fault):
+    """Issue 14: with cam0 broken in one way, the four good cameras are inspected (min_views 2), the report and the
+    diagnostics name cam0 and why, its error is logged once, and every frame is accounted for."""
+    fn, pose_source, counter, words = RIG_FAULTS[fault]
+    cfg = SimConfig(cameras=5, image_size=48)
     rig = write_rig(tmp_path / "rig.yaml", cfg)
-    names = ["cam0", "cam1", "cam2", "cam3"]
+    driver = FakeRig(graph, cfg, poses=pose_source == "topic")
+    driver.faults["cam0"] = fn
+    calls = []
+    names = driver.names
+    detector(graph, inspect_fn=truth_inspector([], calls), rig_file=str(rig), cameras=names, pose_source=pose_source,
+             camera_timeout=1.0, diagnostics_period=0.1)
+    p = Probe(graph)
+    wait_for(lambda: len(p.msgs["detections"]) >= 3, 30, "inspections of the four good cameras")
+    wait_for(lambda: p.msgs["diagnostics"] and p.diag_values()["cam0/state"] == "out"
+             and p.msgs["diagnostics"][-1].level == b"\x01" and p.diag_values()["inspections"] != "0", 10,
+             "cam0 out, WARN")
+    report = p.reports()[-1]
+    assert [v["camera"] for v in report["views"]] == names[1:] and len(calls[-1]) == 4
+    assert [m["camera"] for m in report["missing_views"]] == ["cam0"]
+    assert words in report["missing_views"][0]["reason"], report["missing_views"]
+    status, values = p.msgs["diagnostics"][-1], p.diag_values()
+    assert "cam0" in status.message and values["cameras_usable"] == "4/5" and values["cam1/state"] == "ok"
+    assert values["last_missing_cameras"] == "cam0", values
+    if counter is not None:
+        wait_for(lambda: f"{counter}=" in p.diag_values()["cam0/errors"]
+                 and int(p.diag_values()[f"dropped/{counter}"]) >= 3, 10, f"cam0's {counter} errors")
+        err = capfd.readouterr().err
+        assert err.count("cam0: ") == 1 and words in err, err  # logged once, not per frame
+    # the stream stops: once the last set is through, every frame received is inspected or counted as dropped
+    driver.running = False
+    wait_for(lambda: p.diag_values()["frames_pending"] == "0"
+             and int(p.diag_values()["frames_received"]) == driver.images_sent, 10, "an idle detector")
+    time.sleep(0.3)
+    values = p.diag_values()
+    assert values["frames_unaccounted"] == "0", values
+    inspected, dropped = int(values["frames_inspected"]), int(values["frames_dropped"])
+    assert inspected + dropped == int(values["frames_received"]) == driver.images_sent
+    assert inspected == 4 * int(values["inspections"])
+
+
+def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(graph, tmp_path, capfd):
+    """Two of three cameras broken (different faults, one after another on the same camera too) with min_views 2:
+    no inspection, diagnostics ERROR naming both; each (camera, kind) logged once; when they recover, inspections
+    of all three cameras resume (the first one fails in the model: counted, logged, then OK)."""
+    cfg = SimConfig(cameras=3, image_size=48)
+    rig = write_rig(tmp_path / "rig.yaml", cfg)
+    driver = FakeRig(graph, cfg)
+    driver.faults["cam1"] = _bad_image(lambda m: setattr(m, "encoding", "16UC1"))
+    driver.faults["cam2"] = lambda kind, m: None if kind == "info" else m
     calls = []
 
-    def flaky(views):
+    def flaky(views):  # the first inspection fails: an inference error, ERROR, then the next one is fine
         calls.append(views)
         if len(calls) == 1:
             raise RuntimeError("model exploded")
         return InspectionResult([], len(views), 0.0)
 
-    det = detector(graph, inspect_fn=flaky, rig_file=str(rig), cameras=names, image_qos="reliable",
-                   diagnostics_period=0.1)
+    detector(graph, inspect_fn=flaky, rig_file=str(rig), cameras=driver.names, min_views=2,
+             camera_timeout=1.0, diagnostics_period=0.1)
     p = Probe(graph)
-    pub = graph.node("bad_camera_driver")
-    pubs = {c: (pub.create_publisher(Image, f"cameras/{c}/image_raw", 10),
-                pub.create_publisher(CameraInfo, f"cameras/{c}/camera_info", 10)) for c in names}
-    wait_for(lambda: all(ip.get_subscription_count() and cp.get_subscription_count() for ip, cp in pubs.values()),
-             10, "discovery")
-    infos = {f"cam{i}": calibration_to_camera_info(CameraCalibration.from_camera(c, f"cam{i}"))
-             for i, c in enumerate(fixed_cameras(cfg))}
-    infos["cam2"] = CameraInfo(width=64, height=64)  # K all zeros: an uncalibrated camera
-    rgb = np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)
-
-    def send_infos(cams):
-        for c in cams:
-            pubs[c][1].publish(infos[c])
-        wait_for(lambda: all(c in det._infos for c in cams), 10, f"CameraInfo of {cams}")
-
-    def send_images(bad_encoding: bool):
-        stamp = pub.get_clock().now().to_msg()
-        for c in names:
-            img = rgb_to_image(rgb, c, stamp)
-            if c == "cam0" and bad_encoding:
-                img.encoding = "16UC1"
-            if c == "cam1":
-                img.data = bytes(img.data)[:100]  # truncated
-            pubs[c][0].publish(img)
-
-    # phase 1: cam0 sends an unsupported encoding and cam3 no CameraInfo: no complete set can form
-    send_infos(["cam1", "cam2"])
-    for _ in range(3):
-        send_images(bad_encoding=True)
-    wait_for(lambda: p.msgs["diagnostics"] and p.diag_values()["image_errors"] == "3"
-             and p.diag_values()["missing_camera_info"] == "3", 10, "phase 1 failures counted")
-    assert not calls and p.msgs["diagnostics"][-1].level == b"\x01"  # WARN
+    wait_for(lambda: p.msgs["diagnostics"] and p.msgs["diagnostics"][-1].level == b"\x02", 15, "ERROR")
+    status = p.msgs["diagnostics"][-1]
+    assert "only 1 of 3 cameras usable (min_views 2)" in status.message and "cam1" in status.message
+    assert "cam2" in status.message and not p.msgs["detections"]
+    driver.faults["cam1"] = _bad_image(lambda m: setattr(m, "data", bytes(m.data)[:100]))  # another fault, same cam
+    wait_for(lambda: "image=" in p.diag_values()["cam1/errors"] and "camera_info=" in p.diag_values()["cam2/errors"],
+             10, "the second fault of cam1 and cam2's missing CameraInfo counted")
+    time.sleep(0.5)
     err = capfd.readouterr().err
-    assert err.count("unsupported image encoding '16UC1'") == 1  # once per camera, not per image
-    assert err.count("no CameraInfo received yet on cameras/cam3/camera_info") == 1
+    assert err.count("cam1: unsupported image encoding '16UC1'") == 1 and err.count("image data has 100 bytes") == 1
+    assert err.count("no CameraInfo received yet on cameras/cam2/camera_info") == 1
+    driver.faults.clear()
+    wait_for(lambda: p.msgs["detections"] and len(p.reports()[-1]["views"]) == 3, 15, "all three cameras back")
+    wait_for(lambda: p.msgs["diagnostics"][-1].level == b"\x00", 30, "OK again")
+    values = p.diag_values()
+    assert values["inference_errors"] == "1" and int(values["dropped/inspection_failed"]) >= 2
+    assert p.reports()[0]["inspection_id"] == 1 and "model exploded" in capfd.readouterr().err
 
-    # phase 2: cam0 and cam3 are fine now; cam1 (truncated) and cam2 (K = 0) stay unusable; the model fails once
-    send_infos(["cam0", "cam3"])
-    for _ in range(40):
-        send_images(bad_encoding=False)
-        if p.msgs["detections"]:
-            break
-        time.sleep(0.25)
-    wait_for(lambda: p.msgs["detections"], 10, "an inspection of the usable views")
-    report = p.reports()[0]
-    assert [v["camera"] for v in report["views"]] == ["cam0", "cam3"] and report["n_objects"] == 0
-    wait_for(lambda: p.diag_values()["inference_errors"] == "1", 5, "the model failure in diagnostics")
-    assert int(p.diag_values()["image_errors"]) >= 3 + 2 * len(calls)
-    err = capfd.readouterr().err
-    assert err.count("image data has 100 bytes") == 1 and err.count("K is all zeros") == 1
-    assert "model exploded" in err
+
+@pytest.mark.parametrize("fault", [f for f in RIG_FAULTS if f != "no CameraInfo"])
+def test_moving_mode_resumes_after_each_camera_fault(graph, capfd, fault):
+    """Issue 14, moving mode (one camera on an arm, poses on the topic): while the camera sends bad frames (each
+    case of the rig test) nothing is inspected and the fault is counted and reported; once it sends good frames
+    again, inspections resume. (CameraInfo that stops after the first ones is no fault: the latest is used.)"""
+    fn, _, counter, words = RIG_FAULTS[fault]
+    cfg = SimConfig(mode="orbit", orbit_steps=12, image_size=48)
+    driver = FakeRig(graph, cfg, rate=12.0, poses=True)
+    detector(graph, inspect_fn=truth_inspector([], []), pose_source="topic", cameras=["cam0"], mode="moving",
+             views_required=3, min_view_angle_deg=40.0, max_view_age=5.0, camera_timeout=1.0,
+             diagnostics_period=0.1)
+    p = Probe(graph)
+    wait_for(lambda: len(p.msgs["detections"]) >= 1, 30, "a first inspection")
+    driver.faults["cam0"] = fn
+    time.sleep(0.5)  # what was collected before goes through
+    n = len(p.msgs["detections"])
+    wait_for(lambda: p.diag_values()["cam0/state"] == "out" and p.msgs["diagnostics"][-1].level != b"\x00", 10,
+             "cam0 out")
+    if counter is not None:
+        wait_for(lambda: f"{counter}=" in p.diag_values()["cam0/errors"], 10, f"{counter} counted")
+        assert words in p.diag_values()["cam0/why"], p.diag_values()
+    assert len(p.msgs["detections"]) == n  # nothing inspected from bad frames
+    driver.faults.clear()
+    wait_for(lambda: len(p.msgs["detections"]) >= n + 2, 30, "inspections after the fault")
+    wait_for(lambda: p.diag_values()["cam0/state"] == "ok", 10, "cam0 ok again")
+    if counter is not None:
+        assert capfd.readouterr().err.count("cam0: ") == 1
+
+
+@pytest.mark.parametrize("max_clock_skew", [10.0, 0.0])
+def test_moving_mode_recovers_from_a_single_bad_stamp(graph, max_clock_skew):
+    """Issue 14: one frame stamped +1 day (then one stamped 0) used to stop moving mode for good. With the clock
+    check (max_clock_skew 10) it is dropped as clock_skew; without it (0) the selector discards it as expired;
+    either way inspections go on."""
+    graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(
+        mode="orbit", orbit_steps=12, image_size=48, rate=12.0)))
+    detector(graph, inspect_fn=truth_inspector([], []), pose_source="topic", cameras=["cam0"], mode="moving",
+             views_required=3, min_view_angle_deg=40.0, max_view_age=5.0, max_clock_skew=max_clock_skew,
+             diagnostics_period=0.1)
+    p = Probe(graph)
+    wait_for(lambda: len(p.msgs["detections"]) >= 1, 30, "a first inspection")
+    bad = graph.node("bad_stamps")
+    img_pub = bad.create_publisher(Image, "cameras/cam0/image_raw", 10)
+    pose_pub = bad.create_publisher(PoseStamped, "cameras/cam0/pose", 10)
+    wait_for(lambda: img_pub.get_subscription_count() and pose_pub.get_subscription_count(), 10, "discovery")
+    from odd_one_out_ros.ros.conversions import rgb_to_image, rigid_to_pose
+
+    for shift in (86400.0, -1e12):
+        stamp = bad.get_clock().now().to_msg()
+        img = _shift_stamp(rgb_to_image(np.zeros((48, 48, 3), np.uint8), "cam0", stamp), shift)
+        pose = _shift_stamp(PoseStamped(), 0.0)
+        pose.header = img.header
+        pose.header.frame_id = "world"
+        pose.pose = rigid_to_pose(orbit_camera(SimConfig(mode="orbit", orbit_steps=12), 5).T_wc)
+        pose_pub.publish(pose)
+        img_pub.publish(img)
+        n = len(p.msgs["detections"])
+        wait_for(lambda: len(p.msgs["detections"]) >= n + 2, 20, f"inspections after a frame shifted by {shift} s")
+        assert all(r["stamp"] < time.time() + 60 for r in p.reports())
+    values = p.diag_values()
+    assert int(values["dropped/clock_skew" if max_clock_skew else "dropped/expired"]) >= 2, values
 
 
 def test_moving_camera_topic_poses_and_service_trigger(graph):
@@ -361,7 +551,7 @@ def test_moving_camera_topic_poses_and_service_trigger(graph):
              views_required=4, min_view_angle_deg=40.0, max_view_age=30.0, trigger="service",
              diagnostics_period=0.2)
     p = Probe(graph)
-    wait_for(lambda: p.msgs["diagnostics"] and p.diag_values()["last_image_age_s_cam0"] != "never", 20, "images")
+    wait_for(lambda: p.msgs["diagnostics"] and p.diag_values()["cam0/last_image_age_s"] != "never", 20, "images")
     time.sleep(1.0)  # images flow for a while, but nothing is inspected until asked
     assert not calls and not p.msgs["detections"]
 
@@ -401,8 +591,8 @@ def test_apriltag_poses_from_a_sim_rig_in_another_process(graph, ros_domain):
                  cameras=["cam0", "cam1", "cam2"], max_reprojection_error_px=0.01, diagnostics_period=0.2)
         p, strict = Probe(graph), Probe(graph, "/strict")
         wait_for(lambda: p.msgs["detections"], 60, "an inspection with AprilTag poses")
-        wait_for(lambda: strict.msgs["diagnostics"] and int(strict.diag_values()["pose_failures"]) >= 3, 20,
-                 "pose failures of the strict detector")
+        wait_for(lambda: strict.msgs["diagnostics"] and int(strict.diag_values()["dropped/pose"]) >= 3
+                 and strict.msgs["diagnostics"][-1].level == b"\x02", 20, "pose failures of the strict detector")
     finally:
         sim.terminate()
         out = sim.communicate(timeout=20)[0]
@@ -412,7 +602,8 @@ def test_apriltag_poses_from_a_sim_rig_in_another_process(graph, ros_domain):
     for v, cam in zip(calls[0], fixed_cameras(SimConfig(cameras=3, apriltag_board=True))):
         angle = np.degrees(np.arccos(np.clip((np.trace(v.camera.T_cw.R @ cam.T_cw.R.T) - 1) / 2, -1, 1)))
         assert angle < 0.5 and np.linalg.norm(v.camera.center - cam.center) < 0.01
-    assert not strict.msgs["detections"] and strict.msgs["diagnostics"][-1].level == b"\x01"
+    # every view dropped: fewer usable cameras than min_views is an ERROR
+    assert not strict.msgs["detections"] and strict.msgs["diagnostics"][-1].level == b"\x02"
 
 
 def fenced_log(path, run_id="earlier-run"):
@@ -484,6 +675,76 @@ def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):
         assert status.level == b"\x02" and what in status.message, status.message  # ERROR
         assert pr.diag_values()["inspections"] == "0"
         assert not any(pr.msgs[t] for t in ("detections", "markers", "anomalies", "anomaly_detected", "overlay"))
+
+
+def test_lifecycle_transitions_through_the_services(graph, tmp_path, capfd):
+    """Issue 15: configure fails cleanly on a bad checkpoint (unconfigured, one line logged); activate -> inspections;
+    deactivate during a slow inspection still publishes and audits it, and nothing new is inspected while inactive;
+    activate again -> inspections resume; cleanup frees the model and closes the audit log; shutdown -> finalized."""
+    from odd_one_out_ros.inspection.audit import read_audit_log
+
+    cfg = SimConfig(cameras=2, image_size=48)
+    rig = write_rig(tmp_path / "rig.yaml", cfg)
+    common = dict(rig_file=str(rig), cameras=["cam0", "cam1"], autostart=False)
+    bad = graph.add(DetectorNode(context=graph.ctx, cli_args=["--ros-args", "-r", "__node:=bad"],
+                                 parameter_overrides=sim_params(checkpoint=str(tmp_path / "missing.pt"),
+                                                                audit_log="", **common)))
+    assert get_state(graph, "bad") == "unconfigured"
+    assert not set_state(graph, "bad", "configure")
+    assert get_state(graph, "bad") == "unconfigured" and bad.inspect_fn is None
+    err = capfd.readouterr().err
+    assert err.count(f"configure failed: checkpoint {tmp_path / 'missing.pt'}: no such file") == 1, err
+    assert "Traceback" not in err
+
+    calls, slow, entered, release = [], threading.Event(), threading.Event(), threading.Event()
+
+    def model(views):
+        calls.append(views)
+        if slow.is_set():
+            entered.set()
+            release.wait(30)
+        return InspectionResult([], len(views), 0.0)
+
+    driver = FakeRig(graph, cfg)
+    log = tmp_path / "audit.jsonl"
+    det = detector(graph, "det", inspect_fn=model, audit_log=str(log), diagnostics_period=0.1, **common)
+    p = Probe(graph, "/det")
+    assert get_state(graph, "det") == "active"
+    wait_for(lambda: len(p.msgs["detections"]) >= 2, 30, "inspections while active")
+
+    slow.set()
+    assert entered.wait(30), "no slow inspection started"
+    slow.clear()
+    n = len(calls)  # the slow inspection is inspection n (a new audit log: ids from 1)
+    done = {}
+    t = threading.Thread(target=lambda: done.setdefault("ok", set_state(graph, "det", "deactivate")))
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), "deactivate returned while the inspection was still running"
+    release.set()
+    t.join(30)
+    assert done.get("ok") is True and get_state(graph, "det") == "inactive"
+    wait_for(lambda: n in [r["inspection_id"] for r in p.reports()], 10, "the slow inspection published")
+    assert n in [r["inspection_id"] for r in read_audit_log(log)]
+    published = len(p.msgs["detections"])
+    time.sleep(1.0)  # frames keep coming from the driver, but nothing is taken while inactive
+    assert len(calls) == n and len(p.msgs["detections"]) == published
+    resp = graph.call(Trigger, "/det/inspect", Trigger.Request())
+    assert not resp.success and "not active" in resp.message
+
+    assert set_state(graph, "det", "activate") and get_state(graph, "det") == "active"
+    wait_for(lambda: len(p.msgs["detections"]) >= published + 2, 30, "inspections after activating again")
+    ids = [r["inspection_id"] for r in p.reports()]
+    assert ids == sorted(set(ids)) and len(calls) > n
+
+    assert set_state(graph, "det", "deactivate") and set_state(graph, "det", "cleanup")
+    assert get_state(graph, "det") == "unconfigured" and det.inspect_fn is None and det.audit is None
+    audited = [r["inspection_id"] for r in read_audit_log(log)]
+    assert set(ids) <= set(audited) and audited == sorted(set(audited))
+    assert set_state(graph, "det", "configure") and det.inspect_fn is model  # the log reopens: it was closed
+    assert set_state(graph, "det", "shutdown") and get_state(graph, "det") == "finalized"
+    assert det.inspect_fn is None and det.audit is None
+    driver.running = False
 
 
 def test_ctrl_c_during_an_inspection_logs_one_line_not_a_traceback(ros_domain, tmp_path, capfd):
@@ -574,7 +835,7 @@ def test_detector_executable_with_its_audit_log_on_a_full_disk_stops_cleanly(gra
     ("detector", ["checkpoint:=BAD/list_model.pt"], "malformed checkpoint ('model' is list, not a mapping"),
     ("detector", ["device:=tpu"], "parameter device must be cpu, cuda or cuda:N"),
     ("sim_rig", ["objects:=[3]"], "parameter objects must be [min, max]"),
-    ("sim_rig", ["mode:=spin"], "sim mode must be one of"),
+    ("sim_rig", ["mode:=spin"], "parameter mode must be one of rig, orbit; got 'spin'"),
 ])
 def test_bad_parameters_and_files_exit_2_with_a_clear_message(ros_domain, tmp_path, checkpoints, module, args,
                                                               match):
@@ -627,3 +888,26 @@ def test_shipped_params_file_runs_both_executables(graph, checkpoints, tmp_path)
     assert report["model"]["config"] == "tiny" and report["n_objects"] >= 1
     assert "seed 17 (teapot" in outs[0] and "poses: static" in outs[1], outs
     assert all(proc.returncode in (0, -15) for proc in procs), outs
+
+
+def test_qos_of_every_topic_can_be_overridden_by_parameters(graph, tmp_path):
+    """Issue 14: the image_qos preset (default reliable) and, per topic and policy, the qos_overrides parameters."""
+    from rclpy.qos import DurabilityPolicy, ReliabilityPolicy
+
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=2, image_size=48))
+    det = detector(graph, inspect_fn=truth_inspector([], []), rig_file=str(rig), cameras=["cam0", "cam1"], **{
+        "qos_overrides./cameras/cam0/image_raw.subscription.reliability": "best_effort",
+        "qos_overrides./cameras/cam0/image_raw.subscription.depth": 3,
+        "qos_overrides./detector/markers.publisher.durability": "volatile"})
+
+    def qos(topic, publishers=False):
+        infos = (det.get_publishers_info_by_topic if publishers else det.get_subscriptions_info_by_topic)(topic)
+        (info,) = [i for i in infos if i.node_name == "detector"]
+        return info.qos_profile
+
+    assert qos("/cameras/cam0/image_raw").reliability == ReliabilityPolicy.BEST_EFFORT
+    assert qos("/cameras/cam1/image_raw").reliability == ReliabilityPolicy.RELIABLE  # the default preset
+    assert qos("/cameras/cam0/camera_info").reliability == ReliabilityPolicy.RELIABLE
+    assert qos("/detector/markers", True).durability == DurabilityPolicy.VOLATILE
+    assert qos("/detector/anomalies", True).durability == DurabilityPolicy.TRANSIENT_LOCAL
+    assert det.get_parameter("qos_overrides./cameras/cam0/image_raw.subscription.depth").value == 3

@@ -94,12 +94,38 @@ def test_match_to_truth_is_one_to_one_by_iou():
 
 # ------------------------------------------------------------------------------------------ gathering
 def test_rig_gatherer_sets_within_slop_only():
-    g = RigGatherer(["a", "b", "c"], slop=0.01)
-    assert g.add("a", 1.0, "a1") is None and g.add("b", 1.005, "b1") is None
-    assert g.add("c", 1.5, "c_late") is None  # too far from the others
-    assert g.add("c", 1.002, "c1") == ["a1", "b1", "c1"]
+    g = RigGatherer(["a", "b", "c"], slop=0.01, min_views=2, timeout=0.5, camera_timeout=2.0, now=0.0)
+    assert g.add("a", 1.0, "a1", 0.0) == [] and g.add("b", 1.005, "b1", 0.0) == []
+    assert g.add("c", 1.5, "c_late", 0.0) == []  # too far from the others: a set of its own
+    (s,) = g.add("c", 1.002, "c1", 0.01)
+    assert s.items == {"a": "a1", "b": "b1", "c": "c1"} and s.missing == []
+    assert g.pending == 1 and g.dropped == 0  # c_late waits in its own (newer) set
     with pytest.raises(ValueError):
         RigGatherer(["a", "a"], 0.01)
+    with pytest.raises(ValueError):
+        RigGatherer(["a", "b"], 0.01, min_views=3)
+
+
+def test_rig_gatherer_does_not_wait_for_a_dead_camera_and_counts_every_frame():
+    g = RigGatherer(["a", "b", "c"], slop=0.01, min_views=2, timeout=0.5, camera_timeout=1.0, now=0.0)
+    # start-up: only complete sets, however long a set waits
+    assert g.add("a", 1.0, "a1", 0.0) == [] and g.add("b", 1.0, "b1", 0.0) == [] and g.poll(0.9) == []
+    # after camera_timeout, "c" has delivered nothing: it is out, a set of a and b is ready at once
+    (s,) = g.poll(1.05)
+    assert s.items == {"a": "a1", "b": "b1"} and s.missing == ["c"]
+    assert g.add("b", 2.0, "b2", 1.1) == [] and g.add("a", 2.001, "a2", 1.1)[0].missing == ["c"]
+    # c comes back: it is waited for again; a frame of it that is lost leaves the set to the timeout
+    assert g.add("c", 3.0, "c3", 1.2) == []  # its set lacks a and b
+    assert g.add("a", 3.0, "a3", 1.2) == [] and g.add("b", 3.0, "b3", 1.2)[0].missing == []
+    assert g.add("a", 4.0, "a4", 1.3) == [] and g.add("b", 4.0, "b4", 1.3) == []  # c is live: wait
+    assert g.poll(1.7) == [] and g.poll(1.81)[0].missing == ["c"]  # after set_timeout: without it
+    # a set that cannot reach min_views in time is dropped and counted; a frame later than an emitted set too
+    assert g.add("a", 5.0, "a5", 2.0) == [] and g.poll(2.6) == [] and g.dropped == 1
+    assert g.add("b", 3.9, "b_stale", 2.6) == [] and g.dropped == 2
+    # a newer ready set closes the older open ones (counted); c (out again) comes too late for its set
+    g.add("a", 6.0, "a6", 3.0)
+    assert len(g.add("a", 7.0, "a7", 3.0) + g.add("b", 7.0, "b7", 3.0) + g.add("c", 7.0, "c7", 3.0)) == 1
+    assert g.dropped == 3 and g.superseded == 1 and g.pending == 0
 
 
 def test_moving_selector_angles_age_and_reset():
@@ -109,24 +135,71 @@ def test_moving_selector_angles_age_and_reset():
 
     assert view_angle_deg(centre(0)[[0, 1]].tolist() + [0], centre(90)[[0, 1]].tolist() + [0]) == pytest.approx(90)
     s = MovingViewSelector(views_required=3, min_angle_deg=30.0, max_age=10.0)
-    assert s.add("v0", centre(0), 0.0) is None
-    assert s.add("too close", centre(10), 1.0) is None and s.too_close == 1
-    assert s.add("v1", centre(60), 2.0) is None
-    assert s.add("stale", centre(200), -20.0) is None and s.expired == 1  # older than max_age
-    assert s.add("v2", centre(120), 3.0) == ["v0", "v1", "v2"]
+    assert s.add("v0", centre(0), 0.0, now=0.0) is None
+    assert s.add("too close", centre(10), 1.0, now=1.0) is None and s.too_close == 1
+    assert s.add("v1", centre(60), 2.0, now=2.0) is None
+    assert s.add("stale", centre(200), -20.0, now=2.5) is None and s.expired == 1  # older than max_age
+    assert s.add("v2", centre(120), 3.0, now=3.0) == ["v0", "v1", "v2"]
     assert len(s) == 0  # starts afresh
-    s.add("old", centre(0), 4.0)
-    assert s.add("new", centre(90), 20.0) is None and len(s) == 1  # "old" expired: 16 s behind
-    assert s.expired == 2
+    s.add("old", centre(0), 4.0, now=4.0)
+    assert s.add("new", centre(90), 20.0, now=20.0) is None and len(s) == 1  # "old" expired: 16 s before now
+    assert s.expired == 2 and s.reset() == 1 and len(s) == 0
     with pytest.raises(ValueError):
         MovingViewSelector(0, 10.0, 1.0)
 
 
-def test_drop_queue_drops_oldest_and_counts():
+@pytest.mark.parametrize("bad_stamp", [86400.0 + 30.0, 0.0, 1e9])
+def test_moving_selector_recovers_from_one_bad_stamp(bad_stamp):
+    """Issue 14: one view stamped +1 day (or 0, or far off) used to push the age horizon for good."""
+    s = MovingViewSelector(views_required=2, min_angle_deg=30.0, max_age=5.0)
+    centre = [np.array([np.cos(a), np.sin(a), 1.0]) for a in np.radians([0, 90, 180])]
+    assert s.add("bad", centre[0], bad_stamp, now=30.0) is None and s.expired == 1
+    assert s.add("v1", centre[1], 30.5, now=30.5) is None
+    assert s.add("v2", centre[2], 31.0, now=31.0) == ["v1", "v2"]
+
+
+def test_drop_queue_drops_oldest_and_returns_it():
     q = DropQueue(2)
-    for i in range(5):
-        q.put(i)
-    assert q.dropped == 3 and q.get(0.1) == 3 and q.get(0.1) == 4
+    assert [q.put(i) for i in range(5)] == [None, None, 0, 1, 2]
+    assert q.dropped == 3 and q.qsize() == 2 and q.get(0.1) == 3 and q.get(0.1) == 4
+
+
+def test_health_counts_logs_new_errors_then_throttles_and_rates_the_status():
+    from odd_one_out_ros.inspection.diagnostics import DROP_REASONS, ERROR, OK, WARN, DetectorHealth
+
+    h = DetectorHealth(["a", "b", "c"], min_views=2, camera_timeout=1.0, now=0.0, log_every=10.0, warn_window=5.0)
+    assert h.status(0.5, 0)[0] == OK  # start-up grace
+    for t in (0.1, 0.2, 0.3):
+        for c in "abc":
+            h.frame(c, t)
+        h.arrival_ok("a", t), h.arrival_ok("b", t)
+        h.view_ok("a", t), h.view_ok("b", t)
+    lines = [h.drop("encoding", t, 1, "c", f"unsupported encoding 'yuv422' ({t} s)") for t in (0.1, 0.2, 0.3)]
+    assert lines[0] == "c: unsupported encoding 'yuv422' (0.1 s)" and lines[1:] == [None, None]  # numbers: same
+    assert h.drop("encoding", 0.4, 1, "c", "unsupported encoding '32FC1'") is not None  # a different error: logged
+    assert h.drop("image", 0.4, 1, "c", "image data has 2 bytes") is not None  # another kind: logged
+    assert h.drop("image", 11.0, 1, "c", "image data has 2 bytes") == \
+        "c: image data has 2 bytes (1 more image drop(s) in the last 11 s)"  # throttled, then with the count
+    with pytest.raises(KeyError):
+        h.drop("bogus", 1.0)
+    h.inspection_ok(2, {"inference": 0.5, "pipeline": 0.55}, 3, 1, ["c"])
+    level, message, values = h.status(1.2, pending=1)
+    assert level == WARN and "c (" in message and values["c/state"] == "out" and values["a/state"] == "ok"
+    assert values["frames_received"] == 9 and values["frames_inspected"] == 2 and values["frames_dropped"] == 6
+    assert values["frames_unaccounted"] == 0 and set(DROP_REASONS) <= {k[8:] for k in values}
+    assert values["last_node_overhead_s"] == "0.050" and values["c/errors"] == "encoding=4, image=2"
+    # a and b go silent too: 0 usable < min_views 2 -> ERROR naming them
+    level, message, _ = h.status(2.0, 0)
+    assert level == ERROR and "only 0 of 3 cameras usable (min_views 2)" in message and "a (no image for" in message
+    h.inspection_failed(2, "inspection of 2 views failed: boom", 2.0)
+    assert h.status(2.0, 0)[:2] == (ERROR, "inspection of 2 views failed: boom")
+    assert h.dropped["inspection_failed"] == 2 and h.inference_errors == 1
+    # back-pressure is not a fault; an expected drop (fault=False) is counted only
+    h2 = DetectorHealth(["a"], 1, 1.0, now=0.0)
+    h2.arrival_ok("a", 20.0)
+    h2.drop("busy", 20.0, 4)
+    assert h2.drop("camera_info", 20.0, 1, "a", "no CameraInfo yet", fault=False) is None
+    assert h2.status(20.0, 0)[0] == OK and h2.dropped_total == 5 and not h2.cams["a"].errors
 
 
 # ------------------------------------------------------------------------------------------ poses

@@ -272,6 +272,28 @@ def test_visual_hull_occupancy_follows_the_objects_through_augmentation():
         assert 0.15 * box_volume < volume < 2 * box_volume
 
 
+def test_visual_hull_projects_with_the_lens_distortion():
+    """The hull looks each point up at the pixel its camera projects it to, lens distortion included (it once
+    used the bare pinhole): a mask that is set only at the distorted pixel holds the point."""
+    from odd_one_out_ros.data.hull import hull_occupancy
+    from odd_one_out_ros.geometry import PinholeCamera, look_at
+
+    K = np.array([[120.0, 0, 99.5], [0, 120.0, 79.5], [0, 0, 1]])  # wide angle: the point is far off-axis
+    point = np.array([[0.4, 0.0, 0.02]])
+    cams, masks = [], []
+    for eye in ((0.0, -0.6, 0.5), (0.0, 0.6, 0.5)):
+        cam = PinholeCamera(K, 200, 160, look_at(eye, (0, 0, 0)), dist=[-0.35, 0.12, 0.0, 0.0, 0.0])
+        (u, v), = np.floor(cam.project(point)[0] + 0.5).astype(int)
+        pinhole = PinholeCamera(K, 200, 160, cam.T_cw)
+        assert np.abs(pinhole.project(point)[0] - cam.project(point)[0]).max() > 3  # another pixel
+        mask = np.zeros((160, 200), bool)
+        mask[v, u] = True
+        cams.append(cam)
+        masks.append(mask)
+    assert hull_occupancy(point, cams, masks).tolist() == [True]
+    assert hull_occupancy(point, [PinholeCamera(K, 200, 160, c.T_cw) for c in cams], masks).tolist() == [False]
+
+
 def test_visual_hull_holds_the_objects_surface_and_not_the_floor(toys):
     """Surface points of the objects, back-projected from a generated view's depth (mm), are inside the hull
     carved from all views; points on the empty floor far from every object are mostly not."""

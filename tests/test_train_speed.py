@@ -5,6 +5,7 @@ the sparse feature integration, rendering a subset of rays, the ray samplers' un
 backbone's per-image cache (mirrored images included), two CPU ranks on the new paths and `bench --train`.
 No timing here: speed is checked by benchmarks/train_step.py.
 """
+import dataclasses
 import json
 import os
 import subprocess
@@ -208,7 +209,7 @@ def test_rendering_a_pixel_subset_equals_those_pixels_of_the_full_image():
     K, T = ring_cameras(3, cfg.image_size)
     with torch.no_grad():
         vol = net.build_volume(torch.rand(1, 3, 3, cfg.image_size, cfg.image_size), K, T)
-        vol["density"] = vol["density"] + 30.0 * torch.rand_like(vol["density"])  # something to see
+        vol = dataclasses.replace(vol, density=vol.density + 30.0 * torch.rand_like(vol.density))  # something to see
         full = net.render(vol, K, T, (cfg.image_size, cfg.image_size))
         r, f = cfg.render.rgb_size, cfg.render.feature_size
         pix = torch.stack([torch.randperm(r * r)[:40] for _ in range(3)])[None]

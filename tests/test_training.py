@@ -232,3 +232,101 @@ def test_cosine_schedule():
     assert lr_factor(120, TrainConfig(max_steps=0)) == 1.0  # no step budget: nothing to decay over
     with pytest.raises(ValueError, match="schedule"):
         lr_factor(0, TrainConfig(schedule="linear"))
+
+
+def test_occupancy_loss_is_the_bce_of_the_voxel_opacity():
+    """occupancy_loss = mean BCE(1 - exp(-sigma s), target), written in sigma: checked against the closed form in
+    float64, at opacity 1/2 (sigma s = ln 2: ln 2 for any target), and finite with a finite gradient at sigma 0."""
+    from odd_one_out_ros.model.losses import occupancy_loss
+
+    rng = np.random.default_rng(0)
+    s = 0.02
+    density = torch.tensor(rng.uniform(0.5, 400.0, (2, 1, 3, 4, 5)))  # 1/m: opacity 0.01 .. 0.9997
+    target = torch.tensor(rng.uniform(0, 1, (2, 3, 4, 5)))
+    p = 1 - np.exp(-density[:, 0].numpy() * s)
+    t = target.numpy()
+    expected = -np.mean(t * np.log(p) + (1 - t) * np.log(1 - p))
+    assert occupancy_loss(density, target, s).item() == pytest.approx(expected, rel=1e-12)
+    half = torch.full((1, 1, 2, 2, 2), np.log(2) / s, dtype=torch.float64)
+    for value in (0.0, 0.3, 1.0):
+        assert occupancy_loss(half, torch.full((1, 2, 2, 2), value, dtype=torch.float64), s).item() == \
+            pytest.approx(np.log(2), rel=1e-12)
+    zero = torch.zeros((1, 1, 1, 1, 2), dtype=torch.float64, requires_grad=True)
+    loss = occupancy_loss(zero, torch.tensor([[[[0.0, 1.0]]]], dtype=torch.float64), s)
+    loss.backward()
+    assert torch.isfinite(loss) and torch.isfinite(zero.grad).all()
+    assert loss.item() == pytest.approx(-0.5 * np.log(-np.expm1(-1e-6)) + 0.5 * 1e-6)  # clamped at sigma s = 1e-6
+
+
+def test_the_network_owns_the_optimiser_groups_and_the_loss_terms(data, tmp_path):
+    """OddOneOutNet.param_groups and get_loss_dict (issue 15): the trainer's optimiser has the groups and learning
+    rates it built itself before (the pretrained backbone at lr x backbone_lr_scale, possibly empty; everything
+    else at lr; the prior's two scalars at lr x prior_lr_scale, only when they train) and its steps log the same
+    loss terms, composed as before."""
+    from dataclasses import replace
+
+    from odd_one_out_ros.model.config import preset
+    from odd_one_out_ros.training.trainer import TrainConfig, Trainer
+
+    tiny = preset("tiny")
+    prior = replace(tiny, matcher=replace(tiny.matcher, prior=True))
+    base = dict(n_input=3, n_target=2, rays=40, feature_rays=10, threads=1, lr=1e-3, warmup_steps=1)
+    cases = [(tiny, TrainConfig(stage=1, **base), {"image", "feature", "occupancy", "total"}),
+             (tiny, TrainConfig(stage=1, lambda_occ=0.0, freeze_backbone=False, **base), {"image", "feature", "total"}),
+             (prior, TrainConfig(stage=2, freeze_backbone=False, **base),
+              {"image", "feature", "occupancy", "bce", "predicted_match", "total"})]
+    for i, (mcfg, tc, keys) in enumerate(cases):
+        tr = Trainer(mcfg, tc, data, tmp_path / f"run{i}")
+        name = {id(p): n for n, p in tr.net.named_parameters()}
+        trainable = [n for n, p in tr.net.named_parameters() if p.requires_grad]
+        backbone = [n for n in trainable if n.startswith("encoder.backbone.")]
+        scalars = [n for n in trainable if n in ("matcher.prior_scale", "matcher.prior_shift")]
+        rest = [n for n in trainable if n not in backbone + scalars]
+        expected = [(backbone, tc.lr * tc.backbone_lr_scale), (rest, tc.lr)]
+        expected += [(scalars, tc.lr * tc.prior_lr_scale)] if scalars else []
+        assert [([name[id(p)] for p in g["params"]], g["lr"]) for g in tr.opt.param_groups] == expected
+        assert bool(backbone) != tc.freeze_backbone and bool(scalars) == (tc.stage == 2)
+        terms = tr.run_step([0])
+        assert set(terms) == keys
+        recon = terms["image"] + tc.lambda_f * terms["feature"] + tc.lambda_occ * terms.get("occupancy", 0.0)
+        total = recon if tc.stage == 1 else terms["bce"] + tc.lambda_r_stage2 * recon
+        assert terms["total"] == pytest.approx(total, rel=1e-5)
+
+
+def test_ablation_variants_that_share_a_stage_one():
+    """continue_config: A with B and C with full share stage 1 (the same config with the other variant); a
+    distilling variant cannot start from a plain one, and a resumed run keeps its variant."""
+    from odd_one_out_ros.model.config import preset
+    from odd_one_out_ros.training.config import continue_config
+
+    b = preset("tiny", "B")
+    assert continue_config(b, "B", "b.pt", resuming=True) is b
+    a = continue_config(b, "A", "b.pt", resuming=False)
+    assert a.variant == "A" and a.grid == b.grid and not a.distill
+    assert continue_config(preset("tiny", "full"), "C", "f.pt", resuming=False).variant == "C"
+    with pytest.raises(ValueError, match="A with B, C with full"):
+        continue_config(b, "C", "b.pt", resuming=False)
+    with pytest.raises(ValueError, match="b.pt is variant B, not A"):
+        continue_config(b, "A", "b.pt", resuming=True)
+
+
+def test_train_flags_are_the_train_config_fields():
+    """The `train` command's flags take their defaults and help from TrainConfig (training/config.py), and
+    the parsed flags build the TrainConfig it trains with."""
+    import argparse
+
+    from odd_one_out_ros.commands import train as train_cmd
+    from odd_one_out_ros.training.config import TrainConfig, field_help
+
+    p = argparse.ArgumentParser()
+    train_cmd.add_arguments(p)
+    args = p.parse_args(["--data", "d", "--out", "o"])
+    d, helps = TrainConfig(), field_help(TrainConfig)
+    assert all(getattr(args, name) == getattr(d, name) for name in train_cmd.TRAIN_FIELDS)
+    assert args.views == f"{d.n_input},{d.n_target}" and args.backbone == "frozen"
+    assert all(helps[name] for name in train_cmd.TRAIN_FIELDS)
+    flags = {a.dest: a for a in p._actions}
+    assert flags["max_steps"].option_strings == ["--steps"] and flags["lambda_occ"].option_strings == ["--lambda-occ"]
+    assert helps["rays"] in flags["rays"].help and "(default: %(default)s)" in flags["rays"].help
+    args = p.parse_args(["--data", "d", "--out", "o", "--steps", "7", "--lr", "0.5", "--schedule", "constant"])
+    assert (args.max_steps, args.lr, args.schedule) == (7, 0.5, "constant")

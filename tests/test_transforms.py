@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from odd_one_out_ros.geometry import Rigid, look_at, matrix_to_quat, quat_to_matrix, yaw_to_matrix
+from odd_one_out_ros.geometry import Rigid, look_at, matrix_to_quat, pose_to_dict, quat_to_matrix, yaw_to_matrix
 
 
 def test_rotation_vector_matches_rodrigues(rng):
@@ -38,3 +38,17 @@ def test_look_at_degenerate_cases():
         look_at([0, 0, 1], [0, 0, 1])
     with pytest.raises(ValueError, match="parallel"):
         look_at([0, 0, 1], [0, 0, 0])
+
+
+def test_pose_to_dict_writes_plain_floats_of_one_pose(rng):
+    """pose_to_dict (tag-pose JSON, rig YAML): matrix, translation, quaternion (x, y, z, w) and camera position of
+    one world-to-camera transform, as plain floats that read back as the same transform."""
+    import json
+
+    T = Rigid.from_rotvec(rng.normal(size=3), rng.normal(size=3))
+    d = json.loads(json.dumps(pose_to_dict(T)))
+    assert list(d) == ["matrix", "translation", "quaternion_xyzw", "camera_position"]
+    np.testing.assert_array_equal(Rigid.from_matrix(d["matrix"]).as_matrix(), T.as_matrix())
+    np.testing.assert_allclose(Rigid.from_quat(d["quaternion_xyzw"], d["translation"]).R, T.R, atol=1e-12)
+    np.testing.assert_allclose(d["camera_position"], -T.R.T @ T.t, atol=1e-12)
+    assert list(pose_to_dict(T, matrix_key="T_cw"))[0] == "T_cw"

@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 
 from ..fileio import read_yaml
+from ..geometry.transforms import yaw_to_matrix
 
 __all__ = ["BoardFileError", "TagPlacement", "TagBoard", "load_board", "board_from_dict", "board_image",
            "texture_to_board", "PRINTABLE_FAMILIES", "tag_corners_local"]
@@ -49,8 +50,7 @@ class TagPlacement:
 
     def rotation(self) -> np.ndarray:
         """(3, 3) tag-to-board rotation (about z)."""
-        c, s = np.cos(self.yaw), np.sin(self.yaw)
-        return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+        return yaw_to_matrix(self.yaw)
 
     def corners(self) -> np.ndarray:
         """Corners p0..p3 in the board frame, (4, 3), z = 0."""

@@ -7,7 +7,7 @@ the real (distorted) image. Frames: docs/frames.md ("AprilTag board").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -52,11 +52,6 @@ class BoardPose:
     tag_ids: tuple[int, ...]
     outlier_tag_ids: tuple[int, ...] = ()
     unknown_tag_ids: tuple[int, ...] = ()
-    tag_errors_px: dict = field(default_factory=dict)  # id -> RMS error of its 4 corners
-
-    @property
-    def n_points(self) -> int:
-        return 4 * len(self.tag_ids)
 
 
 def board_correspondences(detections: list[TagDetection], board: TagBoard):
@@ -74,7 +69,7 @@ def _ideal_pixels(camera: PinholeCamera, uv: np.ndarray) -> np.ndarray:
     """Distorted pixels (N, 2) -> pixels of the same camera without distortion (N, 2)."""
     if not camera.has_distortion:
         return np.asarray(uv, np.float64).reshape(-1, 2)
-    return camera.undistort_pixels(uv) @ camera.K[:2, :2].T + camera.K[:2, 2]
+    return camera.to_pixels(camera.undistort_pixels(uv))
 
 
 def reprojection_errors(camera: PinholeCamera, T_cw: Rigid, obj: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -170,5 +165,4 @@ def estimate_board_pose(detections: list[TagDetection], board: TagBoard, camera:
     if not rms <= max_error_px:  # also NaN: points behind the camera
         raise PoseError(f"reprojection error {rms:.2f} px over the limit {max_error_px} px (tags {inlier_ids})")
     return BoardPose(T_cw=T, reprojection_error_px=rms, max_error_px=float(err.max()), tag_ids=tuple(inlier_ids),
-                     outlier_tag_ids=tuple(i for i in ids if i not in inlier_ids), unknown_tag_ids=unknown,
-                     tag_errors_px={i: float(np.sqrt(np.mean(e ** 2))) for i, e in zip(inlier_ids, err.reshape(-1, 4))})
+                     outlier_tag_ids=tuple(i for i in ids if i not in inlier_ids), unknown_tag_ids=unknown)

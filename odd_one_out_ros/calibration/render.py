@@ -41,7 +41,7 @@ def _distortion_map(K: tuple, dist: tuple, model: str, width: int, height: int, 
     v, u = np.mgrid[0:height * s, 0:width * s].astype(np.float64)
     uv = (np.stack([u.ravel(), v.ravel()], axis=1) + 0.5) / s - 0.5  # supersampled -> image pixels
     xy = cam.undistort_pixels(uv)
-    ideal = (xy @ cam.K[:2, :2].T + cam.K[:2, 2] + 0.5) * s - 0.5
+    ideal = (cam.to_pixels(xy) + 0.5) * s - 0.5
     lo, hi = ideal.min(axis=0), ideal.max(axis=0) - [width * s - 1, height * s - 1]
     margin = int(np.ceil(max(0.0, -lo.min(), hi.max()))) + 2
     ideal += margin

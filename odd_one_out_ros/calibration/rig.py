@@ -15,8 +15,8 @@ import numpy as np
 import yaml
 from scipy.spatial.transform import Rotation
 
-from ..fileio import read_yaml
-from ..geometry import PinholeCamera, Rigid
+from ..fileio import read_yaml, write_text_atomic
+from ..geometry import PinholeCamera, Rigid, pose_to_dict
 from .board import TagBoard
 from .detect import detect_tags, read_gray
 from .pose import PoseError, board_correspondences, estimate_board_pose, refine_pose, reprojection_errors
@@ -99,10 +99,7 @@ def rig_to_dict(cameras: list[CameraExtrinsics], board_file: str = "") -> dict:
     for c in cameras:
         out["cameras"][c.name] = {
             "camera_info": c.camera_info,
-            "T_cw": [[float(x) for x in row] for row in c.T_cw.as_matrix()],
-            "translation": [float(x) for x in c.T_cw.t],
-            "quaternion_xyzw": [float(x) for x in c.T_cw.as_quat()],
-            "camera_position": [float(x) for x in c.T_cw.inverse().t],
+            **pose_to_dict(c.T_cw, matrix_key="T_cw"),
             "reprojection_error_px": round(c.reprojection_error_px, 4),
             "rotation_spread_deg": round(c.rotation_spread_deg, 4),
             "position_spread_m": round(c.position_spread_m, 6),
@@ -118,13 +115,10 @@ def write_rig_yaml(path: str | os.PathLike, cameras: list[CameraExtrinsics], boa
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
     head = ("# Camera rig extrinsics, written by `odd-one-out calibrate rig`. T_cw maps world (= board)\n"
             "# points into each camera's optical frame: X_cam = R X_world + t (docs/frames.md).\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(head + yaml.safe_dump(rig_to_dict(cameras, board_file), sort_keys=False, default_flow_style=None))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(path, head + yaml.safe_dump(rig_to_dict(cameras, board_file), sort_keys=False,
+                                                         default_flow_style=None))
 
 
 def read_rig_yaml(path: str | os.PathLike) -> dict[str, tuple[Rigid, Path | None]]:

@@ -1,11 +1,13 @@
-"""`odd-one-out bench`: latency and peak memory of one inspection, and sparse vs vanilla attention;
+"""`odd-one-out bench`: latency and peak memory of one inspection against a same-run ResNet-18 forward over the same
+images (reference_ms, ratio), and sparse vs vanilla attention;
 with --train, milliseconds per training step (stage 1 and 2) against a same-run ResNet-18 reference."""
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from . import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -43,8 +45,7 @@ def run(args) -> int:
     if args.train:
         return run_train(args)
     if not 1 <= args.views <= 64 or not 1 <= args.objects <= 64:
-        print("odd-one-out bench: --views and --objects must be in 1..64", file=sys.stderr)
-        return 2
+        raise CommandError("--views and --objects must be in 1..64")
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.checkpoint:
         from ..model.checkpoint import CheckpointError, load_checkpoint
@@ -52,8 +53,7 @@ def run(args) -> int:
         try:
             net, _ = load_checkpoint(args.checkpoint, args.device)
         except CheckpointError as e:
-            print(f"odd-one-out bench: {e}", file=sys.stderr)
-            return 2
+            raise CommandError(str(e)) from None
     else:
         cfg = preset(args.config)
         cfg.encoder.weights = ""  # speed does not depend on the weights
@@ -66,7 +66,10 @@ def run(args) -> int:
           f"M={args.views} views, N={args.objects} objects: {result['latency_ms_median']:.0f} ms median "
           f"(volume {result['stage_ms_median']['volume']:.0f}, boxes {result['stage_ms_median']['boxes']:.0f}, "
           f"prior {result['stage_ms_median']['prior']:.0f}, classify {result['stage_ms_median']['classify']:.0f}), "
-          f"peak memory {result['peak_memory_mb']:.0f} MB")
+          f"peak memory {result['peak_memory_mb']:.0f} MB"
+          + (f" (+{result['peak_memory_increase_mb']:.0f} MB)" if "peak_memory_increase_mb" in result else ""))
+    print(f"  reference (ResNet-18 forward, {args.views} x {result['image_size']} x {result['image_size']}): "
+          f"{result['reference_ms']:.0f} ms median; ratio {result['ratio']:.2f}")
     for kind, row in result.get("attention_ms_median", {}).items():
         print(f"  {kind:<8} attention + head: " + ", ".join(f"N={n}: {ms:.0f} ms" for n, ms in row.items()))
     if args.json:
@@ -84,11 +87,9 @@ def run_train(args) -> int:
         views = tuple(int(v) for v in args.train_views.split(","))
         assert len(views) == 2 and min(views) >= 1
     except (ValueError, AssertionError):
-        print("odd-one-out bench: --train-views must be two positive integers, e.g. 4,3", file=sys.stderr)
-        return 2
+        raise CommandError("--train-views must be two positive integers, e.g. 4,3") from None
     if args.checkpoint:
-        print("odd-one-out bench: --train uses random weights; --checkpoint does not apply", file=sys.stderr)
-        return 2
+        raise CommandError("--train uses random weights; --checkpoint does not apply")
     torch.set_num_threads(args.threads or 1)
     overrides = {k: v for k, v in (("rays", args.rays), ("feature_rays", args.feature_rays)) if v is not None}
     if args.backbone:
@@ -104,8 +105,7 @@ def run_train(args) -> int:
         with threadpool_limits(args.threads or 1):
             r = bench_train(args.config, args.data, views, max(1, args.repeat), args.device, overrides)
     except (ValueError, FileNotFoundError) as e:
-        print(f"odd-one-out bench: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     t = r["train"]
     print(f"{r['config']} ({r['variant']}) training on {r['device']}, {r['threads']} thread(s), views {views[0]},"
           f"{views[1]}, grid {'x'.join(map(str, r['grid']))}, rays {t['rays']} / feature rays {t['feature_rays']} "

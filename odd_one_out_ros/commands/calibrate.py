@@ -9,6 +9,8 @@ import re
 import sys
 from pathlib import Path
 
+from . import CommandError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="what", metavar="WHAT", required=True)
@@ -39,11 +41,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"odd-one-out calibrate: {msg}", file=sys.stderr)
-    return code
-
-
 def expand_images(patterns) -> list[str]:
     """Files named or matched by glob patterns (sorted per pattern); ValueError names a pattern that matches none."""
     out = []
@@ -72,12 +69,12 @@ def run(args) -> int:
     from ..geometry import CalibrationFileError
 
     if Path(args.out).exists() and not args.force:
-        return _fail(f"{args.out} exists; pass --force to overwrite")
+        raise CommandError(f"{args.out} exists; pass --force to overwrite")
     try:
         return _intrinsics(args) if args.what == "intrinsics" else _rig(args)
     except (BoardFileError, CalibrationFileError, ImageReadError, CalibrationError, PoseError, ValueError,
             FileExistsError) as e:
-        return _fail(str(e))
+        raise CommandError(str(e)) from None
 
 
 def _intrinsics(args) -> int:
@@ -89,13 +86,13 @@ def _intrinsics(args) -> int:
     if args.chessboard:
         m = re.fullmatch(r"(\d+)[xX](\d+)", args.chessboard)
         if not m or min(int(m[1]), int(m[2])) < 2:
-            return _fail(f"--chessboard must be COLSxROWS inner corners, e.g. 9x6, got {args.chessboard!r}")
+            raise CommandError(f"--chessboard must be COLSxROWS inner corners, e.g. 9x6, got {args.chessboard!r}")
         if args.square is None or args.square <= 0:
-            return _fail("--chessboard needs --square METRES (edge of one square, > 0)")
+            raise CommandError("--chessboard needs --square METRES (edge of one square, > 0)")
         views, size = chessboard_views(paths, (int(m[1]), int(m[2])), args.square, skipped)
     else:
         if args.square is not None:
-            return _fail("--square goes with --chessboard; the board YAML gives the tag size")
+            raise CommandError("--square goes with --chessboard; the board YAML gives the tag size")
         views, size = board_views(paths, load_board(args.board), skipped, min_tags=args.min_tags)
     for name, reason in skipped:
         print(f"skipped {name}: {reason}", file=sys.stderr)
@@ -117,8 +114,8 @@ def _rig(args) -> int:
 
     cams, imgs = _pairs(args.camera, "--camera"), _pairs(args.images, "--images")
     if set(cams) != set(imgs):
-        return _fail(f"every camera needs both --camera and --images: cameras {sorted(cams)}, "
-                     f"images for {sorted(imgs)}")
+        raise CommandError(f"every camera needs both --camera and --images: cameras {sorted(cams)}, "
+                           f"images for {sorted(imgs)}")
     board = load_board(args.board)
     results = []
     for name, info in cams.items():

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from . import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -19,8 +20,7 @@ def run(args) -> int:
     try:
         calib = read_camera_info_yaml(args.file)
     except CalibrationFileError as e:
-        print(f"odd-one-out camera-info: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     K = calib.K
     summary = {
         "camera_name": calib.camera_name,

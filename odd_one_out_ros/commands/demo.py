@@ -3,7 +3,9 @@
 The sim_rig node renders a generated tray (a few copies of one toy, some of them anomalous) seen by five
 fixed cameras and publishes the images, CameraInfo and camera poses; the detector node gathers a
 synchronised set over DDS (loopback), takes the poses from calibration/rig.yaml (or the AprilTag board,
-or the pose topic), runs the model and publishes its results. The demo waits for one inspection, prints
+or the pose topic), runs the model and publishes its results. The detector starts unconfigured (autostart
+false): the demo takes it through configure (a bad checkpoint fails here, before any rendering) and activate with
+its lifecycle service /detector/change_state, as `ros2 lifecycle set` would. The demo waits for one inspection, prints
 each object's truth, label, score and box, and writes to --out: overlay.png (the detector's ~/overlay),
 report.json (the detector's ~/detections report with the ground truth and the matching), audit.jsonl and
 bags/ (the audit trail: `odd-one-out replay OUT/bags` runs the decision again).
@@ -20,6 +22,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from . import CommandError
 
 UNTRAINED_WARNING = """\
 ************************************************************************************************
@@ -42,23 +46,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the inspection (default: 45)")
 
 
-def _err(msg: str, code: int = 2) -> int:
-    print(f"odd-one-out demo: {msg}", file=sys.stderr)
-    return code
-
-
 def run(args) -> int:
     from ..env import apply_ros_env_defaults
 
     apply_ros_env_defaults()
     t0 = time.monotonic()
     if not 1 <= args.cameras <= 32:
-        return _err(f"--cameras must be in 1..32, got {args.cameras}")
+        raise CommandError(f"--cameras must be in 1..32, got {args.cameras}")
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        return _err(f"cannot create {out}: {e.strerror}")
+        raise CommandError(f"cannot create {out}: {e.strerror}") from None
     from ..resources import DEFAULT_CHECKPOINT, share_dir
 
     checkpoint, untrained = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT, False
@@ -66,9 +65,11 @@ def run(args) -> int:
         checkpoint, untrained = _untrained_checkpoint(out), True
         print(UNTRAINED_WARNING.format(path=DEFAULT_CHECKPOINT), file=sys.stderr)
     elif not checkpoint.is_file():
-        return _err(f"checkpoint {checkpoint}: no such file")
+        raise CommandError(f"checkpoint {checkpoint}: no such file")
 
     import rclpy
+    from lifecycle_msgs.srv import ChangeState
+    from rclpy.exceptions import ParameterException
     from rclpy.executors import MultiThreadedExecutor
     from rclpy.parameter import Parameter
     from rclpy.qos import DurabilityPolicy, QoSProfile
@@ -86,24 +87,46 @@ def run(args) -> int:
     got: dict = {}
     done = threading.Event()
     try:
+        if args.pose_source == "static" and args.cameras != 5:  # the shipped rig.yaml is the 5-camera rig
+            rig_file = _write_rig(out / "rig.yaml", args.cameras)
         try:
-            if args.pose_source == "static" and args.cameras != 5:  # the shipped rig.yaml is the 5-camera rig
-                rig_file = _write_rig(out / "rig.yaml", args.cameras)
-            nodes.append(DetectorNode(parameter_overrides=[  # first: a bad checkpoint fails before any rendering
+            detector = DetectorNode(parameter_overrides=[  # unconfigured: the lifecycle services below start it
+                Parameter("autostart", value=False),
                 Parameter("checkpoint", value=str(checkpoint)), Parameter("device", value=args.device),
                 Parameter("pose_source", value=args.pose_source), Parameter("cameras", value=names),
                 Parameter("rig_file", value=str(rig_file)), Parameter("min_views", value=min(2, args.cameras)),
                 Parameter("audit_log", value=str(out / "audit.jsonl")),
-                Parameter("record_views_dir", value=str(out / "bags"))]))
-            nodes.append(SimRigNode(parameter_overrides=[
-                Parameter("seed", value=args.seed), Parameter("kind", value=args.kind),
-                Parameter("cameras", value=args.cameras), Parameter("rate", value=2.0),
-                Parameter("apriltag_board", value=args.pose_source == "apriltag")]))
-        except ValueError as e:  # bad checkpoint, parameter or file: already a clear message
-            return _err(str(e))
-        setup_s = time.monotonic() - t0
+                Parameter("record_views_dir", value=str(out / "bags"))])
+        except (ValueError, ParameterException) as e:  # a parameter out of its range: already a clear message
+            raise CommandError(str(e)) from None
+        nodes.append(detector)
         listener = rclpy.create_node("odd_one_out_demo")
         nodes.append(listener)
+        executor = MultiThreadedExecutor(num_threads=4)
+        for n in nodes:
+            executor.add_node(n)
+        spinner = threading.Thread(target=executor.spin, daemon=True)
+        spinner.start()
+        # configure (checkpoint, rig file, audit log: a bad one fails before any rendering), then activate, through
+        # /detector/change_state as `ros2 lifecycle set` or the launch file would
+        change_state = listener.create_client(ChangeState, "/detector/change_state")
+        if not change_state.wait_for_service(timeout_sec=30):
+            raise CommandError("the detector's lifecycle service /detector/change_state did not appear", code=1)
+        for transition in ("configure", "activate"):
+            req = ChangeState.Request()
+            req.transition.label = transition
+            response = change_state.call(req, timeout_sec=120)
+            if response is None or not response.success:
+                raise CommandError(detector.transition_error or f"the detector did not {transition}")
+        try:
+            sim = SimRigNode(parameter_overrides=[
+                Parameter("seed", value=args.seed), Parameter("kind", value=args.kind),
+                Parameter("cameras", value=args.cameras), Parameter("rate", value=2.0),
+                Parameter("apriltag_board", value=args.pose_source == "apriltag")])
+        except ValueError as e:  # bad parameter: already a clear message
+            raise CommandError(str(e)) from None
+        nodes.append(sim)
+        setup_s = time.monotonic() - t0
 
         def on_detections(msg):
             if "report" not in got:
@@ -129,11 +152,7 @@ def run(args) -> int:
         listener.create_subscription(String, "/detector/detections", on_detections, 10)
         listener.create_subscription(Image, "/detector/overlay", on_overlay, latched)
         listener.create_subscription(String, "/sim_rig/ground_truth", on_truth, latched)
-        executor = MultiThreadedExecutor(num_threads=4)
-        for n in nodes:
-            executor.add_node(n)
-        spinner = threading.Thread(target=executor.spin, daemon=True)
-        spinner.start()
+        executor.add_node(sim)
         t_wait = time.monotonic()
         ok = done.wait(args.timeout)
         wait_s = time.monotonic() - t_wait
@@ -146,7 +165,7 @@ def run(args) -> int:
             n.destroy_node()
         rclpy.try_shutdown()
     if not ok:
-        return _err(f"no inspection within {args.timeout} s (received: {sorted(got) or 'nothing'})", 1)
+        raise CommandError(f"no inspection within {args.timeout} s (received: {sorted(got) or 'nothing'})", code=1)
     return _write_and_print(out, got["report"], got["truth"], image_to_rgb(got["overlay"]), untrained, args,
                             {"setup_s": setup_s, "first_inspection_s": wait_s, "total_s": time.monotonic() - t0})
 

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from . import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def run(args) -> int:
     import cv2
 
     from ..data.scene_meta import SceneFormatError, read_scene_meta
-    from ..geometry import iou_matrix
+    from ..geometry import iou_3d, match_truth
     from ..inspection.guard import FiniteGuard, NonFiniteOutput
     from ..model.checkpoint import CheckpointError
     from ..model.inference import Inspector
@@ -32,23 +33,20 @@ def run(args) -> int:
         posed = meta.posed_views(views)
         inspector = Inspector.from_checkpoint(args.checkpoint, args.device)
     except (SceneFormatError, CheckpointError, ValueError) as e:
-        print(f"odd-one-out detect: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     try:
         res = FiniteGuard(inspector)(posed)
     except NonFiniteOutput as e:  # a failed model is not an empty tray
-        print(f"odd-one-out detect: {e}", file=sys.stderr)
-        return 1
+        raise CommandError(str(e), code=1) from None
     gt = [o.box for o in meta.objects]
-    M = iou_matrix([o.box for o in res.objects], gt) if res.objects and gt else None
+    truth_of = {i: j for j, i in enumerate(match_truth(gt, [o.box for o in res.objects])) if i >= 0}
     rows = []
     for i, o in enumerate(res.objects):
-        j = int(M[i].argmax()) if M is not None else -1
-        truth = meta.objects[j] if j >= 0 and M[i, j] > 0.5 else None
+        truth = meta.objects[truth_of[i]] if i in truth_of else None
         rows.append({"id": i, **o.box.to_dict(), "score": o.score, "label": "anomalous" if o.anomalous else "normal",
                      "truth_object": truth.name if truth else None,
                      "truth": (f"anomalous ({truth.anomaly_type})" if truth.anomalous else "normal") if truth else None,
-                     "iou": float(M[i, j]) if truth else None})
+                     "iou": iou_3d(o.box, truth.box) if truth else None})
     print(f"{len(res.objects)} objects found in {res.latency_s * 1000:.0f} ms from {len(posed)} views "
           f"({len(gt)} in the ground truth)")
     print(f"{'id':>3} {'label':<10} {'score':>6}  {'centre (m)':<24} {'truth':<22} {'IoU':>5}")

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import CommandError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
@@ -53,9 +55,9 @@ def run(args) -> int:
             teacher = build_teacher(args.baseline_teacher, args.baseline_teacher_weights).to(args.device)
             cfg = BaselineConfig() if args.baseline_teacher == "mobilenet_v2" else BaselineConfig(scales=(1.0,))
             scorer = BaselineScorer(cfg, teacher)
+        shared = scorer is not None and scorer.computed_by(inspector.net)
     except (CheckpointError, ValueError) as e:
-        print(f"odd-one-out evaluate: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     dirs = dirs[:args.limit] if args.limit else dirs
     splits = {}
     sp_file = Path(args.data) / "splits.json"
@@ -79,8 +81,11 @@ def run(args) -> int:
         pred = [{"score": s, **b.to_dict()} for s, b in zip(scores, boxes)]
         row = {"scene": d.name, "split": r.split, "category": r.category, "latency_s": latency}
         if scorer is not None:
-            images, K, T = views_to_tensors(views, inspector.net.cfg.image_size, inspector.device)
-            raw, prob, b_latency = scorer(images[0], K[0], T[0], list(boxes))
+            if shared:  # the model's prior compared the same boxes' features already
+                raw, prob, b_latency = scorer(None, None, None, list(boxes), raw=res.prior_raw)
+            else:
+                images, K, T = views_to_tensors(views, inspector.net.cfg.image_size, inspector.device)
+                raw, prob, b_latency = scorer(images[0], K[0], T[0], list(boxes))
             base_results.append(SceneResult(*common, [float(p) for p in prob], scorer.cfg.threshold))
             for p, s, q in zip(pred, raw, prob):
                 p["baseline_score"] = float(q)
@@ -94,12 +99,16 @@ def run(args) -> int:
               "boxes": "ground truth" if args.gt_boxes else "predicted", "metrics": metrics}
     if scorer is not None:
         report["baseline"] = evaluate(base_results)
-        report["baseline_config"] = {"teacher": args.baseline_teacher, **scorer.config_dict()}
+        # from_model_prior: the raw scores are the model's prior's (the same comparison, run once per scene); the
+        # baseline's latency is then only its calibration
+        report["baseline_config"] = {"teacher": args.baseline_teacher, **scorer.config_dict(),
+                                     "from_model_prior": shared}
     report["scenes"] = rows
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     print(format_table(metrics, report.get("baseline"), "ground-truth" if args.gt_boxes else "predicted"))
     if rows and scorer is not None:
         print(f"latency per scene: model {np.median([r['latency_s'] for r in rows]):.2f} s, baseline "
-              f"{np.median([r['baseline_latency_s'] for r in rows]):.2f} s (medians)")
+              f"{np.median([r['baseline_latency_s'] for r in rows]):.2f} s (medians)"
+              + ("; the baseline's raw scores are the model's prior's" if shared else ""))
     return 0

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from . import CommandError
 
 
 def _range(text: str) -> tuple[int, int]:
@@ -36,15 +37,13 @@ def run(args) -> int:
     from ..synth.scene import GeneratorConfig
 
     if args.scenes < 1 or args.views < 1 or args.size < 16 or args.workers < 1:
-        print("odd-one-out generate: --scenes, --views, --workers must be >= 1 and --size >= 16", file=sys.stderr)
-        return 2
+        raise CommandError("--scenes, --views, --workers must be >= 1 and --size >= 16")
     cfg = GeneratorConfig(kind="custom" if args.shapes else args.kind, views=args.views, size=args.size,
                           objects=args.objects, apriltag_board=args.apriltag_board, shapes_dir=args.shapes or "")
     try:
         splits = generate(cfg, args.scenes, args.out, args.seed, args.split, args.workers,
                           progress=True)
     except ValueError as e:
-        print(f"odd-one-out generate: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     print(f"{args.out}: " + ", ".join(f"{k} {len(v)}" for k, v in sorted(splits.items())) + " scenes")
     return 0

@@ -15,6 +15,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import CommandError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bags", nargs="+", metavar="BAG", help="a view bag folder, or a folder of them")
@@ -26,9 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="write the replayed reports to this file")
 
 
-def _err(msg: str) -> int:
+def _problem(msg: str) -> None:
+    """One bag that cannot be read or replayed: one line on stderr, and the others are still replayed."""
     print(f"odd-one-out replay: {msg}", file=sys.stderr)
-    return 2
 
 
 def run(args) -> int:
@@ -73,7 +75,7 @@ def run(args) -> int:
             continue
         recorded.append((bag, report, views))
     for msg in problems:
-        _err(msg)
+        _problem(msg)
 
     inspectors: dict[str, object] = {}
     status, replayed = 0, []
@@ -82,7 +84,7 @@ def run(args) -> int:
         ck = args.checkpoint or model.get("checkpoint")
         if not ck:
             problems.append(f"{bag}: the inspection was made by an injected model; pass --checkpoint")
-            _err(problems[-1])
+            _problem(problems[-1])
             continue
         if ck not in inspectors:
             from ..model.checkpoint import CheckpointError
@@ -95,7 +97,7 @@ def run(args) -> int:
         guard = inspectors[ck]
         if isinstance(guard, Exception):
             problems.append(f"{bag}: {guard}")
-            _err(problems[-1])
+            _problem(problems[-1])
             continue
         guard.inspector.threshold = report["threshold"]
         sha = file_sha256(ck)
@@ -104,7 +106,7 @@ def run(args) -> int:
             result = guard(views)
         except (ValueError, RuntimeError) as e:  # NonFiniteOutput is a ValueError
             problems.append(f"{bag}: the replay failed ({type(e).__name__}: {str(e).splitlines()[0]})")
-            _err(problems[-1])
+            _problem(problems[-1])
             continue
         again = build_report(inspection_id=report["inspection_id"], stamp=report["stamp"],
                              frame_id=report["frame_id"], objects=result.objects, threshold=report["threshold"],
@@ -119,8 +121,8 @@ def run(args) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(replayed, indent=2))
     if problems:
-        return _err(f"{len(problems)} bag(s) or folder(s) could not be read or replayed (above); "
-                    f"{len(replayed)} bag(s) replayed")
+        raise CommandError(f"{len(problems)} bag(s) or folder(s) could not be read or replayed (above); "
+                           f"{len(replayed)} bag(s) replayed")
     return status
 
 

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from . import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,18 +24,15 @@ def run(args) -> int:
         scene = read_scene_meta(args.scene)
         views = [int(v) for v in args.views.split(",") if v.strip()] or list(range(len(scene.cameras)))
     except (SceneFormatError, ValueError) as e:
-        print(f"odd-one-out show: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     images, captions = [], []
     for v in views:
         if not 0 <= v < len(scene.cameras):
-            print(f"odd-one-out show: view {v} not in this scene (0..{len(scene.cameras) - 1})", file=sys.stderr)
-            return 2
+            raise CommandError(f"view {v} not in this scene (0..{len(scene.cameras) - 1})")
         try:
             img = read_rgb(scene.rgb_path(v))
         except ValueError as e:
-            print(f"odd-one-out show: {e}", file=sys.stderr)
-            return 2
+            raise CommandError(str(e)) from None
         for o in scene.objects:
             draw_box(img, scene.cameras[v], o.box, RED if o.anomalous else GREEN,
                      o.anomaly_type if o.anomalous else "")
@@ -42,8 +40,7 @@ def run(args) -> int:
         captions.append(f"view {v}")
     sheet = contact_sheet(images, args.cols, captions)
     if not cv2.imwrite(args.out, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-        print(f"odd-one-out show: cannot write {args.out}", file=sys.stderr)
-        return 1
+        raise CommandError(f"cannot write {args.out}", code=1)
     n_anom = sum(o.anomalous for o in scene.objects)
     print(f"{args.out}: {len(views)} views, {len(scene.objects)} objects, {n_anom} anomalous "
           f"({', '.join(o.anomaly_type for o in scene.objects if o.anomalous) or 'none'})")

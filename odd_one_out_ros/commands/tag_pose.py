@@ -15,6 +15,8 @@ import os
 import sys
 from pathlib import Path
 
+from . import CommandError
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="image file")
@@ -27,11 +29,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-error-px", type=float, default=2.0, help="reject a board pose with RMS error over this")
     p.add_argument("--min-tags", type=int, default=2, help="board tags needed for a camera pose (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite --json if it exists")
-
-
-def _fail(msg: str, code: int = 2) -> int:
-    print(f"odd-one-out tag-pose: {msg}", file=sys.stderr)
-    return code
 
 
 def _floats(a) -> list:
@@ -49,26 +46,27 @@ def run(args) -> int:
         load_board,
         read_gray,
     )
-    from ..geometry import CalibrationFileError, read_camera_info_yaml
+    from ..fileio import write_text_atomic
+    from ..geometry import CalibrationFileError, pose_to_dict, read_camera_info_yaml
 
     out = Path(args.json)
     if out.exists() and not args.force:
-        return _fail(f"{out} exists; pass --force to overwrite")
+        raise CommandError(f"{out} exists; pass --force to overwrite")
     if args.tag_size is not None and not args.tag_size > 0:
-        return _fail(f"--tag-size must be > 0 metres, got {args.tag_size}")
+        raise CommandError(f"--tag-size must be > 0 metres, got {args.tag_size}")
     try:
         camera = read_camera_info_yaml(args.camera).to_camera()
         board = load_board(args.board) if args.board else None
         family = args.family or (board.family if board else "tag36h11")
         if board and family != board.family:
-            return _fail(f"--family {family} but the board {args.board} is {board.family}")
+            raise CommandError(f"--family {family} but the board {args.board} is {board.family}")
         gray = read_gray(args.image)
         if gray.shape[::-1] != (camera.width, camera.height):
-            return _fail(f"{args.image} is {gray.shape[1]}x{gray.shape[0]} but {args.camera} is for "
-                         f"{camera.width}x{camera.height} images")
+            raise CommandError(f"{args.image} is {gray.shape[1]}x{gray.shape[0]} but {args.camera} is for "
+                               f"{camera.width}x{camera.height} images")
         dets = detect_tags(gray, family)
     except (CalibrationFileError, BoardFileError, ImageReadError, ValueError) as e:
-        return _fail(str(e))
+        raise CommandError(str(e)) from None
 
     sizes = {t.id: t.size for t in board.tags} if board else args.tag_size
     ignored = sorted(d.id for d in dets if board and d.id not in sizes)
@@ -77,7 +75,7 @@ def run(args) -> int:
     tags = estimate_tag_poses(dets, camera, sizes)
     if not tags:
         where = f"no tag of the board {args.board} (ids {board.ids})" if board else f"no {family} tag"
-        return _fail(f"{where} found in {args.image}; nothing written")
+        raise CommandError(f"{where} found in {args.image}; nothing written")
 
     result = {"image": os.fspath(args.image), "family": family, "tags": [], "camera_pose": None,
               "ignored_tag_ids": ignored}
@@ -92,10 +90,7 @@ def run(args) -> int:
             pose = estimate_board_pose(dets, board, camera, max_error_px=args.max_error_px, min_tags=args.min_tags)
             result["camera_pose"] = {
                 "frame": "world-to-camera (X_cam = R X_world + t)",
-                "matrix": _floats(pose.T_cw.as_matrix()),
-                "translation": _floats(pose.T_cw.t),
-                "quaternion_xyzw": _floats(pose.T_cw.as_quat()),
-                "camera_position": _floats(pose.T_cw.inverse().t),
+                **pose_to_dict(pose.T_cw),
                 "reprojection_error_px": round(pose.reprojection_error_px, 4),
                 "max_error_px": round(pose.max_error_px, 4),
                 "tags_used": list(pose.tag_ids),
@@ -105,10 +100,7 @@ def run(args) -> int:
             result["camera_pose_error"] = str(e)
             print(f"odd-one-out tag-pose: camera pose rejected: {e}", file=sys.stderr)
             code = 1
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     for t in tags:
         x, y, z = t.T_ct.t
         print(f"tag {t.id}: ({x:.4f}, {y:.4f}, {z:.4f}) m in the camera frame, RMS {t.reprojection_error_px:.3f} px")

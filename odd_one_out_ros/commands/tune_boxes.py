@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
+
+from . import CommandError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -25,8 +26,7 @@ def run(args) -> int:
         net, blob = load_checkpoint(args.checkpoint)
         dirs = scene_dirs(args.data, args.split)[:args.scenes]
     except (CheckpointError, ValueError) as e:
-        print(f"odd-one-out tune-boxes: {e}", file=sys.stderr)
-        return 2
+        raise CommandError(str(e)) from None
     best, soft, table = tune_box_threshold(net, [read_scene_meta(d) for d in dirs], args.views)
     for (c, sh), row in table.items():
         print(f"occupancy > {c:.2f}{', soft height' if sh else ''}: box recall@0.5 {row['recall']:.1f} %, "

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..fileio import read_rgb
-from ..geometry import Box3D, PinholeCamera, Rigid
+from ..geometry import Box3D, PinholeCamera, Rigid, boxes_to_tensor, yaw_to_matrix
 from .hull import voxel_hull
 from .scene_meta import SceneFormatError, SceneMeta, read_scene_meta
 
@@ -81,8 +81,7 @@ def augment_world(cameras: list[PinholeCamera], boxes: list[Box3D], theta: float
 
     With flip, the images must be mirrored left-right (np.flip(image, axis=1)).
     """
-    c, s = np.cos(theta), np.sin(theta)
-    A = Rigid(np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]]), np.array([shift[0], shift[1], 0.0]))
+    A = Rigid(yaw_to_matrix(theta), np.array([shift[0], shift[1], 0.0]))
     out_cams, out_boxes = [], []
     for cam in cameras:
         R, t, K = cam.T_cw.R, cam.T_cw.t, cam.K.copy()
@@ -151,9 +150,7 @@ class SceneDataset(torch.utils.data.Dataset):
         axes = [np.arange(n) * s + o + s / 2 for n, o in zip(shape, origin)]
         zz, yy, xx = np.meshgrid(axes[2], axes[1], axes[0], indexing="ij")
         pts = np.stack([xx, yy, zz], -1)  # augmented world
-        c, sn = np.cos(theta), np.sin(theta)
-        q = pts - np.array([shift[0], shift[1], 0.0])
-        orig = np.stack([c * q[..., 0] + sn * q[..., 1], -sn * q[..., 0] + c * q[..., 1], q[..., 2]], -1)
+        orig = (pts - np.array([shift[0], shift[1], 0.0])) @ yaw_to_matrix(theta)  # = R^T (p - shift)
         if flip:
             orig[..., 1] *= -1
         return voxel_hull(orig, s, self.meta(i).cameras, self.hull_masks(i))
@@ -203,7 +200,7 @@ class SceneDataset(torch.utils.data.Dataset):
             "K": torch.tensor(np.stack([c.K for c in cams]), dtype=torch.float32),
             "T_cw": torch.tensor(np.stack([c.T_cw.as_matrix() for c in cams]), dtype=torch.float32),
             "masks": torch.from_numpy(np.stack(masks))[:, None].float(),
-            "boxes": torch.tensor([[*b.center, *b.size, b.yaw] for b in boxes], dtype=torch.float32).reshape(-1, 7),
+            "boxes": boxes_to_tensor(boxes),
             "labels": torch.tensor([int(o.anomalous) for o in meta.objects], dtype=torch.long),
             "anomaly_types": [o.anomaly_type for o in meta.objects],
             "views": views,

@@ -29,20 +29,18 @@ def hull_occupancy(points: np.ndarray, cameras: list[PinholeCamera], masks: list
     alive = np.arange(len(pts))  # points no view has carved away yet: each view tests only these
     seen = np.zeros(len(pts), np.int32)
     for k, (cam, mask) in enumerate(zip(cameras, masks)):
-        pc = pts[alive] @ cam.T_cw.R.T + cam.T_cw.t
-        z = pc[:, 2]
+        uv, z = cam.project(pts[alive])  # with the lens distortion of the view
         front = z > 1e-6
-        uv = np.full((len(pc), 2), -1.0)
-        uv[front] = (pc[front, :2] / z[front, None]) @ cam.K[:2, :2].T + cam.K[:2, 2]
+        uv[~front] = -1.0
         h, w = mask.shape
         u = np.floor((uv[:, 0] + 0.5) * w / cam.width).astype(np.int64)
         v = np.floor((uv[:, 1] + 0.5) * h / cam.height).astype(np.int64)
         vis = front & (u >= 0) & (u < w) & (v >= 0) & (v < h)
         seen[alive] += vis
-        hit = np.zeros(len(pc), bool)
+        hit = np.zeros(len(uv), bool)
         hit[vis] = mask[v[vis], u[vis]]
         if depths is not None:
-            d = np.zeros(len(pc))
+            d = np.zeros(len(uv))
             d[vis] = _nearest_surface(depths[k])[v[vis], u[vis]]  # depths[k] has the shape of masks[k]
             hit &= ~((d > 0) & (z < d - depth_tol))
         alive = alive[hit | ~vis]

@@ -2,12 +2,12 @@
 
 Frames and units: docs/frames.md.
 """
-from .boxes import Box3D, greedy_match, iou_3d, iou_matrix, match_truth
-from .camera import DISTORTION_MODELS, PinholeCamera
+from .boxes import Box3D, boxes_from_tensor, boxes_to_tensor, greedy_match, iou_3d, iou_matrix, match_truth
+from .camera import DISTORTION_MODELS, PinholeCamera, scale_intrinsics
 from .camera_info import CalibrationFileError, CameraCalibration, read_camera_info_yaml, write_camera_info_yaml
-from .transforms import Rigid, look_at, matrix_to_quat, quat_to_matrix, yaw_to_matrix
+from .transforms import Rigid, look_at, matrix_to_quat, pose_to_dict, quat_to_matrix, yaw_to_matrix
 
-__all__ = ["Box3D", "greedy_match", "iou_3d", "iou_matrix", "match_truth", "DISTORTION_MODELS", "PinholeCamera",
-           "CalibrationFileError",
+__all__ = ["Box3D", "boxes_from_tensor", "boxes_to_tensor", "greedy_match", "iou_3d", "iou_matrix", "match_truth",
+           "DISTORTION_MODELS", "PinholeCamera", "scale_intrinsics", "CalibrationFileError",
            "CameraCalibration", "read_camera_info_yaml", "write_camera_info_yaml", "Rigid", "look_at",
-           "matrix_to_quat", "quat_to_matrix", "yaw_to_matrix"]
+           "matrix_to_quat", "pose_to_dict", "quat_to_matrix", "yaw_to_matrix"]

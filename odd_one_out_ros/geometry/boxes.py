@@ -13,7 +13,8 @@ import shapely
 
 from .transforms import yaw_to_matrix
 
-__all__ = ["Box3D", "iou_3d", "iou_matrix"]
+__all__ = ["Box3D", "boxes_from_tensor", "boxes_to_tensor", "greedy_match", "iou_3d", "iou_matrix",
+           "match_truth"]
 
 # corner sign pattern: bottom face (z-) counter-clockwise from (-x, -y), then top face (z+)
 _CORNER_SIGNS = np.array([[-1, -1, -1], [1, -1, -1], [1, 1, -1], [-1, 1, -1],
@@ -92,6 +93,23 @@ class Box3D:
     @staticmethod
     def from_dict(d: dict) -> "Box3D":
         return Box3D(d["center"], d["size"], d.get("yaw", 0.0))
+
+
+def boxes_to_tensor(boxes: list[Box3D], device=None, dtype=None):
+    """list[Box3D] -> (N, 7) torch tensor of rows [cx, cy, cz, sx, sy, sz, yaw] ((0, 7) for no boxes), float32
+    unless `dtype`, on `device`: the boxes as the model and the dataset batch them. Inverse: boxes_from_tensor."""
+    import torch  # here, not at the top: the rest of geometry does not need torch
+
+    rows = np.array([[*b.center, *b.size, b.yaw] for b in boxes], dtype=np.float64).reshape(-1, 7)
+    return torch.tensor(rows, dtype=dtype or torch.float32, device=device)
+
+
+def boxes_from_tensor(rows) -> list[Box3D]:
+    """(N, 7) rows [cx, cy, cz, sx, sy, sz, yaw] (a torch tensor on any device, or an array) -> list[Box3D]."""
+    if hasattr(rows, "detach"):
+        rows = rows.detach().cpu().numpy()
+    rows = np.asarray(rows).reshape(-1, 7)
+    return [Box3D(r[:3], r[3:6], float(r[6])) for r in rows]
 
 
 def _footprint_polygon(box: Box3D) -> shapely.Polygon:

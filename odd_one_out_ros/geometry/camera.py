@@ -15,7 +15,7 @@ import numpy as np
 
 from .transforms import Rigid
 
-__all__ = ["PinholeCamera", "DISTORTION_MODELS", "check_intrinsics"]
+__all__ = ["PinholeCamera", "DISTORTION_MODELS", "check_intrinsics", "scale_intrinsics"]
 
 # model name -> allowed numbers of coefficients
 DISTORTION_MODELS = {"plumb_bob": (0, 4, 5), "rational_polynomial": (0, 4, 5, 8), "equidistant": (0, 4)}
@@ -35,6 +35,18 @@ def check_intrinsics(K, width: int, height: int, what: str = "camera") -> np.nda
         raise ValueError(f"{what}: K must look like [[fx, s, cx], [0, fy, cy], [0, 0, 1]], got {K.tolist()}")
     if int(width) <= 0 or int(height) <= 0:
         raise ValueError(f"{what}: image size must be positive, got {width}x{height}")
+    return K
+
+
+def scale_intrinsics(K, sx: float, sy: float):
+    """K (..., 3, 3) for an image resized by (sx, sy), pixel centres kept consistent (docs/frames.md): a new
+    numpy float64 array, or for a torch tensor a tensor of its dtype and device (the model's batched K)."""
+    K = K.clone() if hasattr(K, "clone") else np.array(K, dtype=np.float64)
+    K[..., 0, 0] *= sx
+    K[..., 0, 1] *= sx
+    K[..., 1, 1] *= sy
+    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
+    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
     return K
 
 
@@ -109,13 +121,7 @@ class PinholeCamera:
 
     def resized(self, width: int, height: int) -> "PinholeCamera":
         """Same camera for an image resized to width x height (pixel centres kept consistent)."""
-        sx, sy = width / self.width, height / self.height
-        K = self.K.copy()
-        K[0, 0] *= sx
-        K[0, 1] *= sx
-        K[1, 1] *= sy
-        K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
-        K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
+        K = scale_intrinsics(self.K, width / self.width, height / self.height)
         return replace(self, K=K, width=width, height=height)
 
     # ----------------------------------------------------------------- distortion
@@ -172,9 +178,11 @@ class PinholeCamera:
         with np.errstate(divide="ignore", invalid="ignore"):
             xy = pc[:, :2] / z[:, None]
         xy[z <= 0] = np.nan
-        xyd = self.distort(xy)
-        uv = xyd @ self.K[:2, :2].T + self.K[:2, 2]
-        return uv, z
+        return self.to_pixels(self.distort(xy)), z
+
+    def to_pixels(self, xy) -> np.ndarray:
+        """Normalised image coordinates (N, 2), already distorted (or of an ideal lens) -> pixels (N, 2): K only."""
+        return np.asarray(xy, dtype=np.float64) @ self.K[:2, :2].T + self.K[:2, 2]
 
     def visible(self, points_w, margin: float = 0.0) -> np.ndarray:
         """(N,) bool: in front of the camera and inside the image (pixel-centre convention)."""

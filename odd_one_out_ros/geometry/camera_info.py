@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..fileio import read_yaml
+from ..fileio import read_yaml, write_text_atomic
 from .camera import DISTORTION_MODELS, PinholeCamera, check_intrinsics
 from .transforms import Rigid
 
@@ -135,8 +135,5 @@ def write_camera_info_yaml(calib: CameraCalibration, path: str | os.PathLike, fo
     path = Path(path)
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; pass force=True (--force) to overwrite")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(yaml.safe_dump(calib.to_yaml_dict(), sort_keys=False, default_flow_style=None))
-    os.replace(tmp, path)  # atomic: a crash never leaves a half-written calibration
-    return path
+    # atomic: a crash never leaves a half-written calibration
+    return write_text_atomic(path, yaml.safe_dump(calib.to_yaml_dict(), sort_keys=False, default_flow_style=None))

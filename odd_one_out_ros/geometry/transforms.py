@@ -19,6 +19,7 @@ __all__ = [
     "rotvec_to_matrix",
     "matrix_to_rotvec",
     "yaw_to_matrix",
+    "pose_to_dict",
 ]
 
 
@@ -147,3 +148,10 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> Rigid:
     y = np.cross(z, x)
     R_cw = np.stack([x, y, z])  # rows are the camera axes in world coordinates
     return Rigid(R_cw, -R_cw @ eye)
+
+
+def pose_to_dict(T_cw: Rigid, matrix_key: str = "matrix") -> dict:
+    """A world-to-camera transform as plain floats for a YAML or JSON file: the 4x4 matrix (under `matrix_key`),
+    the translation, the quaternion (x, y, z, w) and the camera's position in the world."""
+    return {matrix_key: T_cw.as_matrix().tolist(), "translation": T_cw.t.tolist(),
+            "quaternion_xyzw": T_cw.as_quat().tolist(), "camera_position": T_cw.inverse().t.tolist()}

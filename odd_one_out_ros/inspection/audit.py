@@ -35,7 +35,8 @@ import warnings
 from pathlib import Path
 
 __all__ = ["AuditLog", "read_audit_log", "new_run_id", "AuditLogWarning", "FENCE_KEY", "VIEW_TOPICS",
-           "REPORT_TOPIC", "PARTIAL_DIR", "write_view_bag", "read_view_bag", "find_view_bags", "BagFormatError"]
+           "REPORT_TOPIC", "PARTIAL_DIR", "write_view_bag", "read_view_bag", "find_view_bags", "BagFormatError",
+           "view_bag_path", "interrupted_bags"]
 
 VIEW_TOPICS = {"/views/image": "sensor_msgs/msg/Image", "/views/camera_info": "sensor_msgs/msg/CameraInfo",
                "/views/pose": "geometry_msgs/msg/PoseStamped"}
@@ -247,6 +248,24 @@ def _typestore():
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_KILTED)
+
+
+def view_bag_path(folder: str | os.PathLike, stamp: float, inspection_id: int) -> Path:
+    """`<folder>/inspection_<UTC stamp>_<id>` (5 digits), with `~2`, `~3`, ... when that name is taken (as a
+    closed or as an interrupted bag)."""
+    path = Path(folder).expanduser() / f"inspection_{time.strftime('%Y%m%d-%H%M%S', time.gmtime(stamp))}_" \
+                                       f"{inspection_id:05d}"
+    base, n = path.name, 1
+    while path.exists() or (path.parent / PARTIAL_DIR / path.name).exists():
+        n += 1
+        path = path.with_name(f"{base}~{n}")
+    return path
+
+
+def interrupted_bags(folder: str | os.PathLike) -> list[str]:
+    """Names of the bags left in `<folder>/partial/` by a writer that stopped while writing them."""
+    partial = Path(folder).expanduser() / PARTIAL_DIR
+    return sorted(p.name for p in partial.iterdir() if p.is_dir()) if partial.is_dir() else []
 
 
 def write_view_bag(path: str | os.PathLike, views: list[dict[str, bytes]], report_cdr: bytes, stamp_ns: int) -> Path:

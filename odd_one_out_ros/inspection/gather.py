@@ -1,12 +1,19 @@
 """Which views make one inspection. Pure: no ROS imports.
 
-- RigGatherer (`rig` mode, fixed cameras): one frame per camera, all stamped within `slop` seconds
-  of each other, by odd_one_out_ros.sync.ApproximateSync (message_filters is not obtainable from PyPI).
+- RigGatherer (`rig` mode, fixed cameras): sets of at most one frame per camera, stamped within `slop` seconds
+  of the set's first frame. A set is ready when every camera is in it; or, with at least `min_views`
+  frames and once `camera_timeout` seconds have passed since the first frame, when every camera that is not
+  *out* is in it (out: nothing delivered for `camera_timeout` seconds: a dead or broken camera is not
+  waited for), or `timeout` seconds after it opened (a late or lost frame). A ready set closes every
+  older one. Written here because message_filters is not
+  obtainable from PyPI.
 - MovingViewSelector (`moving` mode, a camera on an arm or several moving cameras): collects views
   until `views_required` of them are pairwise at least `min_angle_deg` apart as seen from the scene
-  centre; views older than `max_age` seconds (relative to the newest view) are discarded.
+  centre; views stamped more than `max_age` seconds before (or after) the caller's clock are discarded.
 - DropQueue: the bounded queue between the stages of the detector; the oldest item goes when full
-  and is counted.
+  and is returned to the caller (who counts it).
+Stamps are the images' header stamps (s); `now` arguments are the caller's clock (s): time.monotonic() for
+the rig gatherer's timeouts, the node's ROS clock for the moving selector's ages.
 """
 from __future__ import annotations
 
@@ -17,28 +24,108 @@ from typing import Any
 
 import numpy as np
 
-from ..sync import ApproximateSync
+__all__ = ["RigGatherer", "RigSet", "MovingViewSelector", "view_angle_deg", "DropQueue"]
 
-__all__ = ["RigGatherer", "MovingViewSelector", "view_angle_deg", "DropQueue"]
+
+@dataclass
+class RigSet:
+    """One rig trigger: `items` camera -> item (in camera order), `missing` the cameras not in it."""
+
+    stamp: float  # the stamp of its first frame
+    items: dict[str, Any]
+    missing: list[str]
+
+
+@dataclass
+class _Bucket:
+    stamp: float
+    opened: float
+    frames: dict[str, tuple[float, Any]] = field(default_factory=dict)
 
 
 class RigGatherer:
-    """Synchronised sets of one frame per camera: add(camera, stamp, item) -> [item per camera] or None."""
+    """add(camera, stamp, item, now) / poll(now) -> the sets that became ready (oldest first).
 
-    def __init__(self, cameras: list[str], slop: float, queue_size: int = 10):
+    Frames that end in no set are counted: in `superseded` when a newer set was ready first (the newest
+    wins; with delivery jitter longer than the frame period this is normal), in `dropped` when their set
+    closed with fewer than min_views, a closer frame of the same camera took their place, or they came
+    after their set was emitted; `pending` frames wait in open sets.
+    """
+
+    def __init__(self, cameras: list[str], slop: float, min_views: int = 1, timeout: float = 0.5,
+                 camera_timeout: float = 3.0, now: float = 0.0, max_open: int = 10):
         if not cameras or len(set(cameras)) != len(cameras):
             raise ValueError(f"rig cameras must be distinct and not empty, got {cameras}")
+        if not 1 <= min_views <= len(cameras) or slop < 0 or timeout <= 0 or camera_timeout <= 0:
+            raise ValueError(f"bad rig gatherer settings: {min_views=}, {slop=}, {timeout=}, {camera_timeout=}")
         self.cameras = list(cameras)
-        self._index = {c: i for i, c in enumerate(self.cameras)}
-        self._sync = ApproximateSync(len(self.cameras), slop=slop, queue_size=queue_size)
+        self.slop, self.min_views, self.timeout, self.camera_timeout = slop, min_views, timeout, camera_timeout
+        self.max_open = max_open
+        self._started: float | None = None  # the first frame's arrival: cameras not heard from since are waited for
+        self._last_delivery = {c: now for c in self.cameras}
+        self._open: list[_Bucket] = []
+        self._emitted = float("-inf")  # stamp of the newest emitted set
+        self.dropped = 0
+        self.superseded = 0
 
     @property
-    def dropped(self) -> int:
-        """Frames pushed out of a camera's queue before they found partners."""
-        return self._sync.dropped
+    def pending(self) -> int:
+        return sum(len(b.frames) for b in self._open)
 
-    def add(self, camera: str, stamp: float, item: Any) -> list[Any] | None:
-        return self._sync.add(self._index[camera], stamp, item)
+    def live(self, now: float) -> list[str]:
+        """Cameras that delivered a frame within camera_timeout (or have not had the chance yet)."""
+        return [c for c in self.cameras if now - self._last_delivery[c] <= self.camera_timeout]
+
+    def add(self, camera: str, stamp: float, item: Any, now: float) -> list[RigSet]:
+        if camera not in self._last_delivery:
+            raise KeyError(f"camera {camera!r} is not in the rig {self.cameras}")
+        stamp = float(stamp)
+        if self._started is None:
+            self._started = now
+            self._last_delivery = {c: now for c in self.cameras}
+        self._last_delivery[camera] = now
+        if stamp < self._emitted + self.slop:
+            self.dropped += 1  # belongs to (or before) a set already emitted: too late
+            return self.poll(now)
+        fits = [b for b in self._open if abs(b.stamp - stamp) <= self.slop]
+        bucket = min(fits, key=lambda b: abs(b.stamp - stamp), default=None)
+        if bucket is None:
+            if len(self._open) >= self.max_open:
+                self.dropped += len(self._open.pop(0).frames)
+            bucket = _Bucket(stamp, now)
+            self._open.append(bucket)
+            self._open.sort(key=lambda b: b.stamp)
+        old = bucket.frames.get(camera)
+        if old is None or abs(stamp - bucket.stamp) < abs(old[0] - bucket.stamp):
+            self.dropped += old is not None
+            bucket.frames[camera] = (stamp, item)
+        else:
+            self.dropped += 1
+        return self.poll(now)
+
+    def poll(self, now: float) -> list[RigSet]:
+        live = set(self.live(now))
+        started = self._started is not None and now - self._started >= self.camera_timeout  # at first: complete only
+        ready = None
+        for i, b in enumerate(self._open):
+            n = len(b.frames)
+            if n == len(self.cameras) or (started and n >= self.min_views and (
+                    live <= set(b.frames) or now - b.opened >= self.timeout)):
+                ready = i  # the newest ready set wins; older ones close with it
+        out: list[RigSet] = []
+        if ready is not None:
+            for b in self._open[:ready]:
+                self.superseded += len(b.frames)
+            b = self._open[ready]
+            self._open = self._open[ready + 1:]
+            self._emitted = max(self._emitted, b.stamp)
+            out.append(RigSet(b.stamp, {c: b.frames[c][1] for c in self.cameras if c in b.frames},
+                              [c for c in self.cameras if c not in b.frames]))
+        expired = [b for b in self._open if now - b.opened >= self.timeout and len(b.frames) < self.min_views]
+        for b in expired:  # too few cameras in time: these frames will not make a set
+            self.dropped += len(b.frames)
+            self._open.remove(b)
+        return out
 
 
 def view_angle_deg(a: np.ndarray, b: np.ndarray, target=(0.0, 0.0, 0.0)) -> float:
@@ -53,12 +140,12 @@ def view_angle_deg(a: np.ndarray, b: np.ndarray, target=(0.0, 0.0, 0.0)) -> floa
 
 @dataclass
 class MovingViewSelector:
-    """add(item, camera_centre, stamp) -> list of `views_required` items (oldest first) or None.
+    """add(item, camera_centre, stamp, now) -> list of `views_required` items (oldest first) or None.
 
     A view is kept when it is at least min_angle_deg away from every kept view; otherwise it is
-    rejected (counted in `too_close`). Kept views older than `max_age` seconds behind the newest stamp
-    seen are discarded (counted in `expired`), as is a view that arrives that late. After a set is
-    returned the selector starts empty.
+    rejected (counted in `too_close`). Views stamped more than `max_age` seconds before `now`, or more
+    than `max_age` after it, are discarded (counted in `expired`), kept ones included: a single badly
+    stamped view can never block the selector. After a set is returned, or reset(), it starts empty.
     """
 
     views_required: int
@@ -68,7 +155,6 @@ class MovingViewSelector:
     too_close: int = 0
     expired: int = 0
     _kept: list = field(default_factory=list, repr=False)  # (stamp, centre, item)
-    _newest: float = float("-inf")
 
     def __post_init__(self):
         if self.views_required < 1 or not 0 <= self.min_angle_deg <= 180 or self.max_age <= 0:
@@ -78,17 +164,20 @@ class MovingViewSelector:
     def __len__(self) -> int:
         return len(self._kept)
 
-    def reset(self) -> None:
-        self._kept = []
+    def reset(self) -> int:
+        """Forget the kept views; returns how many there were."""
+        n, self._kept = len(self._kept), []
+        return n
 
-    def add(self, item: Any, centre, stamp: float) -> list[Any] | None:
-        stamp = float(stamp)
-        self._newest = max(self._newest, stamp)
-        horizon = self._newest - self.max_age
+    def _fresh(self, stamp: float, now: float) -> bool:
+        return abs(stamp - now) <= self.max_age
+
+    def add(self, item: Any, centre, stamp: float, now: float) -> list[Any] | None:
+        stamp, now = float(stamp), float(now)
         n = len(self._kept)
-        self._kept = [k for k in self._kept if k[0] >= horizon]
+        self._kept = [k for k in self._kept if self._fresh(k[0], now)]
         self.expired += n - len(self._kept)
-        if stamp < horizon:
+        if not self._fresh(stamp, now):
             self.expired += 1
             return None
         centre = np.asarray(centre, dtype=np.float64)
@@ -104,7 +193,7 @@ class MovingViewSelector:
 
 
 class DropQueue:
-    """A bounded FIFO between threads: put() never blocks; when full the oldest item is dropped and counted."""
+    """A bounded FIFO between threads: put() never blocks; when full the oldest item is dropped and returned."""
 
     def __init__(self, maxsize: int):
         if maxsize < 1:
@@ -113,18 +202,23 @@ class DropQueue:
         self._lock = threading.Lock()
         self.dropped = 0
 
-    def put(self, item: Any) -> None:
+    def put(self, item: Any) -> Any | None:
+        """Enqueue; returns the item dropped to make room (None when there was room)."""
+        dropped = None
         with self._lock:
             while True:
                 try:
                     self._q.put_nowait(item)
-                    return
+                    return dropped
                 except queue.Full:
                     try:
-                        self._q.get_nowait()
+                        dropped = self._q.get_nowait()
                         self.dropped += 1
                     except queue.Empty:
                         pass
+
+    def qsize(self) -> int:
+        return self._q.qsize()
 
     def get(self, timeout: float) -> Any:
         """The oldest item, or raises queue.Empty after `timeout` seconds."""

@@ -1,7 +1,7 @@
-"""The JSON report of one inspection (schema `odd_one_out_ros/detections/1`), as published on the
+"""The JSON report of one inspection (schema `odd_one_out_ros/detections/2`), as published on the
 detector's `~/detections` topic, appended to the audit log and stored in each view bag.
 
-    {"schema": "odd_one_out_ros/detections/1",
+    {"schema": "odd_one_out_ros/detections/2",
      "inspection_id": 3,                       # unique within the audit log (continues after its last id)
      "stamp": 1764336000.25,                   # seconds: the newest view's stamp (= header.stamp of all outputs)
      "frame_id": "world",                      # frame of every centre / box (docs/frames.md)
@@ -11,13 +11,16 @@ detector's `~/detections` topic, appended to the audit log and stored in each vi
                   "score": 0.91, "label": "anomalous"}],                              # score in [0, 1]
      "views": [{"camera": "cam0", "stamp": 1764336000.25, "width": 256, "height": 256,
                 "position": [x, y, z], "pose_source": "static"}],                   # camera centre in frame_id
-     "latency_s": {"inference": 0.71, "pipeline": 0.78},   # model only; set complete -> outputs published
+     "missing_views": [{"camera": "cam4", "reason": "encoding: unsupported image encoding 'yuv422' ..."}],
+     "latency_s": {"inference": 0.71, "waited": 0.02, "pipeline": 0.78},  # the model; the set waiting for it
+                                                           # (busy with the previous set); last view in -> report
      "model": {"checkpoint": "/path/cpu_default.pt", "sha256": "...", "config": "cpu", "variant": "full",
                "untrained": false},
      "node": "/detector"}
 
 Object ids are the order of the model's boxes (sorted by centre x, then y) and equal the marker ids.
-Pure: no ROS imports.
+`missing_views` names the rig's cameras that gave no usable view for this inspection and why (schema 2; a
+schema-1 report, from before, has no such key and is still read). Pure: no ROS imports.
 """
 from __future__ import annotations
 
@@ -28,10 +31,11 @@ import numpy as np
 
 from ..geometry import Box3D, match_truth
 
-SCHEMA = "odd_one_out_ros/detections/1"
+SCHEMA = "odd_one_out_ros/detections/2"
+OLD_SCHEMAS = ("odd_one_out_ros/detections/1",)  # still readable (no missing_views)
 LABELS = ("normal", "anomalous")
 
-__all__ = ["SCHEMA", "LABELS", "object_record", "build_report", "validate_report", "report_boxes",
+__all__ = ["SCHEMA", "LABELS", "object_record", "view_record", "build_report", "validate_report", "report_boxes",
            "compare_objects", "match_to_truth"]
 
 
@@ -47,14 +51,24 @@ def object_record(index: int, box: Box3D, score: float, anomalous: bool) -> dict
             "score": float(score), "label": LABELS[bool(anomalous)]}
 
 
+def view_record(view, pose_source: str, **extra) -> dict:
+    """The report's entry for one view (a views.PosedView): camera name, stamp, size, camera centre in frame_id."""
+    return {"camera": view.source, "stamp": float(view.stamp), "width": int(view.camera.width),
+            "height": int(view.camera.height), "position": [round(float(x), 6) for x in view.camera.center],
+            "pose_source": pose_source, **extra}
+
+
 def build_report(*, inspection_id: int, stamp: float, frame_id: str, objects: Iterable, threshold: float,
-                 views: list[dict], latency: dict, model: dict, node: str = "") -> dict:
-    """objects: anything with .box, .score, .anomalous (model.inference.ObjectResult)."""
+                 views: list[dict], latency: dict, model: dict, node: str = "",
+                 missing_views: list[dict] = ()) -> dict:
+    """objects: anything with .box, .score, .anomalous (model.inference.ObjectResult); views: view_record()s;
+    missing_views: [{"camera": name, "reason": text}] of the cameras that gave no usable view."""
     objs = [object_record(i, o.box, o.score, o.anomalous) for i, o in enumerate(objects)]
     n_anom = sum(o["label"] == "anomalous" for o in objs)
     return {"schema": SCHEMA, "inspection_id": int(inspection_id), "stamp": float(stamp), "frame_id": str(frame_id),
             "anomaly_detected": n_anom > 0, "n_objects": len(objs), "n_anomalous": n_anom,
             "threshold": float(threshold), "objects": objs, "views": list(views),
+            "missing_views": [{"camera": str(m["camera"]), "reason": str(m["reason"])} for m in missing_views],
             "latency_s": {k: float(v) for k, v in latency.items()}, "model": dict(model), "node": str(node)}
 
 
@@ -70,7 +84,8 @@ def _finite_list(v: Any, n: int) -> bool:
 def validate_report(d: Any) -> dict:
     """Check a decoded report against the schema; returns it, or raises ValueError saying what is wrong."""
     _check(isinstance(d, dict), f"expected a JSON object, got {type(d).__name__}")
-    _check(d.get("schema") == SCHEMA, f"schema is {d.get('schema')!r}, expected {SCHEMA!r}")
+    _check(d.get("schema") == SCHEMA or d.get("schema") in OLD_SCHEMAS,
+           f"schema is {d.get('schema')!r}, expected {SCHEMA!r}")
     for key, typ in (("inspection_id", int), ("stamp", (int, float)), ("frame_id", str), ("anomaly_detected", bool),
                      ("n_objects", int), ("n_anomalous", int), ("threshold", (int, float)), ("objects", list),
                      ("views", list), ("latency_s", dict), ("model", dict)):
@@ -88,6 +103,13 @@ def validate_report(d: Any) -> dict:
     _check(d["anomaly_detected"] == (n_anom > 0), "anomaly_detected disagrees with the labels")
     for i, v in enumerate(d["views"]):
         _check(isinstance(v, dict) and isinstance(v.get("camera"), str), f"views[{i}].camera")
+    if d["schema"] == SCHEMA:
+        missing = d.get("missing_views")
+        _check(isinstance(missing, list) and all(isinstance(m, dict) and isinstance(m.get("camera"), str)
+                                                 and isinstance(m.get("reason"), str) for m in missing),
+               "missing_views must be a list of {camera, reason}")
+        _check(not {m["camera"] for m in missing} & {v["camera"] for v in d["views"]},
+               "a camera is both in views and in missing_views")
     return d
 
 

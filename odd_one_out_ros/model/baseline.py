@@ -40,8 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..geometry import Box3D
-from .renderer import scale_intrinsics
+from ..geometry import Box3D, scale_intrinsics
 from .volume import sample_views
 
 __all__ = ["BaselineConfig", "baseline_scores", "calibrate", "robust_z", "default_extractor", "cell_points"]
@@ -326,12 +325,24 @@ class BaselineScorer:
         if self.extractor is None:
             self.extractor = default_extractor()
 
-    def __call__(self, images, K, T_cw, boxes):
+    def __call__(self, images, K, T_cw, boxes, raw: np.ndarray | None = None):
+        """raw: these boxes' raw scores computed already with this config and extractor (a model's prior, see
+        `computed_by`): then only calibrated."""
         import time
 
         t0 = time.perf_counter()
-        raw = baseline_scores(images, K, T_cw, boxes, self.extractor, self.cfg)
+        if raw is None:
+            raw = baseline_scores(images, K, T_cw, boxes, self.extractor, self.cfg)
         return raw, calibrate(raw, self.cfg), time.perf_counter() - t0
+
+    def computed_by(self, net) -> bool:
+        """Whether the model's matcher.prior computes this scorer's raw scores (InspectionResult.prior_raw): the
+        same config and the same extractor (the offline MobileNetV2 at its shipped weights)."""
+        from .teacher import MobileNetTeacher
+
+        ext = self.extractor
+        return (bool(net.cfg.matcher.prior) and self.cfg == net.prior_cfg and isinstance(ext, MobileNetTeacher)
+                and ext.weights == "deep-sort")
 
     def config_dict(self) -> dict:
         import dataclasses

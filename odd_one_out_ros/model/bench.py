@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
-from ..geometry import Box3D, look_at
+from ..geometry import Box3D, boxes_to_tensor, look_at
 from .config import ModelConfig
-from .matcher import CrossInstanceMatcher, boxes_to_tensor
+from .matcher import CrossInstanceMatcher
 from .network import OddOneOutNet
 
 
@@ -56,9 +56,11 @@ def _timed(fn, device, warmup: int, repeat: int) -> list[float]:
 
 @torch.no_grad()
 def bench_inspection(net: OddOneOutNet, views: int, objects: int, device="cpu", warmup: int = 2,
-                     repeat: int = 5) -> dict:
+                     repeat: int = 5, reference: bool = True) -> dict:
     """Median latency (ms) of build_volume + box estimation + (the training-free prior, when the model adds it)
-    + classification of `objects` boxes, peak memory."""
+    + classification of `objects` boxes, peak memory (of the warm-up inspections: on the CPU the process's peak
+    RSS and its increase over the start) and, with `reference`, the same-run reference (`reference_forward`, timed
+    interleaved with the inspections): reference_ms and ratio = latency_ms_median / reference_ms."""
     net = net.to(device).eval()
     images, K, T, box_list = synthetic_inputs(net.cfg, views, objects, device)
     boxes = boxes_to_tensor(box_list, device)
@@ -84,18 +86,51 @@ def bench_inspection(net: OddOneOutNet, views: int, objects: int, device="cpu", 
         for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
             stages[k].append(v)
 
-    times = _timed(once, device, warmup, repeat)
+    for _ in range(warmup):
+        once()
+    # the peak memory of the inspection alone, before the reference network runs in this process
+    if torch.device(device).type == "cuda":
+        peak_mb = {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
+    else:
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        # process peak RSS (includes Python and libraries); the increase is what the inspections added
+        peak_mb = {"peak_memory_mb": peak, "peak_memory_increase_mb": peak - rss0}
+    ref = reference_forward(views, net.cfg.image_size, device) if reference else None
+    if ref is not None:
+        for _ in range(warmup):
+            ref()
+    times, ref_times = [], []
+    for _ in range(repeat):  # interleaved, so that both see the same load on a shared machine
+        times += _timed(once, device, 0, 1)
+        if ref is not None:
+            ref_times += _timed(ref, device, 0, 1)
     out = {"config": net.cfg.name, "variant": net.cfg.variant, "device": str(device), "views": views,
            "objects": objects, "image_size": net.cfg.image_size, "threads": torch.get_num_threads(),
            "latency_ms_median": 1000 * statistics.median(times), "latency_ms_all": [1000 * t for t in times],
-           "stage_ms_median": {k: 1000 * statistics.median(v[warmup:]) for k, v in stages.items()}}
-    if torch.device(device).type == "cuda":
-        out["peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        out["peak_memory_mb"] = peak  # process peak RSS (includes Python and libraries)
-        out["peak_memory_increase_mb"] = peak - rss0
+           "stage_ms_median": {k: 1000 * statistics.median(v[warmup:]) for k, v in stages.items()}, **peak_mb}
+    if ref is not None:
+        out["reference"] = (f"torchvision ResNet-18 forward (random weights, eval, no_grad, NCHW) over {views} x 3 x "
+                            f"{net.cfg.image_size} x {net.cfg.image_size} images, same threads, interleaved")
+        out["reference_ms"] = 1000 * statistics.median(ref_times)
+        out["reference_ms_all"] = [1000 * t for t in ref_times]
+        out["ratio"] = out["latency_ms_median"] / out["reference_ms"]
     return out
+
+
+def reference_forward(views: int, size: int, device="cpu"):
+    """The same-run speed reference of an inspection: a function that runs a plain torchvision ResNet-18 (random
+    weights, eval mode, no_grad, default memory format) forward over `views` random size x size images."""
+    import torchvision
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(weights=None).to(device).eval()
+    x = torch.rand(views, 3, size, size, device=device)
+
+    @torch.no_grad()
+    def once():
+        net(x)
+
+    return once
 
 
 @torch.no_grad()

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..fileio import atomic_path
 from .config import ModelConfig
 from .network import OddOneOutNet
 
@@ -33,10 +34,8 @@ def save_checkpoint(path: str | os.PathLike, net: OddOneOutNet, meta: dict | Non
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     blob = {"format": FORMAT, "config": net.cfg.to_dict(), "model": state, "meta": dict(meta or {}), **extra}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(blob, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
     return path
 
 

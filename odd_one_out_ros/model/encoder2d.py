@@ -20,6 +20,7 @@ import torchvision
 from torchvision.ops import FeaturePyramidNetwork
 
 from .config import EncoderConfig
+from .fastconv import FusedCache, fast_path_ok, to_channels_last
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,6 +77,7 @@ class FPNEncoder(nn.Module):
             raise ValueError(f"encoder stride must be one of {strides}, got {cfg.stride}")
         self.levels = keep
         self.frozen_backbone = False
+        self._fused = FusedCache()  # the backbone's stages for inference on the CPU (model/fastconv.py)
         self.fpn = FeaturePyramidNetwork([in_channels[i] for i in keep], cfg.fpn_channels)
         self.merge = nn.ModuleList(nn.Conv2d(cfg.fpn_channels, cfg.out_channels, 1) for _ in keep)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -121,20 +123,23 @@ class FPNEncoder(nn.Module):
             self.backbone.eval()
         return self
 
-    def _levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _stages(self) -> list[nn.Module]:
+        """The backbone's stages ending at strides 4, 8, 16, 32."""
+        b = self.backbone
         if self.cfg.name == "resnet50_fpn":
-            b = self.backbone
-            x = b.maxpool(b.relu(b.bn1(b.conv1(x))))
-            outs = []
-            for layer in (b.layer1, b.layer2, b.layer3, b.layer4):
-                x = layer(x)
-                outs.append(x)
-            return outs
-        outs, start = [], 0
-        for end in self.stage_ends:
-            x = self.backbone[start:end + 1](x)
+            return [nn.Sequential(b.conv1, b.bn1, b.relu, b.maxpool, b.layer1), b.layer2, b.layer3, b.layer4]
+        starts = [0] + [e + 1 for e in self.stage_ends[:-1]]
+        return [b[s:e + 1] for s, e in zip(starts, self.stage_ends)]
+
+    def _levels(self, x: torch.Tensor) -> list[torch.Tensor]:
+        stages = self._stages()
+        if fast_path_ok(self.backbone, x):  # eval, no gradient: batch norms folded, channels last (model/fastconv.py)
+            stages = [self._fused.get(str(i), s) for i, s in enumerate(stages)]
+            x = to_channels_last(x)
+        outs = []
+        for stage in stages:
+            x = stage(x)
             outs.append(x)
-            start = end + 1
         return outs
 
     def backbone_levels(self, images: torch.Tensor) -> list[torch.Tensor]:

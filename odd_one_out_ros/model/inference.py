@@ -33,10 +33,9 @@ class InspectionResult:
     objects: list[ObjectResult] = field(default_factory=list)
     n_views: int = 0
     latency_s: float = 0.0
-
-    @property
-    def any_anomalous(self) -> bool:
-        return any(o.anomalous for o in self.objects)
+    prior_raw: np.ndarray | None = None
+    """(N,) float64: the raw scores of the model's training-free prior for the objects (model/baseline.py), the
+    baseline's scores of the same boxes; None for a model without matcher.prior"""
 
 
 def views_to_tensors(views: list[PosedView], size: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -76,8 +75,8 @@ class Inspector:
         boxes instead of its own (e.g. ground-truth boxes in an evaluation)."""
         t0 = time.perf_counter()
         images, K, T = views_to_tensors(views, self.net.cfg.image_size, self.device)
-        found, logits = self.net(images, K, T, None if boxes is None else [list(boxes)])
+        found, logits, raw = self.net(images, K, T, None if boxes is None else [list(boxes)], return_prior_raw=True)
         boxes, logits = found[0], logits[0]
         scores = torch.sigmoid(logits.float()).cpu().numpy() if len(boxes) else np.zeros(0)
         objects = [ObjectResult(b, float(s), bool(s > self.threshold)) for b, s in zip(boxes, scores)]
-        return InspectionResult(objects, len(views), time.perf_counter() - t0)
+        return InspectionResult(objects, len(views), time.perf_counter() - t0, None if raw is None else raw[0])

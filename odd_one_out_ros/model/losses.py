@@ -1,9 +1,26 @@
 """Losses: image + mask reconstruction (Eq. 3), feature cosine (Eq. 4), weighted BCE (Eq. 8), and the voxel
-occupancy BCE against the visual hull (our addition, docs/training.md)."""
+occupancy BCE against the visual hull (our addition, docs/training.md). OddOneOutNet.get_loss_dict combines them
+with the weights of LossWeights."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class LossWeights:
+    """Weights of the loss terms (the trainer's TrainConfig.lambda_*)."""
+
+    sigma: float = 1.0
+    """mask term within the image loss (Eq. 3)"""
+    feature: float = 1.0
+    """feature distillation (Eq. 4)"""
+    occupancy: float = 0.0
+    """voxel occupancy BCE against the visual hull (0 = not computed)"""
+    reconstruction_stage2: float = 0.1
+    """the reconstruction loss's weight beside the BCE (stage 2)"""
 
 
 def image_loss(rgb: torch.Tensor, opacity: torch.Tensor, gt_rgb: torch.Tensor, gt_mask: torch.Tensor,

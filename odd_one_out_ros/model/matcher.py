@@ -20,13 +20,6 @@ from .config import ModelConfig
 from .volume import VoxelGrid
 
 
-def boxes_to_tensor(boxes, device=None, dtype=torch.float32) -> torch.Tensor:
-    """list[Box3D] -> (N, 7) [cx, cy, cz, sx, sy, sz, yaw]."""
-    if len(boxes) == 0:
-        return torch.zeros(0, 7, device=device, dtype=dtype)
-    return torch.tensor([[*b.center, *b.size, b.yaw] for b in boxes], device=device, dtype=dtype)
-
-
 def roi_points(boxes: torch.Tensor, r: int, margin: float) -> torch.Tensor:
     """World sample points of each box's r^3 cells: boxes (N, 7) -> (N, r, r, r, 3) (cell order z, y, x).
 
@@ -92,26 +85,49 @@ class SparseVoxelAttention(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, partners: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Computed without gathering per-correspondence keys and values (issue 13): the D-channel tokens x of the
+        correspondences are gathered once, W_K is folded into the queries (q_h . (W_K,h x + b_K,h) =
+        (W_K,h^T q_h) . x + a constant per query and head, which the softmax ignores) and W_V is applied after the
+        weighted sum (sum_j a_j (W_V,h x_j + b_V,h) = W_V,h (sum_j a_j x_j) + b_V,h, the weights summing to 1).
+        The same attention as gathering keys and values (`reference_forward`), up to floating-point rounding."""
         N, P, D = x.shape
         M, k = partners.shape[1], idx.shape[-1]
         if M == 0:  # a single object has nobody to compare with
             return torch.zeros_like(x)
+        h, dh = self.h, self.dh
+        q = self.q(x).view(N, P, h, dh)
+        qk = torch.einsum("nphe,hed->nphd", q, self.k.weight.view(h, dh, D) * dh ** -0.5)  # (N, P, h, D)
+        xs = x.reshape(N * P, D)
+        # flat row of each correspondence in (N * P): object partners[n, m], voxel idx[n, i, m, j]
+        flat = (partners[:, None, :, None] * P + idx).reshape(N, P * M * k)  # (N, P*M*k)
+        # objects per step: ~16 MB of gathered tokens (freshly mapped pages of a larger block cost more than the
+        # gather; blocks below glibc's mmap threshold are reused from the heap)
+        chunk = max(1, int(2 ** 22 // max(1, P * M * k * D)))
+        outs = []
+        for s in range(0, N, chunk):
+            n = min(chunk, N - s)
+            xg = xs.index_select(0, flat[s:s + n].reshape(-1)).view(n * P, M * k, D)  # (nP, Mk, D)
+            # Eq. 7: one softmax over the correspondences in all partner objects together
+            att = torch.bmm(qk[s:s + n].reshape(n * P, h, D), xg.transpose(1, 2)).softmax(-1)  # (nP, h, Mk)
+            outs.append(torch.bmm(att, xg))  # (nP, h, D)
+        y = torch.cat(outs) if len(outs) > 1 else outs[0]
+        o = torch.einsum("phd,hed->phe", y, self.v.weight.view(h, dh, D)) + self.v.bias.view(h, dh)
+        return self.out(o.reshape(N, P, D))
+
+    def reference_forward(self, x: torch.Tensor, partners: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Eq. 6-7 as written: keys and values of every correspondence gathered, then attention (tests)."""
+        N, P, D = x.shape
+        M, k = partners.shape[1], idx.shape[-1]
+        if M == 0:
+            return torch.zeros_like(x)
         q = self.q(x).view(N, P, self.h, self.dh)
         kk = self.k(x).reshape(N * P, D)
         vv = self.v(x).reshape(N * P, D)
-        # flat row of each correspondence in (N * P): object partners[n, m], voxel idx[n, i, m, j]
-        flat = (partners[:, None, :, None] * P + idx).reshape(N, P * M * k)  # (N, P*M*k)
-        chunk = max(1, int(2 ** 25 // max(1, P * M * k * D)))  # objects per step: ~128 MB of gathered keys
-        outs = []
-        for s in range(0, N, chunk):
-            rows = flat[s:s + chunk].reshape(-1)
-            n = min(chunk, N - s)
-            keys = kk.index_select(0, rows).view(n * P, M * k, self.h, self.dh).transpose(1, 2)  # (nP, h, Mk, dh)
-            vals = vv.index_select(0, rows).view(n * P, M * k, self.h, self.dh).transpose(1, 2)
-            query = q[s:s + n].reshape(n * P, self.h, 1, self.dh)
-            # Eq. 7: one softmax over the correspondences in all partner objects together
-            outs.append(F.scaled_dot_product_attention(query, keys, vals).reshape(n, P, D))
-        return self.out(torch.cat(outs).reshape(N, P, D))
+        rows = (partners[:, None, :, None] * P + idx).reshape(-1)
+        keys = kk.index_select(0, rows).view(N * P, M * k, self.h, self.dh).transpose(1, 2)  # (NP, h, Mk, dh)
+        vals = vv.index_select(0, rows).view(N * P, M * k, self.h, self.dh).transpose(1, 2)
+        query = q.reshape(N * P, self.h, 1, self.dh)
+        return self.out(F.scaled_dot_product_attention(query, keys, vals).reshape(N, P, D))
 
 
 class VanillaAttention(nn.Module):

@@ -13,20 +13,22 @@ Images must be undistorted pinhole views, RGB in [0, 1].
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn as nn
 from torch.autograd.profiler import record_function
 
-from ..geometry import Box3D
+from ..geometry import Box3D, boxes_to_tensor, scale_intrinsics
 from .baseline import BaselineConfig, baseline_scores, default_extractor, robust_z
 from .box_estimator import estimate_boxes
 from .config import ModelConfig
 from .encoder2d import FPNEncoder
 from .heads import ColourHead, DensityHead, Projector
-from .matcher import CrossInstanceMatcher, boxes_to_tensor, roi_pool
-from .renderer import VolumeRenderer, scale_intrinsics
+from .losses import LossWeights, feature_loss, image_loss, occupancy_loss, weighted_bce
+from .matcher import CrossInstanceMatcher, roi_pool
+from .renderer import VolumeRenderer
 from .unet3d import UNet3D
-from .volume import VoxelGrid, backproject
+from .volume import SceneVolume, VoxelGrid, backproject
 
 
 class OddOneOutNet(nn.Module):
@@ -48,11 +50,11 @@ class OddOneOutNet(nn.Module):
 
     # ------------------------------------------------------------------ 3D scene volume
     def build_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
-                     levels: list[torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
-        """images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4) ->
-        fv (B, c, Z, Y, X), density (B, 1, ...), colour (B, 3, ...), seen (B, 1, ...) and, when distilling,
-        feat (B, d_f, ...). levels: the 2D backbone's levels of the B*V images (encoder.backbone_levels, e.g.
-        cached for a frozen backbone), so that only the feature pyramid runs."""
+                     levels: list[torch.Tensor] | None = None) -> SceneVolume:
+        """images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4) -> the scene volume: fv (B, c, Z, Y, X),
+        density (B, 1, ...), colour (B, 3, ...), seen (B, 1, ...) and, when distilling, feat (B, d_f, ...).
+        levels: the 2D backbone's levels of the B*V images (encoder.backbone_levels, e.g. cached for a frozen
+        backbone), so that only the feature pyramid runs."""
         B, V, _, H, W = images.shape
         with record_function("encoder"):
             feats = self.encoder(images.flatten(0, 1), levels)  # (B*V, d, h, w)
@@ -65,12 +67,10 @@ class OddOneOutNet(nn.Module):
         with record_function("unet3d"):
             fv = self.unet(volume * seen, seen)
         with record_function("heads"):
-            out = {"fv": fv, "density": self.density_head(fv), "colour": self.colour_head(fv), "seen": seen}
-            if self.projector is not None:
-                out["feat"] = self.projector(fv)
-        return out
+            return SceneVolume(fv, self.density_head(fv), self.colour_head(fv), seen,
+                               self.projector(fv) if self.projector is not None else None)
 
-    def render(self, vol: dict, K: torch.Tensor, T_cw: torch.Tensor, image_hw: tuple[int, int],
+    def render(self, vol: SceneVolume, K: torch.Tensor, T_cw: torch.Tensor, image_hw: tuple[int, int],
                stratified: bool = False, pixels: torch.Tensor | None = None,
                feature_pixels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Render the volume at target cameras (K for image_hw images).
@@ -87,50 +87,60 @@ class OddOneOutNet(nn.Module):
         H, W = image_hw
         rc = self.cfg.render
         r = rc.rgb_size
-        out = self.renderer(vol["density"], vol["colour"], scale_intrinsics(K, r / W, r / H), T_cw, r, r, stratified,
+        out = self.renderer(vol.density, vol.colour, scale_intrinsics(K, r / W, r / H), T_cw, r, r, stratified,
                             pixels=pixels)
         result = {"rgb": out["fields"], "opacity": out["opacity"], "depth": out["depth"]}
-        if "feat" in vol:
+        if vol.feat is not None:
             f = rc.feature_size
-            fo = self.renderer(vol["density"], vol["feat"], scale_intrinsics(K, f / W, f / H), T_cw, f, f, stratified,
+            fo = self.renderer(vol.density, vol.feat, scale_intrinsics(K, f / W, f / H), T_cw, f, f, stratified,
                                detach_density=True, pixels=feature_pixels)
             result["feat"] = fo["fields"]
         return result
 
     # ------------------------------------------------------------------ objects
     @torch.no_grad()
-    def estimate_boxes(self, vol: dict) -> list[list[Box3D]]:
+    def estimate_boxes(self, vol: SceneVolume) -> list[list[Box3D]]:
         """Boxes per scene of the batch from the density volume (box estimator B)."""
         with record_function("boxes"):
-            dens = vol["density"][:, 0].float().cpu().numpy()
+            dens = vol.density[:, 0].float().cpu().numpy()
             return [estimate_boxes(d, self.grid, self.cfg.boxes) for d in dens]
 
-    def object_volumes(self, vol: dict, b: int, boxes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def object_volumes(self, vol: SceneVolume, b: int, boxes: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Scene b's objects: boxes (N, 7) -> z (N, c + 1 [+ d_f], r, r, r) and beta(z) tokens (N, r^3, d_f) or None."""
         m = self.cfg.matcher
-        parts = [vol["fv"][b:b + 1], vol["density"][b:b + 1]]
-        if "feat" in vol:
-            parts.append(vol["feat"][b:b + 1])
+        parts = [vol.fv[b:b + 1], vol.density[b:b + 1]]
+        if vol.feat is not None:
+            parts.append(vol.feat[b:b + 1])
         z = roi_pool(torch.cat(parts, dim=1), boxes, self.grid, m.roi_size, m.roi_margin * self.grid.voxel_size)
         beta = None
-        if "feat" in vol:
+        if vol.feat is not None:
             # beta(z_n) of Eq. 5 = the distilled feature field sampled in the object volume
             beta = z[:, -self.cfg.teacher_dim:].flatten(2).transpose(1, 2)
         return z, beta
 
     @torch.no_grad()
     def prior_scores(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
-                     feats: list[list[torch.Tensor]] | None = None) -> list[torch.Tensor]:
+                     feats: list[list[torch.Tensor]] | None = None, raw: list[np.ndarray] | None = None
+                     ) -> list[torch.Tensor]:
         """The training-free prior of matcher.prior: images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4),
         boxes per scene -> robust z-scores per scene (N_b,) float32 (model/baseline.py). feats[b]: scene b's
-        extractor maps, one (V, C, h, w) per scale of BaselineConfig.scales (e.g. cached while training)."""
+        extractor maps, one (V, C, h, w) per scale of BaselineConfig.scales (e.g. cached while training); raw: the
+        scenes' prior_raw_scores, when already computed."""
+        raw = self.prior_raw_scores(images, K, T_cw, boxes, feats) if raw is None else raw
+        return [torch.from_numpy(robust_z(r, self.prior_cfg)).to(images.device, torch.float32) for r in raw]
+
+    @torch.no_grad()
+    def prior_raw_scores(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
+                         feats: list[list[torch.Tensor]] | None = None) -> list[np.ndarray]:
+        """The comparison behind the prior (prior_scores' arguments) -> raw scores per scene (N_b,) float64: the
+        training-free baseline's (model/baseline.py baseline_scores with self.prior_cfg and prior_extractor)."""
         with record_function("prior"):
             out = []
             for b, bs in enumerate(boxes):
                 f = feats[b] if feats is not None else None
                 ext = self.prior_extractor(images.device) if f is None else None
-                raw = baseline_scores(images[b], K[b], T_cw[b], bs, ext, self.prior_cfg, f)
-                out.append(torch.from_numpy(robust_z(raw, self.prior_cfg)).to(images.device, torch.float32))
+                out.append(baseline_scores(images[b], K[b], T_cw[b], bs, ext, self.prior_cfg, f))
             return out
 
     def prior_extractor(self, device: torch.device):
@@ -139,7 +149,7 @@ class OddOneOutNet(nn.Module):
             self._frozen["extractor"] = default_extractor(device)
         return self._frozen["extractor"].to(device)
 
-    def classify(self, vol: dict, boxes: list[torch.Tensor], prior: list[torch.Tensor] | None = None
+    def classify(self, vol: SceneVolume, boxes: list[torch.Tensor], prior: list[torch.Tensor] | None = None
                  ) -> list[torch.Tensor]:
         """Anomaly logits per scene: boxes[b] (N_b, 7) -> logits (N_b,) (empty for no boxes); prior[b] (N_b,):
         the boxes' robust z-scores (`prior_scores`), required when matcher.prior is on."""
@@ -150,18 +160,64 @@ class OddOneOutNet(nn.Module):
         logits = []
         for b, bx in enumerate(boxes):
             if bx.shape[0] == 0:
-                logits.append(vol["fv"].new_zeros(0))
+                logits.append(vol.fv.new_zeros(0))
                 continue
-            z, beta = self.object_volumes(vol, b, bx.to(vol["fv"].dtype))
+            z, beta = self.object_volumes(vol, b, bx.to(vol.fv.dtype))
             logits.append(self.matcher(z, beta, prior[b] if prior is not None else None))
         return logits
 
+    # ------------------------------------------------------------------ training
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        """The trainable parameters (requires_grad) by optimiser group, each parameter in one group, in the order of
+        the optimiser's groups (resume files keep its state by group index): "backbone" (the pretrained 2D backbone;
+        empty when frozen), "network" (all else) and, only when there are trainable ones, "prior" (the two scalars
+        matcher.prior_scale / prior_shift of matcher.prior)."""
+        backbone = [p for p in self.encoder.backbone.parameters() if p.requires_grad]
+        prior = [p for n, p in self.named_parameters() if p.requires_grad and n.startswith("matcher.prior_")]
+        ids = {id(p) for p in backbone + prior}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        groups = {"backbone": backbone, "network": rest}
+        if prior:
+            groups["prior"] = prior
+        return groups
+
+    def get_loss_dict(self, vol: SceneVolume, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor],
+                      weights: LossWeights) -> dict[str, torch.Tensor]:
+        """The loss terms of a training scene (model/losses.py; docs/training.md).
+
+        vol: build_volume of the input views. outputs: `render` of the target views at P pixels (Pf for the
+        features): rgb (B, V, 3, P), opacity (B, V, 1, P), when distilling feat (B, V, d_f, Pf); and for the BCE
+        logits (N,) of the scene's objects (`classify`). targets at the same pixels: rgb (B, V, 3, P) and mask
+        (B, V, 1, P) in [0, 1]; for the feature term teacher feat (B, V, d_f, Pf) and feat_weights (B, V, 1, Pf);
+        for the occupancy term (weights.occupancy > 0) occupancy (B, Z, Y, X) in [0, 1]; with logits labels (N,),
+        1 = anomalous.
+        Returns image, feature (when outputs and targets have feat), occupancy (weights.occupancy > 0), bce (with
+        logits) and total: the reconstruction image + feature x feature + occupancy x occupancy, or with logits
+        bce + reconstruction_stage2 x reconstruction.
+        """
+        w = weights
+        terms = {"image": image_loss(outputs["rgb"], outputs["opacity"], targets["rgb"], targets["mask"], w.sigma)}
+        if "feat" in outputs and "feat" in targets:
+            terms["feature"] = feature_loss(outputs["feat"], targets["feat"], targets["feat_weights"])
+        if w.occupancy > 0:
+            terms["occupancy"] = occupancy_loss(vol.density, targets["occupancy"], self.grid.voxel_size)
+        recon = terms["image"] + w.feature * terms.get("feature", 0.0) + w.occupancy * terms.get("occupancy", 0.0)
+        if "logits" not in outputs:
+            terms["total"] = recon
+            return terms
+        terms["bce"] = weighted_bce(outputs["logits"], targets["labels"])
+        terms["total"] = terms["bce"] + w.reconstruction_stage2 * recon
+        return terms
+
     def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
-                boxes: list[list[Box3D]] | None = None) -> tuple[list[list[Box3D]], list[torch.Tensor]]:
-        """Inference: boxes per scene (the model's own, or the given ones, world frame) and their anomaly logits."""
+                boxes: list[list[Box3D]] | None = None, return_prior_raw: bool = False) -> tuple:
+        """Inference: boxes per scene (the model's own, or the given ones, world frame) and their anomaly logits;
+        with return_prior_raw a third item, the prior's raw scores per scene (prior_raw_scores; None without
+        matcher.prior): the training-free baseline's scores of the same boxes, at no extra cost."""
         vol = self.build_volume(images, K, T_cw)
         if boxes is None:
             boxes = self.estimate_boxes(vol)
-        prior = self.prior_scores(images, K, T_cw, boxes) if self.cfg.matcher.prior else None
+        raw = self.prior_raw_scores(images, K, T_cw, boxes) if self.cfg.matcher.prior else None
+        prior = None if raw is None else self.prior_scores(images, K, T_cw, boxes, raw=raw)
         logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
-        return boxes, logits
+        return (boxes, logits, raw) if return_prior_raw else (boxes, logits)

@@ -18,17 +18,6 @@ import torch.nn.functional as F
 from .volume import VoxelGrid
 
 
-def scale_intrinsics(K: torch.Tensor, sx: float, sy: float) -> torch.Tensor:
-    """K (..., 3, 3) for an image resized by (sx, sy), pixel centres kept consistent."""
-    K = K.clone()
-    K[..., 0, 0] *= sx
-    K[..., 0, 1] *= sx
-    K[..., 1, 1] *= sy
-    K[..., 0, 2] = (K[..., 0, 2] + 0.5) * sx - 0.5
-    K[..., 1, 2] = (K[..., 1, 2] + 0.5) * sy - 0.5
-    return K
-
-
 def pixel_rays(K: torch.Tensor, T_cw: torch.Tensor, h: int, w: int, pixels: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor]:
     """Rays through the pixel centres of an h x w image, or through some of them.

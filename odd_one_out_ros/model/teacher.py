@@ -22,7 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..fileio import atomic_path
 from .encoder2d import IMAGENET_MEAN, IMAGENET_STD, deep_sort_mobilenet_weights, load_state_dict_by_order
+from .fastconv import FusedCache, enabled, to_channels_last
 
 
 class Teacher(nn.Module):
@@ -47,6 +49,7 @@ class MobileNetTeacher(Teacher):
         super().__init__()
         import torchvision
 
+        self.weights = weights  # "deep-sort" (the shipped ImageNet weights) or a file
         self.net = torchvision.models.mobilenet_v2(weights=None).features[:14]  # up to stride 16, 96 ch
         path = deep_sort_mobilenet_weights() if weights == "deep-sort" else Path(weights)
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -55,14 +58,19 @@ class MobileNetTeacher(Teacher):
         load_state_dict_by_order(self.net, state, str(path))
         self.requires_grad_(False)
         self.eval()
+        self._fused = FusedCache()
 
     @torch.no_grad()
     def forward(self, images):
         x = (images - self.mean) / self.std
-        s8 = self.net[:7](x)  # (N, 32, H/8, W/8)
-        s16 = self.net[7:](s8)  # (N, 96, H/16, W/16)
+        to_s8, to_s16 = self.net[:7], self.net[7:]
+        if enabled(x):  # batch norms folded, channels-last layout (model/fastconv.py): same features
+            to_s8, to_s16 = self._fused.get("s8", to_s8), self._fused.get("s16", to_s16)
+            x = to_channels_last(x)
+        s8 = to_s8(x)  # (N, 32, H/8, W/8)
+        s16 = to_s16(s8)  # (N, 96, H/16, W/16)
         s16 = F.interpolate(s16, size=s8.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([s8, s16], dim=1)
+        return torch.cat([s8, s16], dim=1).contiguous()
 
 
 class DinoV2Teacher(Teacher):
@@ -172,10 +180,8 @@ class FeatureCache:
             feats = [f[0].half().cpu() for f in out] if isinstance(out, (list, tuple)) else out[0].half().cpu()
             self.computed += 1
             if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes may write the same image
-                torch.save(feats, tmp)
-                tmp.replace(path)
+                with atomic_path(path, suffix=f".{os.getpid()}.tmp") as tmp:  # processes may write the same image
+                    torch.save(feats, tmp)
         self.memory[key] = feats
         self.bytes += sum(f.numel() * f.element_size() for f in (feats if isinstance(feats, list) else [feats]))
         while self.bytes > self.max_bytes and len(self.memory) > 1:

@@ -16,6 +16,22 @@ from .config import GridConfig
 
 
 @dataclass(frozen=True)
+class SceneVolume:
+    """The 3D scene volume of B scenes on a Z x Y x X voxel grid (OddOneOutNet.build_volume; paper Sec. 3.2)."""
+
+    fv: torch.Tensor
+    """(B, c, Z, Y, X) the 3D network's features F_v"""
+    density: torch.Tensor
+    """(B, 1, Z, Y, X) density sigma >= 0 in 1/m"""
+    colour: torch.Tensor
+    """(B, 3, Z, Y, X) RGB in [0, 1]"""
+    seen: torch.Tensor
+    """(B, 1, Z, Y, X) 1 where at least one input view sees the voxel centre, else 0"""
+    feat: torch.Tensor | None = None
+    """(B, d_f, Z, Y, X) the distilled feature field V_f = beta(F_v), or None (a model that does not distil)"""
+
+
+@dataclass(frozen=True)
 class VoxelGrid:
     shape: tuple[int, int, int]  # (X, Y, Z) voxels
     voxel_size: float

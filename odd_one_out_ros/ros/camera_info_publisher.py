@@ -10,30 +10,29 @@ A missing or invalid file is a clear error at start (exit code 2), not a crash l
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo
 
 from ..geometry import CalibrationFileError, read_camera_info_yaml
 from .conversions import calibration_to_camera_info
-from .node_main import run_node  # noqa: I001  (first: sets the ROS environment before rclpy loads)
+from .node_main import run_node
+from .params import declare_params, ros_param
+
+
+@dataclass(frozen=True)
+class CameraInfoParams:
+    camera_info_file: str = ros_param("", "camera_info YAML (camera_calibration_parsers format)")
+    frame_id: str = ros_param("", "header.frame_id (default: <camera_name>_optical_frame)")
+    rate: float = ros_param(10.0, "publish rate in Hz", 0.1, 1000.0)
 
 
 class CameraInfoPublisher(Node):
     def __init__(self, **kwargs):
         super().__init__("camera_info_publisher", **kwargs)
-        path = self.declare_parameter(
-            "camera_info_file", "",
-            ParameterDescriptor(description="camera_info YAML (camera_calibration_parsers format)",
-                                read_only=True)).value
-        frame_id = self.declare_parameter(
-            "frame_id", "", ParameterDescriptor(description="header.frame_id (default: <camera_name>_optical_frame)",
-                                                read_only=True)).value
-        rate = self.declare_parameter(
-            "rate", 10.0, ParameterDescriptor(description="publish rate in Hz", read_only=True,
-                                              floating_point_range=[FloatingPointRange(from_value=0.1,
-                                                                                      to_value=1000.0)])).value
+        p = declare_params(self, CameraInfoParams)
+        path, frame_id, rate = p.camera_info_file, p.frame_id, p.rate
         if not path:
             raise CalibrationFileError("parameter camera_info_file is required")
         calib = read_camera_info_yaml(path)

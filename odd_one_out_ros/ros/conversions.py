@@ -6,15 +6,23 @@ Frames: docs/frames.md.
 from __future__ import annotations
 
 import numpy as np
-from geometry_msgs.msg import Pose, Transform
+from geometry_msgs.msg import Pose
 from sensor_msgs.msg import CameraInfo, Image
 
 from ..geometry import CameraCalibration, PinholeCamera, Rigid
 from ..views import PosedView
 
 __all__ = ["camera_info_to_calibration", "calibration_to_camera_info", "camera_info_to_camera",
-           "pose_to_rigid", "rigid_to_pose", "transform_to_rigid", "image_to_rgb", "rgb_to_image", "IMAGE_ENCODINGS",
-           "stamp_seconds", "posed_view"]
+           "pose_to_rigid", "rigid_to_pose", "image_to_rgb", "rgb_to_image", "IMAGE_ENCODINGS",
+           "stamp_seconds", "posed_view", "ViewError"]
+
+
+class ViewError(ValueError):
+    """An image, CameraInfo or pose that cannot make a view; `kind` is "image", "camera_info" or "pose"."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
 
 
 def camera_info_to_calibration(msg: CameraInfo, source: str = "camera_info") -> CameraCalibration:
@@ -69,14 +77,19 @@ def calibration_to_camera_info(calib: CameraCalibration, frame_id: str = "", sta
 
 
 def pose_to_rigid(pose: Pose) -> Rigid:
-    """geometry_msgs/Pose (pose of frame B in frame A) -> Rigid mapping B coordinates into A."""
+    """geometry_msgs/Pose (pose of frame B in frame A) -> Rigid mapping B coordinates into A.
+
+    Raises ValueError for a non-finite pose or a quaternion that is not of unit length (|q|^2 off 1 by more than
+    0.01, tf2's limit): a pose that was never normalised is a producer's bug, not something to guess at."""
     q, p = pose.orientation, pose.position
-    return Rigid.from_quat([q.x, q.y, q.z, q.w], [p.x, p.y, p.z])
-
-
-def transform_to_rigid(tf: Transform) -> Rigid:
-    q, t = tf.rotation, tf.translation
-    return Rigid.from_quat([q.x, q.y, q.z, q.w], [t.x, t.y, t.z])
+    xyzw = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
+    xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
+    if not (np.isfinite(xyzw).all() and np.isfinite(xyz).all()):
+        raise ValueError(f"pose is not finite: position {xyz.tolist()}, orientation {xyzw.tolist()}")
+    n2 = float(xyzw @ xyzw)
+    if abs(n2 - 1.0) > 0.01:
+        raise ValueError(f"pose orientation {xyzw.tolist()} is not a unit quaternion (norm {np.sqrt(n2):.4g})")
+    return Rigid.from_quat(xyzw / np.sqrt(n2), xyz)
 
 
 def rigid_to_pose(T: Rigid) -> Pose:
@@ -102,10 +115,10 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     h, w, step = int(msg.height), int(msg.width), int(msg.step)
     if h <= 0 or w <= 0 or step < w * ch:
         raise ValueError(f"bad image geometry: {w}x{h}, step {step} for {enc}")
-    if len(msg.data) < step * h:
+    if len(msg.data) != step * h:
         raise ValueError(f"image data has {len(msg.data)} bytes, expected {step * h} ({w}x{h}, step {step})")
     data = msg.data  # array.array('B') when received; bytes or a list when built by hand
-    buf = (np.array(data, dtype=np.uint8) if isinstance(data, list) else np.frombuffer(data, dtype=np.uint8))[:step * h]
+    buf = np.array(data, dtype=np.uint8) if isinstance(data, list) else np.frombuffer(data, dtype=np.uint8)
     img = buf.reshape(h, step)[:, :w * ch].reshape(h, w, ch)
     if enc == "mono8":
         return np.repeat(img, 3, axis=2)
@@ -140,10 +153,18 @@ def stamp_seconds(msg) -> float:
 def posed_view(image: Image, info: CameraInfo, pose, source: str = "") -> PosedView:
     """Image + CameraInfo + geometry_msgs/PoseStamped (the camera optical frame's pose in the world,
     i.e. camera-to-world) -> PosedView. The one conversion the detector and `odd-one-out replay` share,
-    so a replayed inspection sees bit-identical inputs. Raises ValueError naming `source`."""
+    so a replayed inspection sees bit-identical inputs. Raises ViewError (a ValueError) naming `source`
+    and saying which of the three messages is unusable."""
     try:
         rgb = image_to_rgb(image)
     except ValueError as e:
-        raise ValueError(f"{source}: {e}") from None
-    cam = camera_info_to_camera(info, pose_to_rigid(pose.pose).inverse(), source=f"{source}/camera_info")
-    return PosedView(rgb, cam, stamp_seconds(image), source)
+        raise ViewError("image", f"{source}: {e}") from None
+    try:
+        T_cw = pose_to_rigid(pose.pose).inverse()
+    except ValueError as e:
+        raise ViewError("pose", f"{source}: {e}") from None
+    try:
+        return PosedView(rgb, camera_info_to_camera(info, T_cw, source=f"{source}/camera_info"),
+                         stamp_seconds(image), source)
+    except ValueError as e:  # K all zeros, or a size that is not the image's
+        raise ViewError("camera_info", str(e)) from None

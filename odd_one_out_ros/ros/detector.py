@@ -1,51 +1,65 @@
 """ROS 2 node `detector`: gathers posed views of the tray, runs the Odd-One-Out model, publishes the result.
 
 Three stages, so that no callback ever waits for the model:
-  callbacks      convert nothing heavy: check the encoding, attach the camera's latest CameraInfo (and, for
-                 pose_source topic, pair the image with its PoseStamped by stamp), enqueue the frame;
-  gather thread  image -> RGB, camera pose (static | apriltag | topic), view selection (rig | moving),
-                 complete view sets into a bounded queue (oldest dropped and counted);
+  callbacks      convert nothing heavy: check the encoding, the stamp against the node's clock and that a CameraInfo
+                 came (for pose_source topic, pair the image with its PoseStamped by stamp), enqueue the frame;
+  gather thread  rig sets (inspection/gather.RigGatherer: a set of >= min_views cameras is inspected without the
+                 cameras that are out) or moving-mode selection; image -> RGB, camera pose (static | apriltag |
+                 topic); view sets into a bounded queue (oldest dropped and counted);
   worker thread  Inspector.inspect(views) (non-finite outputs are errors: inspection/guard.py), audit trail
                  (JSONL + optional view bag), publishing.
-Everything that is not message conversion lives in odd_one_out_ros.inspection (pure, unit-tested).
-Topics, parameters, the JSON schema and the audit trail: docs/ros.md. Frames: docs/frames.md.
+A lifecycle node: configure loads and checks (parameters, pose source, checkpoint, audit log), activate starts the
+subscriptions and both threads, deactivate stops them after the running inspection, cleanup frees the model;
+`autostart` (default) does configure + activate at start-up (docs/ros.md "Lifecycle").
+Every frame is counted: in an inspection, under one drop reason, or pending (inspection/diagnostics.py, which also
+decides what is logged and the diagnostics level). Parameters: ros/params.py. Everything that is not message
+conversion or wiring lives in odd_one_out_ros.inspection (pure, unit-tested).
+Topics, parameters, the JSON schema, the audit trail and the fault cases: docs/ros.md. Frames: docs/frames.md.
 """
 from __future__ import annotations
 
 import json
-import os
 import queue
 import sys
 import threading
 import time
-import traceback
+from copy import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
+from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
-from rclpy.node import Node
-from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data, qos_profile_system_default
+from rclpy.exceptions import ParameterException
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import (
+    DurabilityPolicy,
+    QoSPolicyKind,
+    QoSProfile,
+    qos_profile_sensor_data,
+    qos_profile_system_default,
+)
+from rclpy.qos_overriding_options import QoSOverridingOptions
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Bool, Header, String
 from std_srvs.srv import Trigger
 from visualization_msgs.msg import MarkerArray
 
-from ..inspection.audit import PARTIAL_DIR, AuditLog, new_run_id, write_view_bag
-from ..inspection.gather import DropQueue, MovingViewSelector, RigGatherer
+from ..inspection.audit import AuditLog, interrupted_bags, new_run_id, view_bag_path, write_view_bag
+from ..inspection.diagnostics import DetectorHealth
+from ..inspection.gather import DropQueue, MovingViewSelector, RigGatherer, RigSet
 from ..inspection.guard import FiniteGuard, check_finite_result
 from ..inspection.overlay import overlay_image
-from ..inspection.poses import POSE_SOURCES, PoseError, PoseResolver
-from ..inspection.report import build_report, validate_report
+from ..inspection.poses import PoseError, PoseResolver
+from ..inspection.report import build_report, validate_report, view_record
 from ..resources import DEFAULT_CHECKPOINT, share_dir
 from ..sync import ApproximateSync
 from ..views import PosedView
 from .conversions import (
     IMAGE_ENCODINGS,
+    ViewError,
     camera_info_to_camera,
     image_to_rgb,
     posed_view,
@@ -53,30 +67,12 @@ from .conversions import (
     rigid_to_pose,
     stamp_seconds,
 )
-from .node_main import param_desc as _desc  # noqa: I001  (first: sets the ROS environment before rclpy loads)
 from .node_main import run_node
 from .outputs import anomaly_poses, diagnostic_status, markers_for
+from .params import DetectorParams, declare_params, default_audit_log, read_params
 
-MODES = ("rig", "moving")
-TRIGGERS = ("continuous", "service")
-QOS_CHOICES = ("sensor_data", "reliable", "system_default")
-LOG_EVERY_S = 30.0  # repeated failures of one kind and camera are logged at most this often
-ONCE_KINDS = ("encoding",)  # ... or only once
-WARN_WINDOW_S = 10.0  # /diagnostics says WARN while views were dropped or unusable this recently
 INFO_GRACE_S = 2.0  # images without CameraInfo in a camera's first seconds are dropped without a complaint
-
-
-def _choice(name: str, value: str, choices: tuple) -> str:
-    if value not in choices:
-        raise ValueError(f"parameter {name} must be one of {', '.join(choices)}; got {value!r}")
-    return value
-
-
-def _default_audit_log(node_name: str) -> str:
-    """$ROS_HOME/odd_one_out_ros/audit/<namespace>/<name>.jsonl: detectors with different names or namespaces
-    get their own logs (a log has one writer: a second detector on the same file is refused at start)."""
-    home = Path(os.environ.get("ROS_HOME", "~/.ros"))
-    return str(home / "odd_one_out_ros" / "audit" / f"{node_name.strip('/')}.jsonl")
+POLL_S = 0.05  # the gather thread checks rig-set timeouts this often
 
 
 @dataclass
@@ -102,6 +98,8 @@ class GatheredView:
 @dataclass
 class ViewSet:
     items: list[GatheredView]
+    missing: list[dict] = field(default_factory=list)  # [{"camera", "reason"}] of the report
+    queued: float = 0.0  # time.monotonic() when it was queued for the model
 
     @property
     def stamp(self) -> float:
@@ -122,68 +120,110 @@ class Request:
     error: str = ""
 
 
-class DetectorNode(Node):
+class DetectorNode(LifecycleNode):
+    """A managed (lifecycle) node. __init__ declares the parameters; configure reads and checks them, loads the
+    model and the pose source and opens the audit log; activate subscribes and starts the stages; deactivate stops
+    taking frames and lets a running inspection finish (published and audited); cleanup frees the model. With
+    `autostart` (default) __init__ configures and activates, and raises ValueError (one line) when that fails."""
+
     def __init__(self, inspect_fn: Callable | None = None, **kwargs):
         """inspect_fn(views: list[PosedView]) -> InspectionResult replaces the checkpoint's model (tests)."""
         super().__init__("detector", **kwargs)
-        # ------------------------------------------------------------------ parameters (docs/ros.md)
-        checkpoint = self.declare_parameter("checkpoint", "", _desc(
-            "model checkpoint (.pt); empty = the shipped odd_one_out_ros/assets/checkpoints/cpu_default.pt")).value
-        device = self.declare_parameter("device", "cpu", _desc("torch device: cpu, cuda or cuda:N")).value
-        threshold = self.declare_parameter("anomaly_threshold", -1.0, _desc(
-            "score above which an object is anomalous; -1 = the checkpoint's own threshold", -1.0, 1.0)).value
-        cameras = self.declare_parameter("cameras", Parameter.Type.STRING_ARRAY, _desc(
-            "camera names; topics are <camera_prefix>/<name>/{image_raw,camera_info,pose}; "
-            "unset with pose_source static = every camera of the rig file")).value
-        self.prefix = self.declare_parameter("camera_prefix", "cameras", _desc("topic prefix of the cameras")).value
-        qos_name = _choice("image_qos", self.declare_parameter("image_qos", "sensor_data", _desc(
-            "QoS of the camera subscriptions", choices=QOS_CHOICES)).value, QOS_CHOICES)
-        self.pose_source = _choice("pose_source", self.declare_parameter("pose_source", "static", _desc(
-            "where camera poses come from", choices=POSE_SOURCES)).value, POSE_SOURCES)
-        rig_file = self.declare_parameter("rig_file", "", _desc(
-            "rig extrinsics YAML for pose_source static; empty = the package's calibration/rig.yaml")).value
-        board_file = self.declare_parameter("board_file", "", _desc(
-            "AprilTag board YAML for pose_source apriltag; empty = calibration/tray_board_12tags.yaml")).value
-        max_err = self.declare_parameter("max_reprojection_error_px", 2.0, _desc(
-            "apriltag: views whose board pose has a larger RMS reprojection error are dropped", 0.01, 50.0)).value
-        min_tags = self.declare_parameter("min_tags", 2, _desc("apriltag: board tags needed for a pose", 1, 1000)).value
-        self.mode = _choice("mode", self.declare_parameter("mode", "rig", _desc(
-            "rig: one synchronised image per camera; moving: views collected over time", choices=MODES)).value, MODES)
-        self.sync_slop = self.declare_parameter("sync_slop", 0.05, _desc(
-            "seconds between the stamps of one rig set, and between an image and its pose message", 0.0, 10.0)).value
-        self.min_views = self.declare_parameter("min_views", 2, _desc(
-            "rig: inspect a set when at least this many of its views have a pose", 1, 1000)).value
-        views_required = self.declare_parameter("views_required", 5, _desc(
-            "moving: views per inspection", 1, 1000)).value
-        min_angle = self.declare_parameter("min_view_angle_deg", 20.0, _desc(
-            "moving: least angle between any two views, seen from the world origin", 0.0, 180.0)).value
-        max_age = self.declare_parameter("max_view_age", 30.0, _desc(
-            "moving: views older than this (seconds behind the newest) are discarded", 0.01, 86400.0)).value
-        self.trigger = _choice("trigger", self.declare_parameter("trigger", "continuous", _desc(
-            "continuous: inspect every complete set; service: only on a call of ~/inspect",
-            choices=TRIGGERS)).value, TRIGGERS)
-        self.inspect_timeout = self.declare_parameter("inspect_timeout", 60.0, _desc(
-            "seconds a call of ~/inspect waits for its result", 0.1, 3600.0)).value
-        self.frame_id = self.declare_parameter("frame_id", "world", _desc(
-            "world (board) frame of poses and results")).value
-        queue_size = self.declare_parameter("queue_size", 1, _desc(
-            "complete view sets waiting for the model; when full the oldest is dropped", 1, 100)).value
-        audit_log = self.declare_parameter("audit_log", _default_audit_log(self.get_fully_qualified_name()), _desc(
-            "JSONL file every inspection is appended to (fsynced); empty = no audit log; one detector per file; "
-            "default $ROS_HOME/odd_one_out_ros/audit/<node>.jsonl")).value
-        self.record_dir = self.declare_parameter("record_views_dir", "", _desc(
-            "folder for one mcap view bag per inspection (odd-one-out replay); empty = off")).value
-        self.overlay_views = self.declare_parameter("overlay_max_views", 6, _desc(
-            "views drawn in ~/overlay (0 = no overlay)", 0, 100)).value
-        diag_period = self.declare_parameter("diagnostics_period", 1.0, _desc(
-            "seconds between /diagnostics messages", 0.05, 3600.0)).value
+        # ranges and types are checked here (ParameterException); choices, files and the model on configure
+        declare_params(self, DetectorParams, {"audit_log": default_audit_log(self.get_fully_qualified_name())},
+                       read=False)
+        self._injected = inspect_fn
+        self.params: DetectorParams | None = None
+        self.inspect_fn: Callable | None = None  # the model (FiniteGuard(Inspector)): loaded on configure
+        self.model_info: dict = {}
+        self.audit: AuditLog | None = None
+        self.transition_error = ""  # why the last configure or activate failed ("" when it did not)
+        self._lock = threading.Lock()  # guards health, the pose syncs, the request and the frame counts
+        self._stop = threading.Event()  # set: the stages stop (deactivate, shutdown)
+        self._stop.set()
+        self._active = False  # frames and ~/inspect calls are taken only while active
+        self._threads: list[threading.Thread] = []
+        self._subs: list = []
+        self._timer = None
+        self._pubs: list = []
+        self._inspect_srv = None
+        self._request: Request | None = None
+        self._seen_request: Request | None = None
+        self._inspection_id = 0
+        self._shutdown_logged = False
+        self._autostart = bool(self.get_parameter("autostart").value)
+        if self._autostart:  # standalone (ros2 run): one line and exit 2 when configure fails (node_main.run_node)
+            try:
+                if self.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
+                        self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                    raise ValueError(self.transition_error or "the detector could not start")
+            finally:
+                self._autostart = False
 
-        # ------------------------------------------------------------------ checks and files (clear errors at start)
+    # ---------------------------------------------------------------------- lifecycle transitions
+    def _failed(self, what: str, e: Exception) -> TransitionCallbackReturn:
+        """A configure or activate that failed: the one line (logged, or raised by __init__ with autostart)."""
+        self.transition_error = str(e) if isinstance(e, (ValueError, ParameterException)) else \
+            f"{type(e).__name__}: {e}"
+        if not self._autostart:
+            self._log().error(f"{what} failed: {self.transition_error}")
+        return TransitionCallbackReturn.FAILURE
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except Exception as e:  # a bad parameter or file: FAILURE (stays unconfigured) with one line
+            self._release()
+            return self._failed("configure", e)
+        self.transition_error = ""
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        super().on_activate(state)  # enables the lifecycle publishers
+        try:
+            self._activate()
+        except Exception as e:  # e.g. a bad qos_overrides.* value: FAILURE (stays inactive)
+            self._deactivate()
+            super().on_deactivate(state)
+            return self._failed("activate", e)
+        self.transition_error = ""
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()  # a running inspection is published before the publishers are disabled
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        self._release()
+        return super().on_shutdown(state)
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """A transition raised (a bug): stop everything and free the model; SUCCESS = back to unconfigured."""
+        self._log().error(f"error in a transition from {state.label}: stopping and freeing the model")
+        try:
+            self._deactivate()
+        finally:
+            self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def _configure(self) -> None:
+        """Read and check the parameters, load the pose source and the model, open the audit log, create the
+        publishers and ~/inspect. Raises ValueError (ParameterException) with one clear line."""
+        p = self.params = read_params(self, DetectorParams)
+        self.prefix, self.pose_source, self.mode, self.trigger = p.camera_prefix, p.pose_source, p.mode, p.trigger
+        self.frame_id, self.min_views = p.frame_id, p.min_views
         if not self.frame_id:
             raise ValueError("parameter frame_id must not be empty")
         self.resolver = PoseResolver.create(
-            self.pose_source, rig_file or str(share_dir() / "calibration" / "rig.yaml"),
-            board_file or str(share_dir() / "calibration" / "tray_board_12tags.yaml"), max_err, min_tags)
+            self.pose_source, p.rig_file or str(share_dir() / "calibration" / "rig.yaml"),
+            p.board_file or str(share_dir() / "calibration" / "tray_board_12tags.yaml"),
+            p.max_reprojection_error_px, p.min_tags)
+        cameras = p.cameras
         if not cameras:
             if self.pose_source != "static":
                 raise ValueError(f"parameter cameras is required with pose_source {self.pose_source}")
@@ -194,78 +234,154 @@ class DetectorNode(Node):
         self.resolver.check_cameras(self.cameras)
         if self.mode == "rig" and self.min_views > len(self.cameras):
             raise ValueError(f"min_views {self.min_views} is more than the {len(self.cameras)} cameras")
-        self.selector = MovingViewSelector(views_required, min_angle, max_age) if self.mode == "moving" else None
-        self.rig_sync = RigGatherer(self.cameras, self.sync_slop) if self.mode == "rig" else None
-        if inspect_fn is None:
-            inspect_fn, self.threshold, self.model_info = self._load_model(checkpoint, device, threshold)
+        if self._injected is None:
+            self.inspect_fn, self.threshold, self.model_info = self._load_model(p.checkpoint, p.device,
+                                                                                p.anomaly_threshold)
         else:
-            self.threshold = threshold if threshold >= 0 else 0.5
+            self.inspect_fn = self._injected
+            self.threshold = p.anomaly_threshold if p.anomaly_threshold >= 0 else 0.5
             self.model_info = {"checkpoint": None, "injected": True}
-        self.inspect_fn = inspect_fn
-        self.audit = AuditLog(audit_log, node=self.get_fully_qualified_name()) if audit_log else None
+        self.audit = AuditLog(p.audit_log, node=self.get_fully_qualified_name()) if p.audit_log else None
         self.run_id = self.audit.run_id if self.audit else new_run_id()
         if self.audit is not None and self.audit.fenced:
             self.get_logger().warning(f"audit log {self.audit.path}: {self.audit.fenced} (a crash while writing) "
                                       "was fenced off; earlier records are intact, new ones start on a new line")
-        if self.record_dir:
-            partial = Path(self.record_dir).expanduser() / PARTIAL_DIR
-            left = sorted(p.name for p in partial.iterdir() if p.is_dir()) if partial.is_dir() else []
-            if left:
-                self.get_logger().warning(
-                    f"{len(left)} interrupted view bag(s) in {partial} (a detector stopped while writing them; not "
-                    f"readable, their inspections were never recorded or published): {', '.join(left[:3])}"
-                    + (" ..." if len(left) > 3 else ""))
+        self.record_dir = p.record_views_dir
+        left = interrupted_bags(self.record_dir) if self.record_dir else []
+        if left:
+            self.get_logger().warning(
+                f"{len(left)} interrupted view bag(s) in {self.record_dir}/partial (a detector stopped while writing "
+                f"them; not readable, their inspections were never recorded or published): {', '.join(left[:3])}"
+                + (" ..." if len(left) > 3 else ""))
+        if self.audit is not None:  # ids stay unique within the audit log (without one: within this process)
+            self._inspection_id = max(self._inspection_id, self.audit.last_id)
 
         # ------------------------------------------------------------------ state shared by the stages
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
         self._infos: dict[str, CameraInfo] = {}
-        self._last_seen: dict[str, float] = {}
-        self._first_image: dict[str, float] = {}
-        self._pose_sync = {c: ApproximateSync(2, slop=self.sync_slop) for c in self.cameras}
-        self._frames = DropQueue(max(8, 4 * len(self.cameras)))
-        self._sets = DropQueue(queue_size)
-        self._request: Request | None = None
-        self._seen_request: Request | None = None
-        self._failures: dict[str, dict[str, int]] = {}
-        self._logged: dict[tuple[str, str], float] = {}
-        self._stats = {"inspections": 0, "inference_errors": 0, "incomplete_sets": 0, "audit_errors": 0,
-                       "last_latency_s": None, "latency_sum": 0.0, "last_objects": 0, "last_anomalous": 0,
-                       "last_error": ""}
-        self._last_diag_counts = (0, 0, 0, 0, 0, 0)
-        self._last_problem = -1e9
-        self._inspection_id = self.audit.last_id if self.audit else 0  # ids stay unique within the audit log
-        self._shutdown_logged = False
+        self.health = DetectorHealth(self.cameras, self.min_views if self.mode == "rig" else 1, p.camera_timeout,
+                                     time.monotonic())
+        self._new_gather_state()
 
-        # ------------------------------------------------------------------ ROS interfaces
-        qos = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(depth=10),
-               "system_default": qos_profile_system_default}[qos_name]
-        for cam in self.cameras:
-            base = f"{self.prefix}/{cam}" if self.prefix else cam
-            self.create_subscription(Image, f"{base}/image_raw", lambda m, c=cam: self._on_image(c, m), qos)
-            self.create_subscription(CameraInfo, f"{base}/camera_info", lambda m, c=cam: self._on_info(c, m), qos)
-            if self.pose_source == "topic":
-                self.create_subscription(PoseStamped, f"{base}/pose", lambda m, c=cam: self._on_pose(c, m), qos)
+        # ------------------------------------------------------------------ outputs (published only while active)
+        # qos_overrides.<topic>.<publisher|subscription>.<policy> parameters (docs/ros.md)
+        self._overridable = QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH,
+                                                  QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY])
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        self.pub_markers = self.create_publisher(MarkerArray, "~/markers", latched)
-        self.pub_anomalies = self.create_publisher(PoseArray, "~/anomalies", latched)
-        self.pub_flag = self.create_publisher(Bool, "~/anomaly_detected", latched)
-        self.pub_overlay = self.create_publisher(Image, "~/overlay", latched)
-        self.pub_detections = self.create_publisher(String, "~/detections", 10)
-        self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/inspect", self._on_inspect, callback_group=ReentrantCallbackGroup())
-        self.create_timer(diag_period, self._publish_diagnostics)
-        self._threads = [threading.Thread(target=self._loop, args=(self._frames, self._gather), daemon=True,
-                                          name="detector-gather"),
-                         threading.Thread(target=self._loop, args=(self._sets, self._inspect), daemon=True,
-                                          name="detector-inspect")]
-        for t in self._threads:
-            t.start()
+        pub = self.create_lifecycle_publisher
+        self.pub_markers = pub(MarkerArray, "~/markers", copy(latched), qos_overriding_options=self._overridable)
+        self.pub_anomalies = pub(PoseArray, "~/anomalies", copy(latched), qos_overriding_options=self._overridable)
+        self.pub_flag = pub(Bool, "~/anomaly_detected", copy(latched), qos_overriding_options=self._overridable)
+        self.pub_overlay = pub(Image, "~/overlay", copy(latched), qos_overriding_options=self._overridable)
+        self.pub_detections = pub(String, "~/detections", 10, qos_overriding_options=self._overridable)
+        self.pub_diag = pub(DiagnosticArray, "/diagnostics", 10)
+        self._pubs = [self.pub_markers, self.pub_anomalies, self.pub_flag, self.pub_overlay, self.pub_detections,
+                      self.pub_diag]
+        self._inspect_srv = self.create_service(Trigger, "~/inspect", self._on_inspect,
+                                                callback_group=ReentrantCallbackGroup())
         self.get_logger().info(
             f"{len(self.cameras)} camera(s) {self.cameras} on {self.prefix}/<camera>/, poses: {self.pose_source}, "
             f"mode: {self.mode}, trigger: {self.trigger}, frame: {self.frame_id}, model: "
-            f"{self.model_info.get('checkpoint') or 'injected'}, audit log: {audit_log or 'off'}, run {self.run_id}"
+            f"{self.model_info.get('checkpoint') or 'injected'}, audit log: {p.audit_log or 'off'}, run {self.run_id}"
             + (f", inspection ids from {self._inspection_id + 1}" if self._inspection_id else ""))
+
+    def _new_gather_state(self) -> None:
+        """Empty queues, gatherers and pose syncs (at configure, and after deactivate discarded what they held)."""
+        p, now = self.params, time.monotonic()
+        self.selector = (MovingViewSelector(p.views_required, p.min_view_angle_deg, p.max_view_age)
+                         if self.mode == "moving" else None)
+        self.rig_sync = (RigGatherer(self.cameras, p.sync_slop, self.min_views, p.set_timeout, p.camera_timeout, now)
+                         if self.mode == "rig" else None)
+        self._pose_sync = {c: ApproximateSync(2, slop=p.sync_slop) for c in self.cameras}
+        self._frames = DropQueue(max(8, 4 * len(self.cameras)))
+        self._sets = DropQueue(p.queue_size)
+        self._frames_in_sets = 0  # frames in queued or running view sets
+        self._frames_in_gather = 0  # frames taken off the frame queue and not yet placed
+        self._first_image: dict[str, float] = {}
+        self._poses_seen: set[str] = set()
+
+    def _activate(self) -> None:
+        """Subscriptions, the gather and inspect threads, the diagnostics timer."""
+        p, now = self.params, time.monotonic()
+        with self._lock:  # a new start-up grace: cameras get camera_timeout to deliver (inactive is not "out")
+            self.health.restart(now)
+        self._stop = stop = threading.Event()  # one per activation: stages of an earlier one never see it cleared
+        self._threads = [threading.Thread(target=self._gather_loop, args=(stop,), daemon=True, name="detector-gather"),
+                         threading.Thread(target=self._inspect_loop, args=(stop,), daemon=True,
+                                          name="detector-inspect")]
+        for t in self._threads:
+            t.start()
+        # a copy per entity below: QoS overriding changes the profile it is given, which must not leak to the next
+        qos = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(depth=10),
+               "system_default": qos_profile_system_default}[p.image_qos]
+        sub, opts = self.create_subscription, self._overridable
+        for cam in self.cameras:
+            base = f"{self.prefix}/{cam}" if self.prefix else cam
+            self._subs.append(sub(Image, f"{base}/image_raw", lambda m, c=cam: self._on_image(c, m), copy(qos),
+                                  qos_overriding_options=opts))
+            self._subs.append(sub(CameraInfo, f"{base}/camera_info", lambda m, c=cam: self._on_info(c, m), copy(qos),
+                                  qos_overriding_options=opts))
+            if self.pose_source == "topic":
+                self._subs.append(sub(PoseStamped, f"{base}/pose", lambda m, c=cam: self._on_pose(c, m), copy(qos),
+                                      qos_overriding_options=opts))
+        self._timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        with self._lock:
+            self._active = True
+        self.get_logger().info(f"active: inspecting {', '.join(self.cameras)}")
+
+    def _deactivate(self, wait: float | None = None) -> None:
+        """Stop taking frames; the running inspection finishes (audited and published: the publishers are still
+        enabled), view sets not yet started and frames still gathering are dropped (counted); a waiting ~/inspect
+        call is answered. Idempotent. wait: seconds to wait for the stages (None: as long as the model takes)."""
+        with self._lock:
+            was_active, self._active = self._active, False
+        for s in self._subs:
+            self.destroy_subscription(s)
+        self._subs = []
+        if self._timer is not None:
+            self.destroy_timer(self._timer)
+            self._timer = None
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout=wait)
+        self._threads = []
+        if not was_active:
+            return
+        with self._lock:
+            pending = self.pending_frames()
+        self._drop("inactive", pending)
+        self._new_gather_state()
+        with self._lock:
+            req, self._request = self._request, None
+        if req is not None:
+            req.error = "the detector was deactivated"
+            req.done.set()
+        if self.context.ok():
+            try:
+                self._publish_diagnostics()  # the counts as they stand when it stops
+            except Exception:  # a context shut down meanwhile: nothing to report to
+                pass
+            self.get_logger().info("inactive: no frames are taken until activated again")
+
+    def _release(self) -> None:
+        """Undo configure: the outputs and ~/inspect go, the model is freed, the audit log closed. Idempotent."""
+        if self._inspect_srv is not None:
+            self.destroy_service(self._inspect_srv)
+            self._inspect_srv = None
+        for pub in self._pubs:
+            self.destroy_lifecycle_publisher(pub)
+        self._pubs = []
+        model, self.inspect_fn, self.model_info, self.resolver = self.inspect_fn, None, {}, None
+        if model is not None and self._injected is None and self.params is not None \
+                and self.params.device.startswith("cuda"):
+            import torch
+
+            del model
+            torch.cuda.empty_cache()
+        if self.audit is not None:
+            problem = self.audit.close()  # never raises (e.g. on a full disk): one line instead
+            self.audit = None
+            if problem:
+                self._log().error(problem)
 
     # ---------------------------------------------------------------------- model
     def _load_model(self, checkpoint: str, device: str, threshold: float):
@@ -302,121 +418,206 @@ class DetectorNode(Node):
 
         return rclpy.logging.get_logger(self.get_logger().name + ".shutdown")
 
-    # ---------------------------------------------------------------------- failures: counted, logged rarely
-    def _fail(self, camera: str, kind: str, message: str) -> None:
+    # ---------------------------------------------------------------------- failures: counted, logged when new
+    def _now_ros(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _drop(self, reason: str, n: int = 1, camera: str = "", message: str = "", fault: bool = True) -> None:
+        """Count n frames as dropped for `reason` (inspection/diagnostics.DROP_REASONS); log camera errors when new."""
         with self._lock:
-            per = self._failures.setdefault(kind, {})
-            per[camera] = per.get(camera, 0) + 1
-            key, now = (camera, kind), time.monotonic()
-            last = self._logged.get(key)
-            log = last is None or (kind not in ONCE_KINDS and now - last > LOG_EVERY_S)
-            if log:
-                self._logged[key] = now
-        if log:
-            self._log().error(f"{camera}: {message}")
+            line = self.health.drop(reason, time.monotonic(), n, camera, message, fault)
+        if line:
+            self._log().error(line)
 
     # ---------------------------------------------------------------------- callbacks (cheap)
     def _on_info(self, cam: str, msg: CameraInfo) -> None:
         self._infos[cam] = msg
 
     def _on_image(self, cam: str, msg: Image) -> None:
+        if not self._active:  # a message delivered while the subscription was being destroyed
+            return
         now = time.monotonic()
-        self._last_seen[cam] = now
+        with self._lock:
+            self.health.frame(cam, now)
         if msg.encoding.lower() not in IMAGE_ENCODINGS:
-            self._fail(cam, "encoding", f"unsupported image encoding {msg.encoding!r}; supported: "
-                       f"{', '.join(IMAGE_ENCODINGS)}. Dropping this camera's images until they change.")
+            self._drop("encoding", 1, cam, f"unsupported image encoding {msg.encoding!r}; supported: "
+                       f"{', '.join(IMAGE_ENCODINGS)}")
+            return
+        stamp = stamp_seconds(msg)
+        skew = stamp - self._now_ros()
+        if self.params.max_clock_skew > 0 and abs(skew) > self.params.max_clock_skew:
+            what = ("is unset (0)" if stamp == 0 else
+                    f"is {abs(skew):.1f} s {'ahead of' if skew > 0 else 'behind'} this node's clock")
+            self._drop("clock_skew", 1, cam, f"image stamp {what} (max_clock_skew {self.params.max_clock_skew} s): "
+                       "dropping it; check the camera's time sync (PTP / NTP) or use_sim_time")
             return
         first = self._first_image.setdefault(cam, now)
         info = self._infos.get(cam)
-        if info is None:
-            if now - first < INFO_GRACE_S:
-                return  # at start-up the first images may overtake the first CameraInfo
-            self._fail(cam, "no_camera_info", f"no CameraInfo received yet on {self.prefix}/{cam}/camera_info; "
-                       "dropping its images until one arrives")
-            return
-        frame = Frame(cam, msg, info, stamp_seconds(msg), now)
-        if self.pose_source != "topic":
-            self._frames.put(frame)
+        if info is None:  # at start-up the first images may overtake the first CameraInfo: no fault then
+            self._drop("camera_info", 1, cam, f"no CameraInfo received yet on {self.prefix}/{cam}/camera_info; "
+                       "dropping its images until one arrives", fault=now - first >= INFO_GRACE_S)
             return
         with self._lock:
-            match = self._pose_sync[cam].add(0, frame.stamp, frame)
-        if match:
-            match[0].pose = match[1]
-            self._frames.put(match[0])
+            self.health.arrival_ok(cam, now)
+        frame = Frame(cam, msg, info, stamp, now)
+        if self.pose_source != "topic":
+            self._put_frame(frame)
+            return
+        self._pair_pose(cam, 0, stamp, frame)
 
     def _on_pose(self, cam: str, msg: PoseStamped) -> None:
+        if not self._active:
+            return
+        self._poses_seen.add(cam)
+        self._pair_pose(cam, 1, stamp_seconds(msg), msg)
+
+    def _pair_pose(self, cam: str, stream: int, stamp: float, msg) -> None:
+        sync = self._pose_sync[cam]
         with self._lock:
-            match = self._pose_sync[cam].add(1, stamp_seconds(msg), msg)
+            before = sync.dropped_by_stream[0]
+            match = sync.add(stream, stamp, msg)
+            lost = sync.dropped_by_stream[0] - before
+        if lost:
+            self._pose_lost(cam, lost)
         if match:
             match[0].pose = match[1]
-            self._frames.put(match[0])
+            self._put_frame(match[0])
+
+    def _pose_lost(self, cam: str, n: int) -> None:
+        topic = f"{self.prefix}/{cam}/pose"
+        self._drop("pose", n, cam, f"no PoseStamped within sync_slop {self.params.sync_slop} s of its image on "
+                   f"{topic}" if cam in self._poses_seen else f"no PoseStamped received on {topic}")
+
+    def _put_frame(self, frame: Frame) -> None:
+        if self._frames.put(frame) is not None:
+            self._drop("frame_queue")
 
     def _on_inspect(self, request, response):
-        req = Request(after=self.get_clock().now().nanoseconds * 1e-9)
+        req = Request(after=self._now_ros())
         with self._lock:
-            busy = self._request is not None
-            if not busy:
+            active, busy = self._active, self._request is not None
+            if active and not busy:
                 self._request = req
+        if not active:
+            response.success, response.message = False, "the detector is not active (lifecycle state)"
+            return response
         if busy:
             response.success, response.message = False, "another ~/inspect call is waiting; try again later"
             return response
-        ok = req.done.wait(self.inspect_timeout)
+        ok = req.done.wait(self.params.inspect_timeout)
         with self._lock:
             if self._request is req:
                 self._request = None
         if not ok:
-            waiting = [c for c in self.cameras if c not in self._last_seen]
+            now = time.monotonic()
+            with self._lock:
+                out = {c: self.health.why_out(c, now) for c in self.cameras if self.health.camera_out(c, now)}
             response.success = False
-            response.message = (f"no inspection within {self.inspect_timeout} s"
-                                + (f" (no images yet from {waiting})" if waiting else ""))
+            response.message = (f"no inspection within {self.params.inspect_timeout} s"
+                                + (f"; cameras out: {out}" if out else ""))
         elif req.error:
             response.success, response.message = False, req.error
         else:
             response.success, response.message = True, json.dumps(req.report)
         return response
 
-    # ---------------------------------------------------------------------- worker threads
-    def _loop(self, source: DropQueue, handle: Callable) -> None:
-        while not self._stop.is_set():
+    # ---------------------------------------------------------------------- gather thread
+    def _gather_loop(self, stop: threading.Event) -> None:
+        last_tick = 0.0
+        while not stop.is_set():
             try:
-                item = source.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            try:
-                handle(item)
-            except Exception as e:  # never let a thread die: log, count, carry on
+                frame = self._frames.get(timeout=POLL_S)
                 with self._lock:
-                    self._stats["inference_errors"] += 1
-                    self._stats["last_error"] = f"{type(e).__name__}: {e}"
-                self._log().error(f"{handle.__name__} failed: {type(e).__name__}: {e}\n"
-                                  f"{traceback.format_exc(limit=4)}")
+                    self._frames_in_gather = 1
+            except queue.Empty:
+                frame = None
+            try:
+                if frame is not None:
+                    self._gather(frame)
+                if time.monotonic() - last_tick >= POLL_S:
+                    last_tick = time.monotonic()
+                    self._tick(last_tick)
+            except Exception as e:  # never let the thread die: a bug, not a bad input; count it, log it, carry on
+                with self._lock:
+                    self.health.gather_error(f"{type(e).__name__}: {e}", time.monotonic())
+                self._log().error(f"gather stage failed: {type(e).__name__}: {e}")
+            finally:
+                with self._lock:
+                    self._frames_in_gather = 0
+
+    def _tick(self, now: float) -> None:
+        """Timeouts: rig sets that waited set_timeout; images that waited as long for their pose message."""
+        if self.rig_sync is not None:
+            self._rig(lambda: self.rig_sync.poll(now))
+        if self.pose_source == "topic":
+            for cam, sync in self._pose_sync.items():
+                with self._lock:
+                    lost = sync.prune(0, lambda f: now - f.received < self.params.set_timeout)
+                if lost:
+                    self._pose_lost(cam, lost)
+
+    def _idle(self, frame: Frame) -> bool:
+        """trigger service: True (frame dropped) while no ~/inspect call waits for views this new."""
+        if self.trigger != "service":
+            return False
+        req = self._request
+        if req is None or frame.stamp < req.after:
+            return True
+        if req is not self._seen_request:  # a new request: start collecting afresh
+            self._seen_request = req
+            if self.selector is not None:
+                self._drop("not_requested", self.selector.reset())
+        return False
 
     def _gather(self, frame: Frame) -> None:
-        req = self._request
-        if self.trigger == "service":
-            if req is None or frame.stamp < req.after:
-                return  # idle: nothing requested
-            if req is not self._seen_request:  # a new request: start collecting afresh
-                self._seen_request = req
-                if self.selector is not None:
-                    self.selector.reset()
-        if self.mode == "rig":
-            frames = self.rig_sync.add(frame.camera, frame.stamp, frame)
-            if frames is None:
-                return
-            items = [g for g in (self._view(f) for f in frames) if g is not None]
-            if len(items) < self.min_views:
-                with self._lock:
-                    self._stats["incomplete_sets"] += 1
-                return
-            self._sets.put(ViewSet(items))
+        if self._idle(frame):
+            self._drop("not_requested")
+            return
+        if self.rig_sync is not None:
+            self._rig(lambda: self.rig_sync.add(frame.camera, frame.stamp, frame, time.monotonic()))
             return
         g = self._view(frame)
         if g is None:
             return
-        chosen = self.selector.add(g, g.view.camera.center, g.view.stamp)
+        s = self.selector
+        close, expired = s.too_close, s.expired
+        chosen = s.add(g, g.view.camera.center, g.view.stamp, self._now_ros())
+        self._drop("too_close", s.too_close - close)
+        self._drop("expired", s.expired - expired)
         if chosen:
-            self._sets.put(ViewSet(chosen))
+            self._queue_set(ViewSet(chosen))
+
+    def _rig(self, step: Callable[[], list[RigSet]]) -> None:
+        """One add or poll of the rig gatherer: frames it dropped are counted, the sets it made are converted."""
+        before, overtaken = self.rig_sync.dropped, self.rig_sync.superseded
+        sets = step()
+        self._drop("unmatched", self.rig_sync.dropped - before)
+        self._drop("superseded", self.rig_sync.superseded - overtaken)
+        for rs in sets:
+            items, missing = [], []
+            now = time.monotonic()
+            for cam in self.cameras:
+                if cam in rs.items:
+                    g = self._view(rs.items[cam])
+                    if g is not None:
+                        items.append(g)
+                        continue
+                with self._lock:
+                    missing.append({"camera": cam, "reason": self.health.why_out(cam, now) or "no usable view"})
+            if len(items) < self.min_views:
+                self._drop("incomplete_set", len(items))
+                continue
+            self._queue_set(ViewSet(items, missing))
+
+    def _queue_set(self, vs: ViewSet) -> None:
+        vs.queued = time.monotonic()
+        with self._lock:
+            self._frames_in_sets += len(vs.items)
+        old = self._sets.put(vs)
+        if old is not None:
+            with self._lock:
+                self._frames_in_sets -= len(old.items)
+            self._drop("busy", len(old.items))
 
     def _view(self, frame: Frame) -> GatheredView | None:
         """Frame -> posed view, or None (counted and logged) when its image, intrinsics or pose is unusable."""
@@ -425,14 +626,20 @@ class DetectorNode(Node):
         try:
             if self.pose_source == "topic":
                 if frame.pose.header.frame_id and frame.pose.header.frame_id != self.frame_id:
-                    self._fail(cam, "pose", f"pose is in frame {frame.pose.header.frame_id!r}, not {self.frame_id!r} "
-                               "(no tf here: publish poses in the world frame)")
-                    return None
+                    raise PoseError(f"pose is in frame {frame.pose.header.frame_id!r}, not {self.frame_id!r} "
+                                    "(no tf here: publish poses in the world frame)")
                 pose = frame.pose
             else:
                 if self.pose_source == "apriltag":
-                    rgb = image_to_rgb(image)
-                    T_cw, extra = self.resolver.resolve(cam, rgb, camera_info_to_camera(info, source=cam))
+                    try:
+                        rgb = image_to_rgb(image)
+                    except ValueError as e:
+                        raise ViewError("image", f"{cam}: {e}") from None
+                    try:
+                        intrinsics = camera_info_to_camera(info, source=f"{cam}/camera_info")
+                    except ValueError as e:
+                        raise ViewError("camera_info", str(e)) from None
+                    T_cw, extra = self.resolver.resolve(cam, rgb, intrinsics)
                 else:
                     T_cw, extra = self.resolver.resolve(cam, None, None)
                 pose = PoseStamped()
@@ -440,21 +647,43 @@ class DetectorNode(Node):
                 pose.pose = rigid_to_pose(T_cw.inverse())
             view = posed_view(image, info, pose, cam)  # the same conversion as odd-one-out replay
         except PoseError as e:
-            self._fail(cam, "pose", f"no camera pose: {e}")
+            self._drop("pose", 1, cam, f"no camera pose: {e}")
             return None
-        except ValueError as e:
-            self._fail(cam, "image", f"unusable view: {e}")
+        except ViewError as e:
+            self._drop(e.kind, 1, cam, f"unusable {e.kind.replace('_', ' ')}: {str(e).removeprefix(cam + ': ')}")
             return None
-        record = {"camera": cam, "stamp": view.stamp, "width": view.camera.width, "height": view.camera.height,
-                  "position": [round(float(x), 6) for x in view.camera.center], "pose_source": self.pose_source,
-                  **extra}
-        return GatheredView(view, record, (image, info, pose), frame.received)
+        with self._lock:
+            self.health.view_ok(cam, time.monotonic())
+        return GatheredView(view, view_record(view, self.pose_source, **extra), (image, info, pose), frame.received)
+
+    # ---------------------------------------------------------------------- worker thread
+    def _inspect_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                vs = self._sets.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                if stop.is_set():  # deactivated while this set waited: not inspected (counted)
+                    self._drop("inactive", len(vs.items))
+                    continue
+                self._inspect(vs)
+            except Exception as e:  # never let the thread die
+                with self._lock:
+                    self.health.inspection_failed(len(vs.items), f"{type(e).__name__}: {e}", time.monotonic())
+                self._log().error(f"inspection stage failed: {type(e).__name__}: {e}")
+            finally:
+                with self._lock:
+                    self._frames_in_sets -= len(vs.items)
 
     def _inspect(self, vs: ViewSet) -> None:
         req = self._request
+        n = len(vs.items)
         if self.trigger == "service" and (req is None or vs.stamp < req.after):
+            self._drop("not_requested", n)
             return
         views = [g.view for g in vs.items]
+        waited = time.monotonic() - vs.queued  # for the model to finish the previous set
         t0 = time.perf_counter()
         try:
             result = self.inspect_fn(views)
@@ -463,15 +692,14 @@ class DetectorNode(Node):
             self._inspection_id += 1
             report = build_report(
                 inspection_id=self._inspection_id, stamp=vs.stamp, frame_id=self.frame_id, objects=result.objects,
-                threshold=self.threshold, views=[g.record for g in vs.items],
-                latency={"inference": inference, "pipeline": time.monotonic() - vs.received},
+                threshold=self.threshold, views=[g.record for g in vs.items], missing_views=vs.missing,
+                latency={"inference": inference, "waited": waited, "pipeline": time.monotonic() - vs.received},
                 model=self.model_info, node=self.get_fully_qualified_name())
             validate_report(json.loads(json.dumps(report, allow_nan=False)))
         except Exception as e:
-            msg = f"inspection of {len(views)} views failed: {type(e).__name__}: {e}"
+            msg = f"inspection of {n} views failed: {type(e).__name__}: {e}"
             with self._lock:
-                self._stats["inference_errors"] += 1
-                self._stats["last_error"] = msg
+                self.health.inspection_failed(n, msg, time.monotonic())
             self._log().error(msg)
             self._finish_request(vs, None, msg)
             return
@@ -487,15 +715,13 @@ class DetectorNode(Node):
                 self._shutdown_logged = True
                 self._log().warning(f"shutting down: inspection {report['inspection_id']} was not published"
                                     + (" (it is in the audit log)" if recorded else ""))
+            self._drop("inspection_failed", n)
             self._finish_request(vs, None, "the detector is shutting down")
             return
+        published = time.monotonic() - vs.received  # last view's arrival -> markers out
         with self._lock:
-            s = self._stats
-            s["inspections"] += 1
-            s["last_latency_s"] = report["latency_s"]["pipeline"]
-            s["latency_sum"] += report["latency_s"]["pipeline"]
-            s["last_objects"], s["last_anomalous"] = report["n_objects"], report["n_anomalous"]
-            s["last_error"] = ""
+            self.health.inspection_ok(n, {"inference": inference, "waited": waited, "pipeline": published},
+                                      report["n_objects"], report["n_anomalous"], [m["camera"] for m in vs.missing])
         self._finish_request(vs, report, "")
 
     def _shutting_down(self) -> bool:
@@ -507,10 +733,10 @@ class DetectorNode(Node):
         self.pub_anomalies.publish(anomaly_poses(objects, header))
         self.pub_flag.publish(Bool(data=report["anomaly_detected"]))
         self.pub_detections.publish(String(data=json.dumps(report)))
-        if self.overlay_views:
+        if self.params.overlay_max_views:
             try:
                 sheet = overlay_image(views, [o.box for o in result.objects], [o.score for o in result.objects],
-                                      [o["label"] == "anomalous" for o in objects], self.overlay_views)
+                                      [o["label"] == "anomalous" for o in objects], self.params.overlay_max_views)
                 self.pub_overlay.publish(rgb_to_image(sheet, self.frame_id, header.stamp))
             except (ValueError, IndexError) as e:
                 self._log().warning(f"no overlay for inspection {report['inspection_id']}: {e}")
@@ -529,19 +755,14 @@ class DetectorNode(Node):
         bag = None
         if self.record_dir:
             try:
-                stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(report["stamp"]))
-                path = Path(self.record_dir).expanduser() / f"inspection_{stamp}_{report['inspection_id']:05d}"
-                n = 1
-                while path.exists() or (path.parent / PARTIAL_DIR / path.name).exists():
-                    n += 1
-                    path = path.with_name(f"{path.name.split('~')[0]}~{n}")
                 keys = ("/views/image", "/views/camera_info", "/views/pose")
                 views = [{k: serialize_message(m) for k, m in zip(keys, g.messages)} for g in vs.items]
-                bag = write_view_bag(path, views, serialize_message(String(data=json.dumps(report))),
+                bag = write_view_bag(view_bag_path(self.record_dir, report["stamp"], report["inspection_id"]), views,
+                                     serialize_message(String(data=json.dumps(report))),
                                      int(round(report["stamp"] * 1e9)))
             except Exception as e:  # a full disk must not stop inspections; it shows in diagnostics
                 with self._lock:
-                    self._stats["audit_errors"] += 1
+                    self.health.audit_error(f"view bag: {e}", time.monotonic())
                 self._log().error(f"cannot write the view bag of inspection {report['inspection_id']}: {e}")
         if self.audit is not None:
             try:
@@ -549,70 +770,38 @@ class DetectorNode(Node):
                 return True
             except (OSError, ValueError) as e:
                 with self._lock:
-                    self._stats["audit_errors"] += 1
+                    self.health.audit_error(f"audit log: {e}", time.monotonic())
                 self._log().error(f"cannot append to the audit log {self.audit.path}: {e}")
         return False
 
     # ---------------------------------------------------------------------- diagnostics
+    def pending_frames(self) -> int:
+        """Frames held anywhere between arrival and the end of their inspection (call under self._lock)."""
+        n = self._frames.qsize() + self._frames_in_gather + self._frames_in_sets
+        n += sum(s.pending(0) for s in self._pose_sync.values()) if self.pose_source == "topic" else 0
+        n += self.rig_sync.pending if self.rig_sync is not None else 0
+        return n + (len(self.selector) if self.selector is not None else 0)
+
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        with self._lock:
-            s = dict(self._stats)
-            fails = {k: dict(v) for k, v in self._failures.items()}
-        pose_fail = sum(fails.get("pose", {}).values())
-        image_err = sum(fails.get("image", {}).values()) + sum(fails.get("encoding", {}).values())
-        no_info = sum(fails.get("no_camera_info", {}).values())
-        drops = self._frames.dropped + self._sets.dropped + (self.rig_sync.dropped if self.rig_sync else 0) \
-            + sum(p.dropped for p in self._pose_sync.values())
-        values = {
-            "inspections": s["inspections"],
-            "last_latency_s": f"{s['last_latency_s']:.3f}" if s["last_latency_s"] is not None else "",
-            "mean_latency_s": f"{s['latency_sum'] / s['inspections']:.3f}" if s["inspections"] else "",
-            "last_objects": s["last_objects"], "last_anomalous": s["last_anomalous"],
-            "dropped_frames": self._frames.dropped, "dropped_view_sets": self._sets.dropped,
-            "unmatched_frames": drops - self._frames.dropped - self._sets.dropped,
-            "pose_failures": pose_fail, "image_errors": image_err, "missing_camera_info": no_info,
-            "incomplete_sets": s["incomplete_sets"], "inference_errors": s["inference_errors"],
-            "audit_errors": s["audit_errors"], "run_id": self.run_id}
+        extra = {"run_id": self.run_id}
         if self.selector is not None:
-            values.update(views_too_close=self.selector.too_close, views_expired=self.selector.expired,
-                          views_collected=len(self.selector))
-        for kind, per in fails.items():
-            for cam, n in per.items():
-                values[f"{kind}_{cam}"] = n
-        silent = [c for c in self.cameras if now - self._last_seen.get(c, -1e9) > 5.0]
-        for c in self.cameras:
-            values[f"last_image_age_s_{c}"] = f"{now - self._last_seen[c]:.1f}" if c in self._last_seen else "never"
-        # dropped view sets are not a problem: while the model is busy the newest complete set waits
-        counts = (pose_fail, image_err, no_info, drops - self._sets.dropped, s["incomplete_sets"], s["audit_errors"])
-        if counts != self._last_diag_counts:
-            self._last_problem = now
-        self._last_diag_counts = counts
-        recent = now - self._last_problem < WARN_WINDOW_S
-        if s["last_error"]:
-            level, message = DiagnosticStatus.ERROR, s["last_error"]
-        elif recent or silent:
-            level = DiagnosticStatus.WARN
-            message = (f"no images for 5 s from {silent}" if silent else
-                       f"views dropped or unusable in the last {WARN_WINDOW_S:.0f} s (see values)")
-        else:
-            level, message = DiagnosticStatus.OK, f"{s['inspections']} inspections"
+            extra["views_collected"] = len(self.selector)
+        with self._lock:
+            level, message, values = self.health.status(now, self.pending_frames(), extra)
         status = diagnostic_status(f"{self.get_name()}: odd-one-out detector", self.get_fully_qualified_name(),
-                                   level[0] if isinstance(level, bytes) else level, message, values)
+                                   level, message, values)
         msg = DiagnosticArray(status=[status])
         msg.header.stamp = self.get_clock().now().to_msg()
         self.pub_diag.publish(msg)
 
     # ---------------------------------------------------------------------- shutdown
     def destroy_node(self):  # also called by rclpy on a node whose __init__ failed half way
-        if hasattr(self, "_stop"):
-            self._stop.set()
-        for t in getattr(self, "_threads", []):
-            t.join(timeout=10)
-        if getattr(self, "audit", None) is not None:
-            problem = self.audit.close()  # never raises (e.g. on a full disk): one line instead
-            if problem:
-                self._log().error(problem)
+        """Whatever the state: stop the stages (a running inspection gets 10 s to finish), free the model, close
+        the audit log. (Ctrl-C: the context is already shut down, so no shutdown transition can be published.)"""
+        if hasattr(self, "_threads"):
+            self._deactivate(wait=10)
+            self._release()
         return super().destroy_node()
 
 

@@ -5,27 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from ..env import apply_ros_env_defaults
-
-apply_ros_env_defaults()
-
-import rclpy  # noqa: E402
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor  # noqa: E402
-from rclpy.exceptions import ParameterException  # noqa: E402
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor  # noqa: E402
-from rclpy.node import Node  # noqa: E402
-
-
-def param_desc(text: str, lo=None, hi=None, choices: tuple = ()) -> ParameterDescriptor:
-    """A read-only parameter's descriptor: its description, allowed choices, and integer or float range."""
-    d = ParameterDescriptor(description=text, read_only=True)
-    if choices:
-        d.additional_constraints = "one of: " + ", ".join(choices)
-    if isinstance(lo, int) and isinstance(hi, int):
-        d.integer_range = [IntegerRange(from_value=lo, to_value=hi, step=1)]
-    elif lo is not None:
-        d.floating_point_range = [FloatingPointRange(from_value=float(lo), to_value=float(hi))]
-    return d
+import rclpy
+from rclpy.exceptions import ParameterException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.node import Node
 
 
 def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> int:

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import FloatingPointRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, Image
@@ -23,24 +23,25 @@ from ..fileio import read_rgb
 from ..geometry import CameraCalibration
 from ..resources import SAMPLE_SCENE
 from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
-from .node_main import run_node  # noqa: I001  (first: sets the ROS environment before rclpy loads)
+from .node_main import run_node
+from .params import declare_params, ros_param
+
+
+@dataclass(frozen=True)
+class ScenePlayerParams:
+    scene_dir: str = ros_param(str(SAMPLE_SCENE), "scene folder in the official ToysAD-8K layout (default: the "
+                                                  "shipped sample)")
+    views: tuple = ros_param((0, 4, 8, 12, 16), "view indices to publish, one camera each")
+    rate: float = ros_param(2.0, "publish cycles per second", 0.01, 100.0)
+    frame_id: str = ros_param("world", "world (board) frame of the poses")
+    prefix: str = ros_param("cameras", "topic prefix of the cameras")
 
 
 class ScenePlayer(Node):
     def __init__(self, **kwargs):
         super().__init__("scene_player", **kwargs)
-        ro = dict(read_only=True)
-        scene_dir = self.declare_parameter("scene_dir", str(SAMPLE_SCENE), ParameterDescriptor(
-            description="scene folder in the official ToysAD-8K layout (default: the shipped sample)", **ro)).value
-        views = list(self.declare_parameter("views", [0, 4, 8, 12, 16], ParameterDescriptor(
-            description="view indices to publish, one camera each", **ro)).value)
-        rate = self.declare_parameter("rate", 2.0, ParameterDescriptor(
-            description="publish cycles per second", floating_point_range=[FloatingPointRange(
-                from_value=0.01, to_value=100.0)], **ro)).value
-        self.frame_id = self.declare_parameter("frame_id", "world", ParameterDescriptor(
-            description="world (board) frame of the poses", **ro)).value
-        prefix = self.declare_parameter("prefix", "cameras", ParameterDescriptor(
-            description="topic prefix of the cameras", **ro)).value
+        p = declare_params(self, ScenePlayerParams)
+        scene_dir, views, rate, prefix, self.frame_id = p.scene_dir, list(p.views), p.rate, p.prefix, p.frame_id
 
         scene = read_scene_meta(scene_dir)
         bad = [v for v in views if not 0 <= v < len(scene.cameras)]

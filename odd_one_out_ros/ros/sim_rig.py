@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
@@ -23,46 +24,44 @@ from std_msgs.msg import String
 from ..geometry import CameraCalibration
 from ..inspection.sim import SimConfig, SimRig
 from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
-from .node_main import param_desc as _desc  # noqa: I001  (first: sets the ROS environment before rclpy loads)
 from .node_main import run_node
+from .params import declare_params, ros_param
+
+
+@dataclass(frozen=True)
+class SimRigParams:
+    kind: str = ros_param("toys", "toys or parts", choices=("toys", "parts"))
+    seed: int = ros_param(0, "scene seed", 0, 2**31 - 1)
+    objects: tuple = ros_param((4, 6), "[min, max] objects on the tray (0..12)")
+    category: str = ros_param("", "toy category (empty = random)")
+    mode: str = ros_param("rig", "rig (N fixed cameras) or orbit (one moving)", choices=("rig", "orbit"))
+    cameras: int = ros_param(5, "fixed cameras in rig mode", 1, 64)
+    image_size: int = ros_param(256, "square image size (px)", 32, 2048)
+    distance: float = ros_param(SimConfig.distance, "camera distance from the tray centre (m)", 0.2, 5.0)
+    elevation_deg: float = ros_param(SimConfig.elevation_deg, "camera elevation above the tray (degrees)", 5.0, 89.0)
+    azimuth0_deg: float = ros_param(18.0, "azimuth of camera 0 / the orbit start (degrees)", -360.0, 360.0)
+    orbit_steps: int = ros_param(36, "orbit mode: camera positions per revolution", 3, 3600)
+    apriltag_board: bool = ros_param(False, "put the AprilTag tray board on the floor (for pose_source apriltag)")
+    board_file: str = ros_param("", "board YAML (empty = calibration/tray_board_12tags.yaml)")
+    rate: float = ros_param(2.0, "rig: cycles per second; orbit: camera steps per second", 0.01, 100.0)
+    frame_id: str = ros_param("world", "world (board) frame of the poses")
+    prefix: str = ros_param("cameras", "topic prefix of the cameras")
+    encoding: str = ros_param("rgb8", "image encoding", choices=("rgb8", "bgr8"))
+    publish_poses: bool = ros_param(True, "publish <prefix>/<camera>/pose (for pose_source topic)")
 
 
 class SimRigNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_rig", **kwargs)
-        objects = list(self.declare_parameter("objects", [4, 6], _desc(
-            "[min, max] objects on the tray (0..12)")).value)
-        if len(objects) != 2:
-            raise ValueError(f"parameter objects must be [min, max], got {objects}")
-        cfg = SimConfig(
-            kind=self.declare_parameter("kind", "toys", _desc("toys or parts")).value,
-            seed=self.declare_parameter("seed", 0, _desc("scene seed", 0, 2**31 - 1)).value,
-            objects=(int(objects[0]), int(objects[1])),
-            category=self.declare_parameter("category", "", _desc("toy category (empty = random)")).value,
-            mode=self.declare_parameter("mode", "rig", _desc("rig (N fixed cameras) or orbit (one moving)")).value,
-            cameras=self.declare_parameter("cameras", 5, _desc("fixed cameras in rig mode", 1, 64)).value,
-            image_size=self.declare_parameter("image_size", 256, _desc("square image size (px)", 32, 2048)).value,
-            distance=self.declare_parameter("distance", SimConfig.distance, _desc(
-                "camera distance from the tray centre (m)", 0.2, 5.0)).value,
-            elevation_deg=self.declare_parameter("elevation_deg", SimConfig.elevation_deg, _desc(
-                "camera elevation above the tray (degrees)", 5.0, 89.0)).value,
-            azimuth0_deg=self.declare_parameter("azimuth0_deg", 18.0, _desc(
-                "azimuth of camera 0 / the orbit start (degrees)", -360.0, 360.0)).value,
-            orbit_steps=self.declare_parameter("orbit_steps", 36, _desc(
-                "orbit mode: camera positions per revolution", 3, 3600)).value,
-            apriltag_board=self.declare_parameter("apriltag_board", False, _desc(
-                "put the AprilTag tray board on the floor (for pose_source apriltag)")).value,
-            board_file=self.declare_parameter("board_file", "", _desc(
-                "board YAML (empty = calibration/tray_board_12tags.yaml)")).value)
-        rate = self.declare_parameter("rate", 2.0, _desc(
-            "rig: cycles per second; orbit: camera steps per second", 0.01, 100.0)).value
-        self.frame_id = self.declare_parameter("frame_id", "world", _desc("world (board) frame of the poses")).value
-        prefix = self.declare_parameter("prefix", "cameras", _desc("topic prefix of the cameras")).value
-        self.encoding = self.declare_parameter("encoding", "rgb8", _desc("rgb8 or bgr8")).value
-        self.publish_poses = self.declare_parameter("publish_poses", True, _desc(
-            "publish <prefix>/<camera>/pose (for pose_source topic)")).value
-        if self.encoding not in ("rgb8", "bgr8"):
-            raise ValueError(f"parameter encoding must be rgb8 or bgr8, got {self.encoding!r}")
+        p = declare_params(self, SimRigParams)
+        if len(p.objects) != 2:
+            raise ValueError(f"parameter objects must be [min, max], got {list(p.objects)}")
+        cfg = SimConfig(kind=p.kind, seed=p.seed, objects=(int(p.objects[0]), int(p.objects[1])),
+                        category=p.category, mode=p.mode, cameras=p.cameras, image_size=p.image_size,
+                        distance=p.distance, elevation_deg=p.elevation_deg, azimuth0_deg=p.azimuth0_deg,
+                        orbit_steps=p.orbit_steps, apriltag_board=p.apriltag_board, board_file=p.board_file)
+        rate, prefix = p.rate, p.prefix
+        self.frame_id, self.encoding, self.publish_poses = p.frame_id, p.encoding, p.publish_poses
 
         self.sim = SimRig(cfg)
         n_pub = cfg.cameras if cfg.mode == "rig" else 1

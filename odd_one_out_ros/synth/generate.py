@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import write_text_atomic
 from .scene import GeneratorConfig, build_scene, load_floor_board, load_user_shapes
 from .shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES
 from .writer import is_complete, write_scene
@@ -111,9 +112,7 @@ def generate(cfg: GeneratorConfig, scenes: int, out: str | Path, seed: int, spli
                 v.remove(name)
         splits.setdefault(sp, []).append(name)
     splits = {k: sorted(v) for k, v in splits.items()}
-    tmp = splits_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps(splits, indent=1))
-    os.replace(tmp, splits_file)
+    write_text_atomic(splits_file, json.dumps(splits, indent=1))
     return splits
 
 

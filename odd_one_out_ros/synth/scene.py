@@ -63,7 +63,10 @@ class GeneratorConfig:
 
 
 @dataclass
-class SceneObject:
+class PlacedObject:
+    """One object the generator put in a scene: its mesh, pose and labels (what the scene's metadata records;
+    read back as data.scene_meta.SceneObject)."""
+
     name: str
     shape: Shape  # in the object's local frame (box centre at the origin, z up)
     yaw: float
@@ -76,15 +79,14 @@ class SceneObject:
 
     def local_to_world(self) -> np.ndarray:
         T = np.eye(4)
-        c, s = np.cos(self.yaw), np.sin(self.yaw)
-        T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
+        T[:3, :3] = yaw_to_matrix(self.yaw)
         T[:3, 3] = self.location
         return T
 
 
 @dataclass
 class Scene:
-    objects: list[SceneObject]
+    objects: list[PlacedObject]
     cameras: list[PinholeCamera]
     floor: Material
     lighting: Lighting
@@ -196,7 +198,7 @@ def _posed(shape: Shape, R: np.ndarray, scale: float) -> tuple[Shape, np.ndarray
 
 
 # ----------------------------------------------------------------------------- rendering helpers
-def scene_meshes(objects: list[SceneObject], floor: Material | None, board: dict | None = None) -> list[RenderMesh]:
+def scene_meshes(objects: list[PlacedObject], floor: Material | None, board: dict | None = None) -> list[RenderMesh]:
     meshes = []
     if floor is not None:
         s = 6.0
@@ -231,7 +233,8 @@ def _albedo_depth(renderer: Renderer, cam: PinholeCamera) -> tuple[np.ndarray, n
     return alb.reshape(cam.height, cam.width, 3), depth.reshape(cam.height, cam.width)
 
 
-def anomaly_visible_px(normal: SceneObject, anomalous: SceneObject, cameras: list[PinholeCamera], res: int = 64) -> int:
+def anomaly_visible_px(normal: PlacedObject, anomalous: PlacedObject, cameras: list[PinholeCamera],
+                       res: int = 64) -> int:
     """Largest number of differing pixels over the cameras (64 x 64 renders of the object alone)."""
     r_n = Renderer(scene_meshes([normal], None), Lighting(np.array([0, 0, 1.0])))
     r_a = Renderer(scene_meshes([anomalous], None), Lighting(np.array([0, 0, 1.0])))
@@ -319,7 +322,7 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
                 break
             box = Box3D(loc, ext, yaw)
             polys.append(poly)
-            objs.append(SceneObject(f"object.{k:03d}" if k else "object", shape, yaw, loc, box,
+            objs.append(PlacedObject(f"object.{k:03d}" if k else "object", shape, yaw, loc, box,
                                     False, "", category, shape_id))
         if ok:
             break
@@ -349,7 +352,7 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
             T = obj.local_to_world()
             # keep the anomalous object on the floor at the same spot
             loc = np.array([*(T[:3, :3] @ c + obj.location)[:2], ext[2] / 2])
-            cand = SceneObject(obj.name, an, obj.yaw, loc, Box3D(loc, ext, obj.yaw), True, kind, category, shape_id)
+            cand = PlacedObject(obj.name, an, obj.yaw, loc, Box3D(loc, ext, obj.yaw), True, kind, category, shape_id)
             if anomaly_visible_px(obj, cand, cameras) >= cfg.min_visible_px:
                 objs[k] = cand
                 break

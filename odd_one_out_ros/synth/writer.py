@@ -13,13 +13,12 @@ leaves a scene that looks complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from ..fileio import atomic_path
 from .scene import Scene, render_scene
 
 FORMAT = "odd_one_out_ros/synth/1"
@@ -50,9 +49,12 @@ def metadata(scene: Scene, seed_info: dict) -> dict:
 
 def write_scene(scene: Scene, out_dir: str | Path, seed_info: dict, supersample: int = 2) -> Path:
     out = Path(out_dir)
-    tmp = out.with_name(out.name + ".partial")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with atomic_path(out, ".partial") as tmp:
+        _write_folder(scene, tmp, seed_info, supersample)
+    return out
+
+
+def _write_folder(scene: Scene, tmp: Path, seed_info: dict, supersample: int) -> None:
     for sub in ("RGB", "depth_png", "binary_labels", "segmentations/floor_object"):
         (tmp / sub).mkdir(parents=True, exist_ok=True)
     for o in scene.objects:
@@ -67,10 +69,6 @@ def write_scene(scene: Scene, out_dir: str | Path, seed_info: dict, supersample:
         for k, o in enumerate(scene.objects):
             _png(tmp / "segmentations" / o.name / f"{o.name}_{i:04d}.png", ((inst == k + 1) * 255).astype(np.uint8))
     (tmp / "scene3d.metadata.json").write_text(json.dumps(metadata(scene, seed_info), indent=1))
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
-    return out
 
 
 def is_complete(scene_dir: str | Path) -> bool:

@@ -126,7 +126,7 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
         for meta in scenes:
             images, K, T = views_to_tensors(meta.posed_views(meta.even_views(views)), net.cfg.image_size,
                                             next(net.parameters()).device)
-            vols.append((meta, net.build_volume(images, K, T)["density"][0, 0].float().cpu().numpy()))
+            vols.append((meta, net.build_volume(images, K, T).density[0, 0].float().cpu().numpy()))
     table = {}
     for c, soft in ((c, soft) for c in candidates for soft in soft_heights):
         bcfg = dataclasses.replace(net.cfg.boxes, occupancy_threshold=c, soft_height=soft)

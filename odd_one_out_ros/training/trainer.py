@@ -16,7 +16,6 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -24,72 +23,20 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
-from ..geometry import Box3D, match_truth
+from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, match_truth
 from ..model.baseline import extract
 from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import ModelConfig
-from ..model.losses import feature_loss, image_loss, occupancy_loss, weighted_bce
-from ..model.matcher import boxes_to_tensor
+from ..model.losses import LossWeights
 from ..model.network import OddOneOutNet
 from ..model.teacher import FeatureCache, FeaturePCA, TeacherCache, build_teacher
-
-
-@dataclass
-class TrainConfig:
-    stage: int = 1
-    """1: reconstruction only; 2: end to end with the BCE"""
-    epochs: int = 10
-    max_steps: int = 0
-    """stop after this many optimiser steps in total (0 = run all epochs)"""
-    lr: float = 2e-4
-    backbone_lr_scale: float = 0.5
-    """learning rate factor for the pretrained 2D backbone"""
-    prior_lr_scale: float = 50.0
-    """learning rate factor for the two scalars of the training-free prior (matcher.prior)"""
-    warmup_steps: int = 50
-    schedule: str = "cosine"
-    """learning rate after the warm-up: "cosine" decays it to min_lr_scale x lr over max_steps (Efficient
-    Odd-One-Out's schedule; constant when max_steps is 0), "constant" keeps it"""
-    min_lr_scale: float = 0.05
-    batch_size: int = 1
-    n_input: int = 5
-    n_target: int = 5
-    lambda_sigma: float = 1.0
-    """mask loss weight (Eq. 3)"""
-    lambda_f: float = 1.0
-    """feature distillation weight (Eq. 4)"""
-    lambda_occ: float = 10.0
-    """weight of the voxel occupancy BCE against the visual hull of all views' object masks (not in the
-    paper: a direct 3D target that makes the density, and so the boxes, converge in a CPU budget; 0 = off)"""
-    lambda_r_stage2: float = 0.1
-    """reconstruction weight in stage 2 (reference code: 0.1)"""
-    match_iou: float = 0.25
-    """stage 2: a ground-truth box takes the predicted box of highest IoU if it exceeds this; otherwise the
-    ground-truth box itself (jittered) is classified, so that every object is supervised"""
-    seed: int = 0
-    checkpoint_every: int = 200
-    teacher: str = "mobilenet_v2"
-    teacher_weights: str = ""
-    split: str = "train"
-    threads: int = 0
-    rays: int = 512
-    """RGB / mask rays rendered per target view and step: a random subset of the render.rgb_size^2 pixels
-    (uniform, without repetition), compared with the same pixels of the ground truth; the loss is an unbiased
-    estimate of the full-image loss (docs/training.md "Training speed"); 0 = every pixel (the paper)"""
-    feature_rays: int = 256
-    """feature rays per target view and step, drawn without repetition from the pixels of the
-    render.feature_size^2 map where the object mask is non-zero (the feature loss counts only those) and
-    weighted so the loss is an unbiased estimate of the full-image loss; 0 = every pixel (the paper)"""
-    freeze_backbone: bool = True
-    """keep the 2D backbone (ImageNet, or the --init checkpoint's) fixed and cache its levels per image
-    (RUN/backbone_cache, fp16; a mirrored image has its own entry); the feature pyramid, the 3D network and the
-    heads still train. False fine-tunes it at backbone_lr_scale, as the paper does (docs/model.md)"""
+from .config import SCHEDULES, TrainConfig
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Learning rate multiplier at optimiser step `step` (0-based): linear warm-up over cfg.warmup_steps, then
     cfg.schedule (cosine from 1 to cfg.min_lr_scale at cfg.max_steps, or constant)."""
-    if cfg.schedule not in ("cosine", "constant"):
+    if cfg.schedule not in SCHEDULES:
         raise ValueError(f"schedule must be cosine or constant, got {cfg.schedule!r}")
     w = cfg.warmup_steps
     f = min(1.0, (step + 1) / w) if w else 1.0
@@ -159,6 +106,18 @@ def _gather(maps: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     return torch.gather(flat, 3, idx[:, :, None, :].expand(-1, -1, flat.shape[2], -1))
 
 
+def loss_weights(cfg: TrainConfig) -> LossWeights:
+    """The loss weights of a training config (stage 1 never computes the BCE)."""
+    return LossWeights(sigma=cfg.lambda_sigma, feature=cfg.lambda_f, occupancy=cfg.lambda_occ,
+                       reconstruction_stage2=cfg.lambda_r_stage2)
+
+
+def lr_scales(cfg: TrainConfig) -> dict[str, float]:
+    """The learning-rate factor of each of OddOneOutNet.param_groups' groups."""
+    # the prior's two scalars: Adam moves each by about lr per step, too little to recalibrate at lr
+    return {"backbone": cfg.backbone_lr_scale, "network": 1.0, "prior": cfg.prior_lr_scale}
+
+
 class StepLoss(torch.nn.Module):
     """forward(item, teacher_features, rng) -> loss terms of one scene (the whole differentiable step).
 
@@ -170,6 +129,7 @@ class StepLoss(torch.nn.Module):
     def __init__(self, net: OddOneOutNet, cfg: TrainConfig, device: torch.device):
         super().__init__()
         self.net, self.cfg, self.device = net, cfg, device
+        self.weights = loss_weights(cfg)
 
     def forward(self, item: dict, target: torch.Tensor | None, rng: np.random.Generator,
                 levels: list[torch.Tensor] | None = None, prior_feats: list[torch.Tensor] | None = None
@@ -203,28 +163,25 @@ class StepLoss(torch.nn.Module):
                 feat_weights = mask_f
         out = net.render(vol, K[:, n_in:], T[:, n_in:], (S, S), stratified=True, pixels=pixels,
                          feature_pixels=feat_pixels)
-        terms = {"image": image_loss(out["rgb"], out["opacity"], gt_rgb, gt_mask, cfg.lambda_sigma)}
+        targets = {"rgb": gt_rgb, "mask": gt_mask}
         if distil:
-            terms["feature"] = feature_loss(out["feat"], target, feat_weights)
+            targets["feat"], targets["feat_weights"] = target, feat_weights
         if cfg.lambda_occ > 0:
-            terms["occupancy"] = occupancy_loss(vol["density"], item["occupancy"][None].to(dev), net.grid.voxel_size)
-        recon = terms["image"] + cfg.lambda_f * terms.get("feature", 0.0) + cfg.lambda_occ * terms.get("occupancy", 0.0)
-        if cfg.stage == 1:
-            terms["total"] = recon
-            return terms
-        gt = [Box3D(b[:3].numpy(), b[3:6].numpy(), float(b[6])) for b in item["boxes"]]
-        pred = net.estimate_boxes(vol)[0]
-        terms["predicted_match"] = torch.tensor(
-            float(np.mean([j >= 0 for j in match_truth(gt, pred)])) if gt else 0.0)
-        boxes = match_boxes(pred, gt, cfg.match_iou, rng)
-        prior = None
-        if m.matcher.prior:
-            prior = net.prior_scores(images[:, :n_in], K[:, :n_in], T[:, :n_in], [boxes],
-                                     None if prior_feats is None else [prior_feats])
-        logits = net.classify(vol, [boxes_to_tensor(boxes, dev)], prior)[0]
-        terms["bce"] = weighted_bce(logits, item["labels"].to(dev))
-        terms["total"] = terms["bce"] + cfg.lambda_r_stage2 * recon
-        return terms
+            targets["occupancy"] = item["occupancy"][None].to(dev)
+        metrics = {}
+        if cfg.stage == 2:
+            gt = boxes_from_tensor(item["boxes"])
+            pred = net.estimate_boxes(vol)[0]
+            metrics["predicted_match"] = torch.tensor(
+                float(np.mean([j >= 0 for j in match_truth(gt, pred)])) if gt else 0.0)
+            boxes = match_boxes(pred, gt, cfg.match_iou, rng)
+            prior = None
+            if m.matcher.prior:
+                prior = net.prior_scores(images[:, :n_in], K[:, :n_in], T[:, :n_in], [boxes],
+                                         None if prior_feats is None else [prior_feats])
+            out["logits"] = net.classify(vol, [boxes_to_tensor(boxes, dev)], prior)[0]
+            targets["labels"] = item["labels"].to(dev)
+        return {**net.get_loss_dict(vol, out, targets, self.weights), **metrics}
 
 
 class Trainer:
@@ -244,34 +201,23 @@ class Trainer:
             state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
             if blob["config"].variant != model_cfg.variant:  # another ablation's stage 1: all but the matcher
                 state = {k: v for k, v in state.items() if not k.startswith("matcher.")}
-                missing, unexpected = self.net.load_state_dict(state, strict=False)
-                if unexpected or any(not k.startswith("matcher.") for k in missing):
-                    raise ValueError(f"{init}: does not fit variant {model_cfg.variant} (missing {missing[:3]}, "
-                                     f"unexpected {unexpected[:3]})")
-            else:
-                # a stage 1 without the prior's two matcher parameters (matcher.prior switched on for stage 2)
-                missing, unexpected = self.net.load_state_dict(state, strict=False)
-                if unexpected or any(k not in ("matcher.prior_scale", "matcher.prior_shift") for k in missing):
-                    raise ValueError(f"{init}: does not fit this model (missing {missing[:3]}, "
-                                     f"unexpected {unexpected[:3]})")
+            # matcher parameters the checkpoint lacks start at their init (another variant's matcher; or ones a
+            # newer matcher added, e.g. the prior's two scalars when matcher.prior is switched on for stage 2)
+            missing, unexpected = self.net.load_state_dict(state, strict=False)
+            if unexpected or any(not k.startswith("matcher.") for k in missing):
+                raise ValueError(f"{init}: does not fit variant {model_cfg.variant} (missing {missing[:3]}, "
+                                 f"unexpected {unexpected[:3]})")
             self.pca_state = blob.get("teacher_pca")
         if self.cfg.freeze_backbone:
             self.net.encoder.freeze_backbone()
         self.stage_params()
-        backbone = [p for p in self.net.encoder.backbone.parameters() if p.requires_grad]
-        ids = {id(p) for p in backbone}
-        prior = [p for n, p in self.net.named_parameters() if p.requires_grad and n.startswith("matcher.prior_")]
-        ids |= {id(p) for p in prior}
-        rest = [p for p in self.net.parameters() if p.requires_grad and id(p) not in ids]
-        groups = [{"params": backbone, "lr": self.cfg.lr * self.cfg.backbone_lr_scale},
-                  {"params": rest, "lr": self.cfg.lr}]
-        if prior:  # two scalars: Adam moves each by about lr per step, too little to recalibrate at lr
-            groups.append({"params": prior, "lr": self.cfg.lr * self.cfg.prior_lr_scale})
-        self.opt = torch.optim.Adam(groups)
+        scales = lr_scales(self.cfg)
+        self.opt = torch.optim.Adam([{"params": params, "lr": self.cfg.lr * scales[name]}
+                                     for name, params in self.net.param_groups().items()])
         self.base_lrs = [g["lr"] for g in self.opt.param_groups]
-        self.model = StepLoss(self.net, train_cfg, self.device)
+        self.step_loss = StepLoss(self.net, train_cfg, self.device)
         if self.world > 1:  # DDP wraps the loss module: its forward is the whole differentiable step
-            self.model = torch.nn.parallel.DistributedDataParallel(self.model, find_unused_parameters=True)
+            self.step_loss = torch.nn.parallel.DistributedDataParallel(self.step_loss, find_unused_parameters=True)
         roots = list(data) if isinstance(data, (list, tuple)) else [data]
         dirs = [d for root in roots for d in scene_dirs(root, self.cfg.split)]
         if not dirs:
@@ -370,7 +316,7 @@ class Trainer:
             levels = self.backbone_levels(item) if self.backbone_cache is not None else None
             prior_feats = self.prior_features(item) if self.prior_cache is not None else None
             t2 = clock()
-            terms = self.model(item, target, rng, levels, prior_feats)
+            terms = self.step_loss(item, target, rng, levels, prior_feats)
             t3 = clock()
             (terms["total"] / len(indices)).backward()
             t4 = clock()
