@@ -109,10 +109,11 @@ def test_rig_gatherer_sets_within_slop_only():
 def test_rig_gatherer_does_not_wait_for_a_dead_camera_and_counts_every_frame():
     g = RigGatherer(["a", "b", "c"], slop=0.01, min_views=2, timeout=0.5, camera_timeout=1.0, now=0.0)
     # start-up: only complete sets, however long a set waits
-    assert g.add("a", 1.0, "a1", 0.0) == [] and g.add("b", 1.0, "b1", 0.0) == [] and g.poll(0.9) == []
-    # after camera_timeout, "c" has delivered nothing: it is out, a set of a and b is ready at once
+    assert g.add("a", 1.0, "a0", 0.0) == [] and g.add("b", 1.0, "b0", 0.0) == []
+    assert g.add("a", 1.5, "a1", 0.5) == [] and g.add("b", 1.5, "b1", 0.5) == [] and g.poll(0.9) == []
+    # after camera_timeout, "c" has delivered nothing: it is out, the newest set of a and b is ready at once
     (s,) = g.poll(1.05)
-    assert s.items == {"a": "a1", "b": "b1"} and s.missing == ["c"]
+    assert s.items == {"a": "a1", "b": "b1"} and s.missing == ["c"] and g.superseded == 2  # (a0, b0)
     assert g.add("b", 2.0, "b2", 1.1) == [] and g.add("a", 2.001, "a2", 1.1)[0].missing == ["c"]
     # c comes back: it is waited for again; a frame of it that is lost leaves the set to the timeout
     assert g.add("c", 3.0, "c3", 1.2) == []  # its set lacks a and b
@@ -125,7 +126,7 @@ def test_rig_gatherer_does_not_wait_for_a_dead_camera_and_counts_every_frame():
     # a newer ready set closes the older open ones (counted); c (out again) comes too late for its set
     g.add("a", 6.0, "a6", 3.0)
     assert len(g.add("a", 7.0, "a7", 3.0) + g.add("b", 7.0, "b7", 3.0) + g.add("c", 7.0, "c7", 3.0)) == 1
-    assert g.dropped == 3 and g.superseded == 1 and g.pending == 0
+    assert g.dropped == 3 and g.superseded == 3 and g.pending == 0
 
 
 def test_moving_selector_angles_age_and_reset():
@@ -463,3 +464,14 @@ def test_sim_rig_cameras_orbit_and_empty_tray():
         with pytest.raises(ValueError):
             SimConfig(**bad)
 
+
+
+def test_rig_gatherer_waits_for_every_camera_again_after_the_rig_was_quiet():
+    """A conveyor stop or triggered cameras: after camera_timeout of silence from the whole rig, the next set is
+    complete again, not closed by the first min_views cameras to arrive."""
+    g = RigGatherer(["a", "b", "c"], slop=0.01, min_views=2, timeout=0.5, camera_timeout=1.0, now=0.0)
+    for c in "abc":
+        g.add(c, 1.0, c + "1", 0.0)
+    assert g.add("a", 20.0, "a2", 10.0) == [] and g.add("b", 20.0, "b2", 10.001) == []  # c is waited for
+    (s,) = g.add("c", 20.0, "c2", 10.002)
+    assert s.missing == [] and g.dropped == 0

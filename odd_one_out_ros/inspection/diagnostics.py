@@ -40,11 +40,14 @@ DROP_REASONS = {  # reason -> what it means; every frame not inspected is counte
     "expired": "moving: stamped longer ago than max_view_age, or too far ahead",
     "busy": "its view set was replaced by a newer one while the model was busy (back-pressure)",
     "not_requested": "trigger service: no ~/inspect call was waiting",
-    "inspection_failed": "its inspection failed (see inference_errors)",
+    "inspection_failed": "its inspection failed or could not be published (see inference_errors)",
+    "gather_error": "an unexpected error while making its view (a bug; see gather_errors and the log)",
     "inactive": "the detector was deactivated (lifecycle) before it was inspected",
 }
-CAMERA_ERRORS = ("encoding", "image", "camera_info", "clock_skew", "pose")  # problems of one camera's input
-BACK_PRESSURE = ("busy", "not_requested", "too_close", "frame_queue", "superseded", "inactive")  # no WARN
+CAMERA_ERRORS = ("encoding", "image", "camera_info", "clock_skew", "pose", "gather_error")  # of one camera's input
+# not a fault, no WARN: back-pressure, and rig frames that missed their set (delivery jitter; a camera that keeps
+# missing is named in missing_views and goes out)
+BACK_PRESSURE = ("busy", "not_requested", "too_close", "frame_queue", "superseded", "inactive", "unmatched")
 
 
 @dataclass
@@ -135,8 +138,10 @@ class DetectorHealth:
         st = self.cams[camera]
         st.errors[reason] += n
         st.last_error, st.last_error_kind, st.last_error_at = message, reason, now
-        if reason in ("pose", "image", "camera_info"):
+        if reason in ("pose", "image", "camera_info", "gather_error"):
             st.last_view_fail = now
+        if reason == "gather_error":
+            self.gather_errors += n
         return self._throttle((camera, reason), message, now, n) if message else None
 
     def _throttle(self, key: tuple[str, str], message: str, now: float, n: int = 1) -> str | None:

@@ -2,7 +2,8 @@
 
 - RigGatherer (`rig` mode, fixed cameras): sets of at most one frame per camera, stamped within `slop` seconds
   of the set's first frame. A set is ready when every camera is in it; or, with at least `min_views`
-  frames and once `camera_timeout` seconds have passed since the first frame, when every camera that is not
+  frames and once `camera_timeout` seconds have passed since the first frame (or the first after the
+  whole rig was quiet for that long), when every camera that is not
   *out* is in it (out: nothing delivered for `camera_timeout` seconds: a dead or broken camera is not
   waited for), or `timeout` seconds after it opened (a late or lost frame). A ready set closes every
   older one. Written here because message_filters is not
@@ -80,7 +81,9 @@ class RigGatherer:
         if camera not in self._last_delivery:
             raise KeyError(f"camera {camera!r} is not in the rig {self.cameras}")
         stamp = float(stamp)
-        if self._started is None:
+        if self._started is None or now - max(self._last_delivery.values()) > self.camera_timeout:
+            # the first frame, or the first after the whole rig was quiet (a conveyor stop, triggered cameras): a
+            # new start, in which every camera is waited for again
             self._started = now
             self._last_delivery = {c: now for c in self.cameras}
         self._last_delivery[camera] = now

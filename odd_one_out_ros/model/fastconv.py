@@ -73,8 +73,8 @@ def _fuse_sequential(m: nn.Module, pointwise: bool) -> None:
 
     for child in m.children():
         _fuse_sequential(child, pointwise)
-    if not isinstance(m, nn.Sequential):
-        return
+    if not isinstance(m, nn.Sequential) or type(m).forward is not nn.Sequential.forward:
+        return  # only plain sequential data flow: a subclass's own forward may reuse a conv's output
     names = list(m._modules)
     for a, b in zip(names, names[1:]):
         conv, bn = m._modules[a], m._modules[b]

@@ -31,6 +31,7 @@ from typing import Callable
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.event_handler import PublisherEventCallbacks, SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import (
@@ -156,6 +157,7 @@ class DetectorNode(LifecycleNode):
             try:
                 if self.trigger_configure() != TransitionCallbackReturn.SUCCESS or \
                         self.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+                    self._release()  # the model and the audit log's lock are not kept by a node that did not start
                     raise ValueError(self.transition_error or "the detector could not start")
             finally:
                 self._autostart = False
@@ -267,7 +269,10 @@ class DetectorNode(LifecycleNode):
         self._overridable = QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH,
                                                   QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY])
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        pub = self.create_lifecycle_publisher
+        def pub(typ, topic, qos_profile, **kw):  # no QoS event handlers: see _activate (cleanup destroys these)
+            return self.create_lifecycle_publisher(typ, topic, qos_profile, **kw,
+                                                   event_callbacks=PublisherEventCallbacks(use_default_callbacks=False))
+
         self.pub_markers = pub(MarkerArray, "~/markers", copy(latched), qos_overriding_options=self._overridable)
         self.pub_anomalies = pub(PoseArray, "~/anomalies", copy(latched), qos_overriding_options=self._overridable)
         self.pub_flag = pub(Bool, "~/anomaly_detected", copy(latched), qos_overriding_options=self._overridable)
@@ -313,16 +318,20 @@ class DetectorNode(LifecycleNode):
         # a copy per entity below: QoS overriding changes the profile it is given, which must not leak to the next
         qos = {"sensor_data": qos_profile_sensor_data, "reliable": QoSProfile(depth=10),
                "system_default": qos_profile_system_default}[p.image_qos]
-        sub, opts = self.create_subscription, self._overridable
+        # no QoS event handlers: rclpy's MultiThreadedExecutor can be adding one to a wait set in another thread
+        # while deactivate destroys its subscription, and then dies (InvalidHandle); the subscription handles
+        # themselves are guarded by rclpy
+        def sub(typ, topic, cb):
+            self._subs.append(self.create_subscription(
+                typ, topic, cb, copy(qos), qos_overriding_options=self._overridable,
+                event_callbacks=SubscriptionEventCallbacks(use_default_callbacks=False)))
+
         for cam in self.cameras:
             base = f"{self.prefix}/{cam}" if self.prefix else cam
-            self._subs.append(sub(Image, f"{base}/image_raw", lambda m, c=cam: self._on_image(c, m), copy(qos),
-                                  qos_overriding_options=opts))
-            self._subs.append(sub(CameraInfo, f"{base}/camera_info", lambda m, c=cam: self._on_info(c, m), copy(qos),
-                                  qos_overriding_options=opts))
+            sub(Image, f"{base}/image_raw", lambda m, c=cam: self._on_image(c, m))
+            sub(CameraInfo, f"{base}/camera_info", lambda m, c=cam: self._on_info(c, m))
             if self.pose_source == "topic":
-                self._subs.append(sub(PoseStamped, f"{base}/pose", lambda m, c=cam: self._on_pose(c, m), copy(qos),
-                                      qos_overriding_options=opts))
+                sub(PoseStamped, f"{base}/pose", lambda m, c=cam: self._on_pose(c, m))
         self._timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
         with self._lock:
             self._active = True
@@ -343,8 +352,9 @@ class DetectorNode(LifecycleNode):
         self._stop.set()
         for t in self._threads:
             t.join(timeout=wait)
+        still = any(t.is_alive() for t in self._threads)  # destroy_node's bounded wait ran out (shutdown only)
         self._threads = []
-        if not was_active:
+        if not was_active or still:
             return
         with self._lock:
             pending = self.pending_frames()
@@ -373,9 +383,12 @@ class DetectorNode(LifecycleNode):
         model, self.inspect_fn, self.model_info, self.resolver = self.inspect_fn, None, {}, None
         if model is not None and self._injected is None and self.params is not None \
                 and self.params.device.startswith("cuda"):
+            import gc
+
             import torch
 
             del model
+            gc.collect()  # the guard's hooks hold the network in a reference cycle
             torch.cuda.empty_cache()
         if self.audit is not None:
             problem = self.audit.close()  # never raises (e.g. on a full disk): one line instead
@@ -540,6 +553,8 @@ class DetectorNode(LifecycleNode):
             except Exception as e:  # never let the thread die: a bug, not a bad input; count it, log it, carry on
                 with self._lock:
                     self.health.gather_error(f"{type(e).__name__}: {e}", time.monotonic())
+                if frame is not None:  # (a bug in the gatherer itself: the frame may be lost)
+                    self._drop("gather_error")
                 self._log().error(f"gather stage failed: {type(e).__name__}: {e}")
             finally:
                 with self._lock:
@@ -652,6 +667,9 @@ class DetectorNode(LifecycleNode):
         except ViewError as e:
             self._drop(e.kind, 1, cam, f"unusable {e.kind.replace('_', ' ')}: {str(e).removeprefix(cam + ': ')}")
             return None
+        except Exception as e:  # a bug (e.g. in a library), not a bad input: counted, logged, the set goes on
+            self._drop("gather_error", 1, cam, f"making its view failed: {type(e).__name__}: {e}")
+            return None
         with self._lock:
             self.health.view_ok(cam, time.monotonic())
         return GatheredView(view, view_record(view, self.pose_source, **extra), (image, info, pose), frame.received)
@@ -708,9 +726,15 @@ class DetectorNode(LifecycleNode):
         recorded = self._audit(vs, report)  # before publishing: no decision without its record
         try:
             self._publish(report, result, views, header)
-        except Exception:
-            if not self._shutting_down():
-                raise
+        except Exception as e:
+            if not self._shutting_down():  # recorded but not published: an error, said once, the caller answered
+                msg = (f"inspection {report['inspection_id']} could not be published: {type(e).__name__}: {e}"
+                       + (" (it is in the audit log)" if recorded else ""))
+                with self._lock:
+                    self.health.inspection_failed(n, msg, time.monotonic())
+                self._log().error(msg)
+                self._finish_request(vs, None, msg)
+                return
             if not self._shutdown_logged:  # Ctrl-C during an inspection: the context is gone, say so in one line
                 self._shutdown_logged = True
                 self._log().warning(f"shutting down: inspection {report['inspection_id']} was not published"

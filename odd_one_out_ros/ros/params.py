@@ -128,8 +128,9 @@ class DetectorParams:
                                   "(the others are named in the report)", 1, 1000)
     set_timeout: float = ros_param(0.5, "rig: seconds a set waits for a late camera before it is inspected "
                                         "without it", 0.01, 60.0)
-    camera_timeout: float = ros_param(3.0, "a camera without a usable frame for this long is out: rig sets stop "
-                                           "waiting for it, diagnostics WARN (ERROR below min_views)", 0.1, 3600.0)
+    camera_timeout: float = ros_param(3.0, "a camera with no frame passing the arrival checks for this long (or "
+                                           "whose latest view failed) is out: rig sets stop waiting for it, "
+                                           "diagnostics WARN (ERROR below min_views)", 0.1, 3600.0)
     max_clock_skew: float = ros_param(10.0, "frames stamped further than this from the node's clock are dropped "
                                             "and reported (clock_skew); 0 = no check", 0.0, 1e9)
     views_required: int = ros_param(5, "moving: views per inspection", 1, 1000)
