@@ -34,18 +34,15 @@ from pathlib import Path
 
 
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+    import psutil
+
+    return psutil.Process(pid).memory_info().rss / 2**20
 
 
 def pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(q * (len(s) - 1))))]
+    import numpy as np
+
+    return float(np.percentile(values, 100 * q, method="nearest")) if values else float("nan")
 
 
 def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpoint: str = "",

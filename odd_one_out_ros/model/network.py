@@ -136,12 +136,9 @@ class OddOneOutNet(nn.Module):
         """The comparison behind the prior (prior_scores' arguments) -> raw scores per scene (N_b,) float64: the
         training-free baseline's (model/baseline.py baseline_scores with self.prior_cfg and prior_extractor)."""
         with record_function("prior"):
-            out = []
-            for b, bs in enumerate(boxes):
-                f = feats[b] if feats is not None else None
-                ext = self.prior_extractor(images.device) if f is None else None
-                out.append(baseline_scores(images[b], K[b], T_cw[b], bs, ext, self.prior_cfg, f))
-            return out
+            ext = self.prior_extractor(images.device) if feats is None else None
+            return [baseline_scores(images[b], K[b], T_cw[b], bs, ext, self.prior_cfg,
+                                    feats[b] if feats is not None else None) for b, bs in enumerate(boxes)]
 
     def prior_extractor(self, device: torch.device):
         """The prior's frozen 2D features (the offline ImageNet MobileNetV2), built on first use."""

@@ -150,13 +150,13 @@ def stamp_seconds(msg) -> float:
     return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
 
 
-def posed_view(image: Image, info: CameraInfo, pose, source: str = "") -> PosedView:
+def posed_view(image: Image, info: CameraInfo, pose, source: str = "", rgb: np.ndarray | None = None) -> PosedView:
     """Image + CameraInfo + geometry_msgs/PoseStamped (the camera optical frame's pose in the world,
     i.e. camera-to-world) -> PosedView. The one conversion the detector and `odd-one-out replay` share,
     so a replayed inspection sees bit-identical inputs. Raises ViewError (a ValueError) naming `source`
-    and saying which of the three messages is unusable."""
+    and saying which of the three messages is unusable. rgb: image_to_rgb(image) when the caller has it already."""
     try:
-        rgb = image_to_rgb(image)
+        rgb = image_to_rgb(image) if rgb is None else rgb
     except ValueError as e:
         raise ViewError("image", f"{source}: {e}") from None
     try:

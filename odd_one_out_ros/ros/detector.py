@@ -637,7 +637,7 @@ class DetectorNode(LifecycleNode):
     def _view(self, frame: Frame) -> GatheredView | None:
         """Frame -> posed view, or None (counted and logged) when its image, intrinsics or pose is unusable."""
         cam, image, info = frame.camera, frame.image, frame.info
-        extra = {}
+        extra, rgb = {}, None
         try:
             if self.pose_source == "topic":
                 if frame.pose.header.frame_id and frame.pose.header.frame_id != self.frame_id:
@@ -660,7 +660,7 @@ class DetectorNode(LifecycleNode):
                 pose = PoseStamped()
                 pose.header.stamp, pose.header.frame_id = image.header.stamp, self.frame_id
                 pose.pose = rigid_to_pose(T_cw.inverse())
-            view = posed_view(image, info, pose, cam)  # the same conversion as odd-one-out replay
+            view = posed_view(image, info, pose, cam, rgb)  # the same conversion as odd-one-out replay
         except PoseError as e:
             self._drop("pose", 1, cam, f"no camera pose: {e}")
             return None

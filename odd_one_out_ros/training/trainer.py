@@ -257,10 +257,14 @@ class Trainer:
             self.prior_cache = FeatureCache(lambda x: extract(ext, x, scales), f"prior-{'-'.join(map(str, scales))}",
                                             self.out / "prior_cache", self.device)
 
+    def _cached_maps(self, cache, item: dict) -> list[torch.Tensor]:
+        """cache's maps of the item's input views, stacked per map: list of (n_input, C, h, w)."""
+        per_image = [cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
+        return [torch.stack(maps).to(self.device) for maps in zip(*per_image)]
+
     def prior_features(self, item: dict) -> list[torch.Tensor]:
         """The prior's extractor maps of the item's input views, from the cache: one (n_input, C, h, w) per scale."""
-        per_image = [self.prior_cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
-        return [torch.stack(f).to(self.device) for f in zip(*per_image)]
+        return self._cached_maps(self.prior_cache, item)
 
     @property
     def last_path(self) -> Path:
@@ -291,8 +295,7 @@ class Trainer:
 
     def backbone_levels(self, item: dict) -> list[torch.Tensor]:
         """The frozen backbone's levels of the item's input views, from the cache: list of (n_input, C_l, h_l, w_l)."""
-        per_image = [self.backbone_cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
-        return [torch.stack(lv).to(self.device) for lv in zip(*per_image)]
+        return self._cached_maps(self.backbone_cache, item)
 
     def run_step(self, indices: list[int], timings: dict[str, float] | None = None, clock=time.perf_counter
                  ) -> dict[str, float]:
