@@ -79,27 +79,63 @@ def test_an_object_of_another_material_scores_highest_and_deterministically(clea
         assert int(np.argmax(_scores(meta, views, extractor, cfg))) == 2
 
 
-def test_the_models_prior_gives_the_baselines_raw_scores_of_the_same_boxes(clean_scene, extractor):
-    """`evaluate --baseline` on a model with matcher.prior reuses the prior's raw scores (InspectionResult.prior_raw)
-    instead of running MobileNetV2 again: the same numbers as the scorer's own pass, predicted or given boxes."""
-    from odd_one_out_ros.model.inference import Inspector
+def old_layout_checkpoint(path) -> Path:
+    """The shipped checkpoint as a checkpoint made before issue 20 stores it: no prior_features / prior_levels /
+    prior_grid in its matcher config (they load as "teacher": a second MobileNetV2 at 2x, grid 6)."""
+    blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    for key in ("prior_features", "prior_levels", "prior_grid"):
+        blob["config"]["matcher"].pop(key, None)
+    torch.save(blob, path)
+    return Path(path)
 
-    inspector = Inspector.from_checkpoint(DEFAULT_CHECKPOINT)
-    assert inspector.net.cfg.matcher.prior
-    scorer = B.BaselineScorer(B.BaselineConfig(), extractor)
-    assert scorer.computed_by(inspector.net)
-    assert not B.BaselineScorer(B.BaselineConfig(scales=(1.0,)), extractor).computed_by(inspector.net)
-    meta = read_scene_meta(clean_scene)
+
+def _check_shared_raw(inspector, scorer, meta, recompute):
+    """The prior's raw scores of an inspection (predicted, then the true boxes) equal `recompute`'s."""
     views = _views(meta, odd=2)
     images, K, T = views_to_tensors(views, inspector.net.cfg.image_size, "cpu")
     for given in (None, [o.box for o in meta.objects]):
         res = inspector.inspect(views, given)
         boxes = [o.box for o in res.objects]
         assert len(boxes) >= 3 and res.prior_raw.shape == (len(boxes),)
-        raw, prob, _ = scorer(images[0], K[0], T[0], boxes)
+        raw = recompute(images, K, T, boxes)
         shared_raw, shared_prob, _ = scorer(None, None, None, boxes, raw=res.prior_raw)
-        np.testing.assert_allclose(shared_raw, raw, rtol=1e-12, atol=0)
-        np.testing.assert_allclose(shared_prob, prob, rtol=1e-12, atol=0)
+        np.testing.assert_allclose(shared_raw, raw, rtol=1e-9, atol=0)
+        np.testing.assert_allclose(shared_prob, B.calibrate(raw, scorer.cfg), rtol=1e-9, atol=0)
+
+
+def test_the_models_prior_gives_the_baselines_raw_scores_of_the_same_boxes(clean_scene, extractor):
+    """`evaluate --baseline` on a model with matcher.prior reuses the prior's raw scores (InspectionResult.prior_raw):
+    for the shipped checkpoint (prior_features "trunk") they are the comparison run on its own backbone levels; a
+    separate MobileNetV2 at 2x is another baseline, not computed by it."""
+    from odd_one_out_ros.model.inference import Inspector
+
+    inspector = Inspector.from_checkpoint(DEFAULT_CHECKPOINT)
+    net = inspector.net
+    assert net.cfg.matcher.prior and net.prior_trunk
+    scorer = B.BaselineScorer(net.prior_cfg, B.MODEL_PRIOR)
+    assert scorer.computed_by(net)
+    assert not B.BaselineScorer(B.BaselineConfig(), extractor).computed_by(net)
+    with pytest.raises(ValueError, match="raw"):
+        scorer(None, None, None, [])
+    meta = read_scene_meta(clean_scene)
+    _check_shared_raw(inspector, scorer, meta, lambda images, K, T, boxes: B.baseline_scores(
+        images[0], K[0], T[0], boxes, None, net.prior_cfg, net.prior_maps(images)[0]))
+
+
+def test_an_old_layout_checkpoint_keeps_its_2x_teacher_prior(clean_scene, extractor, tmp_path):
+    """A checkpoint without the issue-20 fields loads with the settings it was trained with: the prior's features
+    from a separate ImageNet MobileNetV2 at 2x (BaselineConfig's defaults), which the 2x baseline reproduces."""
+    from odd_one_out_ros.model.inference import Inspector
+
+    inspector = Inspector.from_checkpoint(old_layout_checkpoint(tmp_path / "old.pt"))
+    net = inspector.net
+    assert net.cfg.matcher.prior_features == "teacher" and not net.prior_trunk and net.prior_cfg == B.BaselineConfig()
+    scorer = B.BaselineScorer(B.BaselineConfig(), extractor)
+    assert scorer.computed_by(net) and B.BaselineScorer(net.prior_cfg, B.MODEL_PRIOR).computed_by(net)
+    assert not B.BaselineScorer(B.BaselineConfig(scales=(1.0,)), extractor).computed_by(net)
+    meta = read_scene_meta(clean_scene)
+    _check_shared_raw(inspector, scorer, meta,
+                      lambda images, K, T, boxes: scorer(images[0], K[0], T[0], boxes)[0])
 
 
 def test_geometry_helpers():
@@ -149,7 +185,9 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
              progress=False)
     rep, out = _evaluate(data, tmp_path / "gt.json", "--baseline", "--gt-boxes")
     assert rep["boxes"] == "ground truth" and _same_fields(rep["metrics"], rep["baseline"])
-    assert rep["baseline_config"]["from_model_prior"]  # the shipped model's prior: one MobileNetV2 pass per scene
+    # the default baseline is the shipped model's own prior (its backbone levels): no second network runs
+    assert rep["baseline_config"]["from_model_prior"] and "trunk" in rep["baseline_config"]["teacher"]
+    assert rep["baseline_config"]["grid"] == 7
     for m in (rep["metrics"], rep["baseline"]):
         assert m["all"]["box_recall_iou50"] == 100.0 and m["by_split"]["unseen-test"]["box_recall_iou50"] == 100.0
     for row in rep["scenes"]:
@@ -162,6 +200,13 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
     assert rep["baseline"]["all"]["box_recall_iou50"] == rep["metrics"]["all"]["box_recall_iou50"]
     assert all("baseline_score" in p for row in rep["scenes"] for p in row["pred"])
     assert "baseline" in out
+    # --baseline-teacher mobilenet_v2: the separate MobileNetV2 at 2x (the comparison before issue 20), another score
+    rep2, _ = _evaluate(data, tmp_path / "2x.json", "--baseline", "--gt-boxes", "--baseline-teacher", "mobilenet_v2")
+    cfg2 = rep2["baseline_config"]
+    assert not cfg2["from_model_prior"] and cfg2["teacher"] == "mobilenet_v2" and cfg2["scales"] == [2.0]
+    ours = [p["baseline_raw"] for row in json.loads((tmp_path / "gt.json").read_text())["scenes"] for p in row["pred"]]
+    theirs = [p["baseline_raw"] for row in rep2["scenes"] for p in row["pred"]]
+    assert len(ours) == len(theirs) and not np.allclose(ours, theirs)
     # without --baseline: no baseline fields
     rep, _ = _evaluate(data, tmp_path / "plain.json", "--limit", "1")
     assert "baseline" not in rep and all("baseline_score" not in p for row in rep["scenes"] for p in row["pred"])

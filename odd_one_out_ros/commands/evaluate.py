@@ -21,8 +21,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--baseline", action="store_true",
                    help="also score the same boxes with the training-free baseline (frozen features compared "
                         "across the instances of each scene; docs/training.md)")
-    p.add_argument("--baseline-teacher", default="mobilenet_v2", choices=["mobilenet_v2", "dinov2_vits14"],
-                   help="frozen features of the baseline (default mobilenet_v2, offline)")
+    p.add_argument("--baseline-teacher", default="model", choices=["model", "mobilenet_v2", "dinov2_vits14"],
+                   help="frozen features of the baseline: model (default) = the comparison the model's matcher.prior "
+                        "runs, on its own features (for a model without a prior: mobilenet_v2); mobilenet_v2 = a "
+                        "separate ImageNet MobileNetV2 on the images at 2x (offline); dinov2_vits14 (needs "
+                        "--baseline-teacher-weights)")
     p.add_argument("--baseline-teacher-weights", default="", help="weights file for --baseline-teacher dinov2_vits14")
     p.add_argument("--gt-boxes", action="store_true",
                    help="score the ground-truth boxes instead of the model's (model and baseline): measures the "
@@ -49,12 +52,18 @@ def run(args) -> int:
         dirs = scene_dirs(args.data, args.split or None)
         scorer = None
         if args.baseline:
-            from ..model.baseline import BaselineConfig, BaselineScorer
+            from ..model.baseline import MODEL_PRIOR, BaselineConfig, BaselineScorer
             from ..model.teacher import build_teacher
 
-            teacher = build_teacher(args.baseline_teacher, args.baseline_teacher_weights).to(args.device)
-            cfg = BaselineConfig() if args.baseline_teacher == "mobilenet_v2" else BaselineConfig(scales=(1.0,))
-            scorer = BaselineScorer(cfg, teacher)
+            net = inspector.net
+            features = args.baseline_teacher
+            if features == "model" and net.cfg.matcher.prior:
+                scorer = BaselineScorer(net.prior_cfg, MODEL_PRIOR)
+            else:
+                features = "mobilenet_v2" if features == "model" else features
+                teacher = build_teacher(features, args.baseline_teacher_weights).to(args.device)
+                cfg = BaselineConfig() if features == "mobilenet_v2" else BaselineConfig(scales=(1.0,))
+                scorer = BaselineScorer(cfg, teacher)
         shared = scorer is not None and scorer.computed_by(inspector.net)
     except (CheckpointError, ValueError) as e:
         raise CommandError(str(e)) from None
@@ -101,8 +110,11 @@ def run(args) -> int:
         report["baseline"] = evaluate(base_results)
         # from_model_prior: the raw scores are the model's prior's (the same comparison, run once per scene); the
         # baseline's latency is then only its calibration
-        report["baseline_config"] = {"teacher": args.baseline_teacher, **scorer.config_dict(),
-                                     "from_model_prior": shared}
+        prior = inspector.net.cfg.matcher
+        teacher = (f"the model's prior ({prior.prior_features}" + (f", strides {prior.prior_levels})"
+                                                                   if prior.prior_features == "trunk" else ")")
+                   if scorer.extractor == MODEL_PRIOR else features)
+        report["baseline_config"] = {"teacher": teacher, **scorer.config_dict(), "from_model_prior": shared}
     report["scenes"] = rows
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))

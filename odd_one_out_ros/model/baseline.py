@@ -43,7 +43,8 @@ import torch.nn.functional as F
 from ..geometry import Box3D, scale_intrinsics
 from .volume import sample_views
 
-__all__ = ["BaselineConfig", "baseline_scores", "calibrate", "robust_z", "default_extractor", "cell_points"]
+__all__ = ["BaselineConfig", "baseline_scores", "calibrate", "robust_z", "default_extractor", "cell_points",
+           "MODEL_PRIOR", "BaselineScorer"]
 
 
 @dataclass
@@ -314,9 +315,15 @@ def calibrate(scores, cfg: BaselineConfig | None = None) -> np.ndarray:
     return 1 / (1 + np.exp(-(robust_z(s, cfg) - cfg.z0) / cfg.slope))
 
 
+MODEL_PRIOR = "model-prior"
+"""BaselineScorer's extractor for the comparison a model's matcher.prior runs (its own maps, e.g. the backbone's
+levels with prior_features "trunk"): its raw scores come from the inspection (InspectionResult.prior_raw)"""
+
+
 @dataclass
 class BaselineScorer:
-    """Holds the extractor; `__call__(images, K, T_cw, boxes)` -> (raw scores, probabilities, seconds)."""
+    """Holds the extractor; `__call__(images, K, T_cw, boxes)` -> (raw scores, probabilities, seconds).
+    extractor MODEL_PRIOR: the scores of a model's own prior, passed as `raw` (computed_by)."""
 
     cfg: BaselineConfig = field(default_factory=BaselineConfig)
     extractor: object = None
@@ -332,17 +339,23 @@ class BaselineScorer:
 
         t0 = time.perf_counter()
         if raw is None:
+            if isinstance(self.extractor, str):
+                raise ValueError("a scorer of a model's prior needs the model's raw scores (raw=)")
             raw = baseline_scores(images, K, T_cw, boxes, self.extractor, self.cfg)
         return raw, calibrate(raw, self.cfg), time.perf_counter() - t0
 
     def computed_by(self, net) -> bool:
         """Whether the model's matcher.prior computes this scorer's raw scores (InspectionResult.prior_raw): the
-        same config and the same extractor (the offline MobileNetV2 at its shipped weights)."""
+        model's own prior (MODEL_PRIOR), or the same config and the same extractor (the offline MobileNetV2 at its
+        shipped weights) as a prior_features "teacher" model's."""
         from .teacher import MobileNetTeacher
 
+        if not net.cfg.matcher.prior or self.cfg != net.prior_cfg:
+            return False
         ext = self.extractor
-        return (bool(net.cfg.matcher.prior) and self.cfg == net.prior_cfg and isinstance(ext, MobileNetTeacher)
-                and ext.weights == "deep-sort")
+        if isinstance(ext, str):
+            return ext == MODEL_PRIOR
+        return not net.prior_trunk and isinstance(ext, MobileNetTeacher) and ext.weights == "deep-sort"
 
     def config_dict(self) -> dict:
         import dataclasses

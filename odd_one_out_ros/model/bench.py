@@ -6,15 +6,20 @@ classified so that N is what the caller asks for. Used by `odd-one-out bench` an
 """
 from __future__ import annotations
 
+import json
 import math
-import resource
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..geometry import Box3D, boxes_to_tensor, look_at
+from .checkpoint import load_checkpoint, save_checkpoint
 from .config import ModelConfig
 from .matcher import CrossInstanceMatcher
 from .network import OddOneOutNet
@@ -54,47 +59,117 @@ def _timed(fn, device, warmup: int, repeat: int) -> list[float]:
     return times
 
 
+STAGES = ("volume", "boxes", "prior", "classify")
+
+
+@torch.no_grad()
+def _inspect(net: OddOneOutNet, images, K, T, box_list: list[Box3D], boxes: torch.Tensor, device) -> list[float]:
+    """One inspection as OddOneOutNet.forward runs it (one backbone pass, a volume for inspection only), except that
+    the given boxes are classified; returns the seconds of each of STAGES."""
+    _sync(device)
+    t0 = time.perf_counter()
+    levels = net.encoder.backbone_levels(images.flatten(0, 1))
+    vol = net.build_volume(images, K, T, levels, inspect_only=True)
+    _sync(device)
+    t1 = time.perf_counter()
+    net.estimate_boxes(vol)
+    t2 = time.perf_counter()
+    prior = None
+    if net.cfg.matcher.prior:
+        maps = net.prior_maps(images, levels) if net.prior_trunk else None
+        prior = net.prior_scores(images, K, T, [box_list], maps)
+    _sync(device)
+    t3 = time.perf_counter()
+    net.classify(vol, [boxes], prior)
+    _sync(device)
+    t4 = time.perf_counter()
+    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3]
+
+
+def rss_mb(field: str = "VmRSS") -> float | None:
+    """This process's resident memory (VmRSS) or its peak since the last reset (VmHWM) in MB (Linux; else None)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Set this process's peak-RSS mark (VmHWM) to its current RSS, so that a later peak can be lower than an
+    earlier one (Linux /proc/self/clear_refs); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def inspection_peak_memory(net: OddOneOutNet, views: int, objects: int, device="cpu") -> dict:
+    """Peak memory of one inspection over the loaded model, measured in a fresh process (so that nothing this
+    process ran before counts): the model is saved, loaded there, its RSS taken, the peak mark reset, and one
+    inspection (the first, cold: it builds the fused CNNs) then a second run. Returns peak_memory_mb (the cold
+    inspection's peak RSS), peak_memory_increase_mb (over the loaded model), the warm inspection's increase and the
+    method."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_checkpoint(Path(tmp) / "net.pt", net)
+        code = "import sys; from odd_one_out_ros.model.bench import _peak_memory_child as f; f(*sys.argv[1:])"
+        out = subprocess.run([sys.executable, "-c", code, str(path), str(views), str(objects), str(device),
+                              str(torch.get_num_threads())], capture_output=True, text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"peak-memory subprocess failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _peak_memory_child(path: str, views: str, objects: str, device: str, threads: str) -> None:
+    torch.set_num_threads(int(threads))
+    net, _ = load_checkpoint(path, device)
+    images, K, T, box_list = synthetic_inputs(net.cfg, int(views), int(objects), device)
+    boxes = boxes_to_tensor(box_list, device)
+    result = {}
+    for run in ("cold", "warm"):
+        base = rss_mb()
+        exact = reset_peak_rss()
+        _inspect(net, images, K, T, box_list, boxes, device)
+        peak = rss_mb("VmHWM")
+        if run == "cold":
+            result.update(peak_memory_mb=peak, peak_memory_increase_mb=peak - base)
+        else:
+            result["peak_memory_increase_warm_mb"] = peak - base
+        result["peak_memory_method"] = ("fresh process: VmHWM after /proc/self/clear_refs, over the loaded model's RSS"
+                                        if exact else "fresh process: lifetime VmHWM over the loaded model's RSS")
+    print(json.dumps(result))
+
+
 @torch.no_grad()
 def bench_inspection(net: OddOneOutNet, views: int, objects: int, device="cpu", warmup: int = 2,
-                     repeat: int = 5, reference: bool = True) -> dict:
-    """Median latency (ms) of build_volume + box estimation + (the training-free prior, when the model adds it)
-    + classification of `objects` boxes, peak memory (of the warm-up inspections: on the CPU the process's peak
-    RSS and its increase over the start) and, with `reference`, the same-run reference (`reference_forward`, timed
-    interleaved with the inspections): reference_ms and ratio = latency_ms_median / reference_ms."""
+                     repeat: int = 5, reference: bool = True, memory: bool = True) -> dict:
+    """Median latency (ms) of one inspection (`_inspect`: the backbone once, the volume, box estimation, the
+    training-free prior when the model adds it, classification of `objects` boxes) and of each of its STAGES,
+    with `memory` its peak memory (`inspection_peak_memory`, a fresh process; on a GPU the allocator's peak here)
+    and, with `reference`, the same-run reference (`reference_forward`, timed interleaved with the inspections):
+    reference_ms and ratio = latency_ms_median / reference_ms."""
     net = net.to(device).eval()
     images, K, T, box_list = synthetic_inputs(net.cfg, views, objects, device)
     boxes = boxes_to_tensor(box_list, device)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    if torch.device(device).type == "cuda":
+    cuda = torch.device(device).type == "cuda"
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
-    stages: dict[str, list[float]] = {"volume": [], "boxes": [], "prior": [], "classify": []}
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
 
     def once():
-        _sync(device)
-        t0 = time.perf_counter()
-        vol = net.build_volume(images, K, T)
-        _sync(device)
-        t1 = time.perf_counter()
-        net.estimate_boxes(vol)
-        t2 = time.perf_counter()
-        prior = net.prior_scores(images, K, T, [box_list]) if net.cfg.matcher.prior else None
-        _sync(device)
-        t3 = time.perf_counter()
-        net.classify(vol, [boxes], prior)
-        _sync(device)
-        t4 = time.perf_counter()
-        for k, v in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t4 - t3)):
+        for k, v in zip(STAGES, _inspect(net, images, K, T, box_list, boxes, device)):
             stages[k].append(v)
 
     for _ in range(warmup):
         once()
-    # the peak memory of the inspection alone, before the reference network runs in this process
-    if torch.device(device).type == "cuda":
+    peak_mb = {}
+    if cuda:
         peak_mb = {"peak_memory_mb": torch.cuda.max_memory_allocated() / 2 ** 20}
-    else:
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        # process peak RSS (includes Python and libraries); the increase is what the inspections added
-        peak_mb = {"peak_memory_mb": peak, "peak_memory_increase_mb": peak - rss0}
+    elif memory:
+        peak_mb = inspection_peak_memory(net, views, objects, device)
     ref = reference_forward(views, net.cfg.image_size, device) if reference else None
     if ref is not None:
         for _ in range(warmup):
@@ -277,7 +352,8 @@ def bench_train(config: str = "cpu", data=None, views: tuple[int, int] = (4, 3),
 
 
 def _teacher_ms(cache, repeat: int = 3) -> float:
-    """ms of one teacher forward on one 256 x 256 image (what a cache miss costs, once per image)."""
+    """ms of one teacher forward on one 256 x 256 image (what a cache miss costs, once per image; with the trunk as
+    teacher, one backbone pass)."""
     x = torch.rand(1, 3, 256, 256, device=cache.device)
     with torch.no_grad():
-        return statistics.median(1000 * t for t in _timed(lambda: cache.teacher(x), cache.device, 1, repeat))
+        return statistics.median(1000 * t for t in _timed(lambda: cache.fn(x), cache.device, 1, repeat))

@@ -1,7 +1,7 @@
 """Model configuration: dataclasses saved inside every checkpoint (as plain dicts).
 
-Presets: `paper` (the paper's sizes, for a GPU), `cpu` (same algorithm, smaller grid and channels,
-sized for 2 CPU cores), `tiny` (unit tests). Frames and the voxel grid: docs/frames.md.
+Presets: `paper` (the paper's sizes, for a GPU), `cpu` (smaller grid and channels, sized for 2 CPU cores, and
+the training-free comparison added to the matcher: `matcher.prior`, not in the paper), `tiny` (unit tests). Frames and the voxel grid: docs/frames.md.
 """
 from __future__ import annotations
 
@@ -68,6 +68,16 @@ class MatcherConfig:
     z = the object's robust z-score among the scene's boxes, a and b learned (init 1 and 3: the baseline's own
     calibration), so the matcher learns a residual to it (not in the paper; docs/model.md). Off in the paper
     config."""
+    prior_features: str = "teacher"
+    """the comparison's frozen 2D features: "trunk" = the encoder's own backbone levels from the inspection's one
+    backbone pass (cpu preset), or "teacher" = a second ImageNet MobileNetV2 run on the images at 2x (the layout
+    of checkpoints made before 2026-12-02, which load with it)"""
+    prior_levels: str = "8+16"
+    """with prior_features "trunk": the backbone strides compared; "|" separates maps (each L2-normalised, all
+    weighted equally), "+" joins strides into one map at the finer one (e.g. "4|8+16": the stride-4 map, and
+    the stride-8 map with the stride-16 one upsampled to it, which is the MobileNetV2 teacher's map)"""
+    prior_grid: int = 6
+    """cells per box axis of the comparison (BaselineConfig.grid)"""
 
 
 @dataclass
@@ -179,7 +189,7 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
             unet_channels=(16, 32, 64), unet_blocks=(1, 1, 2), volume_channels=32, teacher_dim=128,
             render=RenderConfig(n_samples=48, rgb_size=64, feature_size=32),
             matcher=MatcherConfig(roi_size=8, dim=64, blocks=3, heads=8, k=20, max_partners=5, head_hidden=128,
-                                  prior=True),
+                                  prior=True, prior_features="trunk", prior_levels="4|8+16", prior_grid=7),
             boxes=BoxConfig(min_voxels=8))
     if name == "tiny":
         return ModelConfig(
@@ -195,6 +205,22 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
 
 ENCODERS = ("resnet50_fpn", "mobilenet_v2_fpn")
 ENCODER_STRIDES = (4, 8, 16, 32)
+PRIOR_FEATURES = ("trunk", "teacher")
+
+
+def prior_level_groups(spec: str) -> list[tuple[int, ...]]:
+    """MatcherConfig.prior_levels -> the strides of each map, finest first: "4|8+16" -> [(4,), (8, 16)].
+    Raises ValueError for an empty group or a stride not in ENCODER_STRIDES."""
+    groups = []
+    for part in str(spec).split("|"):
+        try:
+            strides = tuple(sorted(int(s) for s in part.split("+")))
+        except ValueError:
+            raise ValueError(f"matcher.prior_levels must be strides joined by '+' and '|', got {spec!r}") from None
+        if not strides or any(s not in ENCODER_STRIDES for s in strides) or len(set(strides)) != len(strides):
+            raise ValueError(f"matcher.prior_levels: strides must be distinct ones of {ENCODER_STRIDES}, got {spec!r}")
+        groups.append(strides)
+    return groups
 _SUBCONFIGS = (GridConfig, EncoderConfig, RenderConfig, MatcherConfig, BoxConfig)
 
 
@@ -252,6 +278,11 @@ def _check_ranges(c: "ModelConfig") -> None:
     need(c.matcher.blocks >= 0, "matcher.blocks", "an integer >= 0")
     need(c.matcher.max_partners >= 0, "matcher.max_partners", "an integer >= 0 (0 = all others)")
     need(c.matcher.roi_margin >= 0, "matcher.roi_margin", ">= 0 (voxels)")
+    need(c.matcher.prior_features in PRIOR_FEATURES, "matcher.prior_features", f"one of {PRIOR_FEATURES}")
+    need(c.matcher.prior_grid >= 2, "matcher.prior_grid", "an integer >= 2")
+    groups = prior_level_groups(c.matcher.prior_levels)
+    need(all(s >= c.encoder.stride for g in groups for s in g), "matcher.prior_levels",
+         f"strides the encoder computes (>= encoder.stride {c.encoder.stride})")
     need(0 < c.boxes.occupancy_threshold < 1, "boxes.occupancy_threshold", "strictly between 0 and 1")
     need(0 < c.boxes.boundary_level < 1, "boxes.boundary_level", "strictly between 0 and 1")
     need(c.boxes.eps_voxels > 0, "boxes.eps_voxels", "> 0 (voxels)")

@@ -6,7 +6,8 @@
       --renderer-->  RGB, mask, features at any camera (training)
       --box estimator-->  boxes per scene  --RoI pooling-->  z (N, c + d_f + 1, r, r, r)
       --cross-instance matching-->  one anomaly logit per object
-      (+ with matcher.prior: the training-free comparison of the boxes' frozen 2D features, model/baseline.py)
+      (+ with matcher.prior: the training-free comparison of the boxes' frozen 2D features, model/baseline.py;
+         with matcher.prior_features "trunk" those are the backbone levels of the same pass: one pass per image)
 
 Cameras: K (B, V, 3, 3) for the H x W input images, T_cw (B, V, 4, 4) world-to-camera (docs/frames.md).
 Images must be undistorted pinhole views, RGB in [0, 1].
@@ -16,16 +17,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.autograd.profiler import record_function
 
 from ..geometry import Box3D, boxes_to_tensor, scale_intrinsics
-from .baseline import BaselineConfig, baseline_scores, default_extractor, robust_z
+from .baseline import BaselineConfig, baseline_scores, default_extractor, extract, robust_z
 from .box_estimator import estimate_boxes
-from .config import ModelConfig
+from .config import ENCODER_STRIDES, ModelConfig, prior_level_groups
 from .encoder2d import FPNEncoder
 from .heads import ColourHead, DensityHead, Projector
 from .losses import LossWeights, feature_loss, image_loss, occupancy_loss, weighted_bce
-from .matcher import CrossInstanceMatcher, roi_pool
+from .matcher import CrossInstanceMatcher, roi_points, roi_pool
 from .renderer import VolumeRenderer
 from .unet3d import UNet3D
 from .volume import SceneVolume, VoxelGrid, backproject
@@ -45,16 +47,21 @@ class OddOneOutNet(nn.Module):
         self.renderer = VolumeRenderer(self.grid, cfg.render.n_samples)
         obj_channels = c + 1 + (cfg.teacher_dim if cfg.distill else 0)
         self.matcher = CrossInstanceMatcher(cfg, obj_channels)
-        self.prior_cfg = BaselineConfig()
+        m = cfg.matcher
+        self.prior_trunk = m.prior_features == "trunk"
+        self.prior_groups = prior_level_groups(m.prior_levels)
+        # the comparison's settings; in trunk mode its maps are the backbone's (BaselineConfig.scales unused)
+        self.prior_cfg = BaselineConfig(grid=m.prior_grid, scales=(1.0,) if self.prior_trunk else (2.0,))
         self._frozen: dict = {}  # the prior's extractor: frozen weights from a package, kept out of state_dict
 
     # ------------------------------------------------------------------ 3D scene volume
     def build_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
-                     levels: list[torch.Tensor] | None = None) -> SceneVolume:
+                     levels: list[torch.Tensor] | None = None, inspect_only: bool = False) -> SceneVolume:
         """images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4) -> the scene volume: fv (B, c, Z, Y, X),
         density (B, 1, ...), colour (B, 3, ...), seen (B, 1, ...) and, when distilling, feat (B, d_f, ...).
         levels: the 2D backbone's levels of the B*V images (encoder.backbone_levels, e.g. cached for a frozen
-        backbone), so that only the feature pyramid runs."""
+        backbone), so that only the feature pyramid runs. inspect_only: only what an inspection reads (colour
+        and feat None; object_volumes then computes V_f at the voxels it pools)."""
         B, V, _, H, W = images.shape
         with record_function("encoder"):
             feats = self.encoder(images.flatten(0, 1), levels)  # (B*V, d, h, w)
@@ -67,6 +74,8 @@ class OddOneOutNet(nn.Module):
         with record_function("unet3d"):
             fv = self.unet(volume * seen, seen)
         with record_function("heads"):
+            if inspect_only:
+                return SceneVolume(fv, self.density_head(fv), None, seen, None)
             return SceneVolume(fv, self.density_head(fv), self.colour_head(fv), seen,
                                self.projector(fv) if self.projector is not None else None)
 
@@ -107,17 +116,42 @@ class OddOneOutNet(nn.Module):
 
     def object_volumes(self, vol: SceneVolume, b: int, boxes: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Scene b's objects: boxes (N, 7) -> z (N, c + 1 [+ d_f], r, r, r) and beta(z) tokens (N, r^3, d_f) or None."""
+        """Scene b's objects: boxes (N, 7) -> z (N, c + 1 [+ d_f], r, r, r) and beta(z) tokens (N, r^3, d_f) or None.
+        A volume built inspect_only has no feat: V_f is then computed only at the voxels pooled (the same values)."""
         m = self.cfg.matcher
+        margin = m.roi_margin * self.grid.voxel_size
         parts = [vol.fv[b:b + 1], vol.density[b:b + 1]]
-        if vol.feat is not None:
-            parts.append(vol.feat[b:b + 1])
-        z = roi_pool(torch.cat(parts, dim=1), boxes, self.grid, m.roi_size, m.roi_margin * self.grid.voxel_size)
+        feat = vol.feat[b:b + 1] if vol.feat is not None else None
+        if feat is None and self.projector is not None:
+            feat = self._feature_field_near(vol.fv[b:b + 1], boxes, margin)
+        if feat is not None:
+            parts.append(feat)
+        z = roi_pool(torch.cat(parts, dim=1), boxes, self.grid, m.roi_size, margin)
         beta = None
-        if vol.feat is not None:
+        if feat is not None:
             # beta(z_n) of Eq. 5 = the distilled feature field sampled in the object volume
             beta = z[:, -self.cfg.teacher_dim:].flatten(2).transpose(1, 2)
         return z, beta
+
+    def _feature_field_near(self, fv: torch.Tensor, boxes: torch.Tensor, margin: float) -> torch.Tensor:
+        """V_f = beta(F_v) of one scene, fv (1, c, Z, Y, X), at the voxels that RoI pooling of boxes (N, 7) reads (the
+        8 corners of each sample point's trilinear cell) and 0 elsewhere: (1, d_f, Z, Y, X). roi_pool of it equals
+        roi_pool of the whole field; beta runs on a few thousand voxels instead of all."""
+        Z, Y, X = fv.shape[-3:]
+        pts = roi_points(boxes, self.cfg.matcher.roi_size, margin).reshape(-1, 3)
+        lo = torch.as_tensor(self.grid.lo, dtype=pts.dtype, device=pts.device)
+        # grid_sample (align_corners=False) reads voxels floor(i) and floor(i) + 1 at index i = position / voxel - 0.5
+        base = ((pts - lo) / self.grid.voxel_size - 0.5).floor().long()  # (P, 3) x, y, z
+        offs = torch.tensor([[dx, dy, dz] for dx in (0, 1) for dy in (0, 1) for dz in (0, 1)], device=pts.device)
+        c = (base[:, None] + offs[None]).reshape(-1, 3)
+        hi = torch.tensor([X, Y, Z], device=pts.device)
+        c = c[((c >= 0) & (c < hi)).all(1)]
+        lin = torch.unique((c[:, 2] * Y + c[:, 1]) * X + c[:, 0])  # (M,) voxel indices z, y, x
+        picked = fv.flatten(2)[:, :, lin]  # (1, c, M)
+        vf = self.projector(picked[..., None, None])[..., 0, 0]  # (1, d_f, M)
+        field = fv.new_zeros(1, vf.shape[1], Z * Y * X)
+        field[:, :, lin] = vf
+        return field.reshape(1, -1, Z, Y, X)
 
     @torch.no_grad()
     def prior_scores(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
@@ -125,8 +159,8 @@ class OddOneOutNet(nn.Module):
                      ) -> list[torch.Tensor]:
         """The training-free prior of matcher.prior: images (B, V, 3, H, W), K (B, V, 3, 3), T_cw (B, V, 4, 4),
         boxes per scene -> robust z-scores per scene (N_b,) float32 (model/baseline.py). feats[b]: scene b's
-        extractor maps, one (V, C, h, w) per scale of BaselineConfig.scales (e.g. cached while training); raw: the
-        scenes' prior_raw_scores, when already computed."""
+        comparison maps (`prior_maps`; e.g. cached while training); raw: the scenes' prior_raw_scores, when already
+        computed."""
         raw = self.prior_raw_scores(images, K, T_cw, boxes, feats) if raw is None else raw
         return [torch.from_numpy(robust_z(r, self.prior_cfg)).to(images.device, torch.float32) for r in raw]
 
@@ -134,14 +168,41 @@ class OddOneOutNet(nn.Module):
     def prior_raw_scores(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
                          feats: list[list[torch.Tensor]] | None = None) -> list[np.ndarray]:
         """The comparison behind the prior (prior_scores' arguments) -> raw scores per scene (N_b,) float64: the
-        training-free baseline's (model/baseline.py baseline_scores with self.prior_cfg and prior_extractor)."""
+        training-free baseline's (model/baseline.py baseline_scores with self.prior_cfg on `prior_maps`)."""
         with record_function("prior"):
-            ext = self.prior_extractor(images.device) if feats is None else None
-            return [baseline_scores(images[b], K[b], T_cw[b], bs, ext, self.prior_cfg,
-                                    feats[b] if feats is not None else None) for b, bs in enumerate(boxes)]
+            feats = self.prior_maps(images) if feats is None else feats
+            return [baseline_scores(images[b], K[b], T_cw[b], bs, None, self.prior_cfg, feats[b])
+                    for b, bs in enumerate(boxes)]
+
+    @torch.no_grad()
+    def prior_maps(self, images: torch.Tensor, levels: list[torch.Tensor] | None = None) -> list[list[torch.Tensor]]:
+        """The comparison's frozen 2D feature maps: images (B, V, 3, H, W) -> per scene one (V, C, h, w) map per
+        scale (prior_features "teacher") or per group of matcher.prior_levels ("trunk", from `levels`, the
+        encoder's backbone_levels of the B*V images when already computed)."""
+        B, V = images.shape[:2]
+        flat = images.flatten(0, 1)
+        if self.prior_trunk:
+            maps = self.trunk_prior_maps(self.encoder.backbone_levels(flat) if levels is None else levels)
+        else:
+            maps = extract(self.prior_extractor(images.device), flat, self.prior_cfg.scales)
+        return [[mp[b * V:(b + 1) * V] for mp in maps] for b in range(B)]
+
+    def trunk_prior_maps(self, levels: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Backbone levels of N images (encoder.backbone_levels, finest first) -> the comparison's maps, one
+        (N, C, h, w) float32 per group of matcher.prior_levels (strides of a group joined at the finest: the
+        coarser ones upsampled bilinearly, as the MobileNetV2 teacher joins its strides 8 and 16)."""
+        by_stride = {ENCODER_STRIDES[i]: lv for i, lv in zip(self.encoder.levels, levels)}
+        out = []
+        for group in self.prior_groups:
+            maps = [by_stride[st].float() for st in group]
+            hw = maps[0].shape[-2:]
+            maps = [mp if mp.shape[-2:] == hw else F.interpolate(mp, size=hw, mode="bilinear", align_corners=False)
+                    for mp in maps]
+            out.append(torch.cat(maps, dim=1).contiguous())
+        return out
 
     def prior_extractor(self, device: torch.device):
-        """The prior's frozen 2D features (the offline ImageNet MobileNetV2), built on first use."""
+        """The frozen 2D features of prior_features "teacher" (the offline ImageNet MobileNetV2), built on first use."""
         if "extractor" not in self._frozen:
             self._frozen["extractor"] = default_extractor(device)
         return self._frozen["extractor"].to(device)
@@ -210,11 +271,17 @@ class OddOneOutNet(nn.Module):
                 boxes: list[list[Box3D]] | None = None, return_prior_raw: bool = False) -> tuple:
         """Inference: boxes per scene (the model's own, or the given ones, world frame) and their anomaly logits;
         with return_prior_raw a third item, the prior's raw scores per scene (prior_raw_scores; None without
-        matcher.prior): the training-free baseline's scores of the same boxes, at no extra cost."""
-        vol = self.build_volume(images, K, T_cw)
+        matcher.prior): the training-free baseline's scores of the same boxes, at no extra cost. The backbone runs
+        once per image: its levels feed the feature pyramid and, with prior_features "trunk", the comparison."""
+        with record_function("encoder"):
+            levels = self.encoder.backbone_levels(images.flatten(0, 1))  # the one backbone pass per image
+        vol = self.build_volume(images, K, T_cw, levels, inspect_only=True)
         if boxes is None:
             boxes = self.estimate_boxes(vol)
-        raw = self.prior_raw_scores(images, K, T_cw, boxes) if self.cfg.matcher.prior else None
+        raw = None
+        if self.cfg.matcher.prior:
+            maps = self.prior_maps(images, levels) if self.prior_trunk else None
+            raw = self.prior_raw_scores(images, K, T_cw, boxes, maps)
         prior = None if raw is None else self.prior_scores(images, K, T_cw, boxes, raw=raw)
         logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
         return (boxes, logits, raw) if return_prior_raw else (boxes, logits)

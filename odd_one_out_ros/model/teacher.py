@@ -68,9 +68,25 @@ class MobileNetTeacher(Teacher):
             to_s8, to_s16 = self._fused.get("s8", to_s8), self._fused.get("s16", to_s16)
             x = to_channels_last(x)
         s8 = to_s8(x)  # (N, 32, H/8, W/8)
-        s16 = to_s16(s8)  # (N, 96, H/16, W/16)
-        s16 = F.interpolate(s16, size=s8.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.cat([s8, s16], dim=1).contiguous()
+        return mobilenet_teacher_maps(s8, to_s16(s8))
+
+    def is_trunk_of(self, encoder) -> bool:
+        """Whether a frozen FPNEncoder's MobileNetV2 backbone computes this teacher's maps (the same ImageNet weights,
+        up to the float16 rounding of a shipped checkpoint): its strides 8 and 16 then give the targets
+        (`TrunkTeacherCache`), with no second network and no second cache."""
+        if getattr(encoder.cfg, "name", "") != "mobilenet_v2_fpn" or not encoder.frozen_backbone:
+            return False
+        mine = list(self.net.state_dict().values())
+        theirs = list(encoder.backbone.state_dict().values())[:len(mine)]
+        return all(a.shape == b.shape and torch.allclose(a.float(), b.float(), rtol=2e-3, atol=1e-5)
+                   for a, b in zip(mine, theirs))
+
+
+def mobilenet_teacher_maps(s8: torch.Tensor, s16: torch.Tensor) -> torch.Tensor:
+    """The MobileNetV2 teacher's features from its stride-8 (N, 32, h, w) and stride-16 (N, 96, h/2, w/2) maps:
+    the latter upsampled bilinearly and concatenated -> (N, 128, h, w)."""
+    s16 = F.interpolate(s16, size=s8.shape[-2:], mode="bilinear", align_corners=False)
+    return torch.cat([s8, s16], dim=1).contiguous()
 
 
 class DinoV2Teacher(Teacher):
@@ -197,3 +213,23 @@ class TeacherCache(FeatureCache):
                  max_memory_mb: float = 2048):
         self.teacher = teacher.to(device)
         super().__init__(self.teacher, teacher.name, directory, device, max_memory_mb)
+
+
+class TrunkTeacherCache:
+    """The MobileNetV2 teacher's features read from the frozen backbone's cache (MobileNetTeacher.is_trunk_of):
+    image (H, W, 3) uint8 -> (128, H/8, W/8) float32 on CPU. backbone_cache returns the encoder's backbone_levels
+    (list, finest first) at `strides`."""
+
+    name, dim = MobileNetTeacher.name, MobileNetTeacher.dim
+
+    def __init__(self, backbone_cache: FeatureCache, strides: list[int]):
+        self.cache, self.i8, self.i16 = backbone_cache, strides.index(8), strides.index(16)
+        self.fn, self.device = backbone_cache.fn, backbone_cache.device  # what a cache miss runs
+
+    @property
+    def computed(self) -> int:
+        return self.cache.computed
+
+    def __call__(self, image: np.ndarray) -> torch.Tensor:
+        levels = self.cache(image)
+        return mobilenet_teacher_maps(levels[self.i8][None], levels[self.i16][None])[0]

@@ -23,8 +23,8 @@ class SceneVolume:
     """(B, c, Z, Y, X) the 3D network's features F_v"""
     density: torch.Tensor
     """(B, 1, Z, Y, X) density sigma >= 0 in 1/m"""
-    colour: torch.Tensor
-    """(B, 3, Z, Y, X) RGB in [0, 1]"""
+    colour: torch.Tensor | None
+    """(B, 3, Z, Y, X) RGB in [0, 1]; None in a volume built for inspection only (build_volume inspect_only)"""
     seen: torch.Tensor
     """(B, 1, Z, Y, X) 1 where at least one input view sees the voxel centre, else 0"""
     feat: torch.Tensor | None = None

@@ -26,10 +26,11 @@ from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
 from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, match_truth
 from ..model.baseline import extract
 from ..model.checkpoint import read_checkpoint, save_checkpoint
-from ..model.config import ModelConfig
+from ..model.config import ENCODER_STRIDES, ModelConfig
 from ..model.losses import LossWeights
 from ..model.network import OddOneOutNet
-from ..model.teacher import FeatureCache, FeaturePCA, TeacherCache, build_teacher
+from ..model.teacher import (FeatureCache, FeaturePCA, MobileNetTeacher, TeacherCache, TrunkTeacherCache,
+                             build_teacher)
 from .config import SCHEDULES, TrainConfig
 
 
@@ -228,10 +229,10 @@ class Trainer:
             occupancy_grid=(g.shape, g.voxel_size, g.origin) if self.cfg.lambda_occ > 0 else None), seed=self.cfg.seed)
         self.teacher = None
         self.pca = None
+        teacher_net = None
         if model_cfg.distill:
-            t = build_teacher(self.cfg.teacher, self.cfg.teacher_weights)
-            self.teacher = TeacherCache(t, self.out / "teacher_cache" / t.name, self.device)
-            self.pca = FeaturePCA(t.dim, model_cfg.teacher_dim).to(self.device)
+            teacher_net = build_teacher(self.cfg.teacher, self.cfg.teacher_weights)
+            self.pca = FeaturePCA(teacher_net.dim, model_cfg.teacher_dim).to(self.device)
             if self.pca_state is not None:
                 self.pca.load_state_dict(self.pca_state)
         self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
@@ -250,8 +251,15 @@ class Trainer:
                                            for v in enc.backbone.state_dict().values())).hexdigest()[:12]
             self.backbone_cache = FeatureCache(enc.backbone_levels, f"backbone-{digest}",
                                                self.out / "backbone_cache" / digest, self.device)
+        if teacher_net is not None:
+            enc = self.net.encoder
+            if (self.backbone_cache is not None and isinstance(teacher_net, MobileNetTeacher)
+                    and teacher_net.is_trunk_of(enc)):  # the teacher is the frozen backbone: one network, one cache
+                self.teacher = TrunkTeacherCache(self.backbone_cache, [ENCODER_STRIDES[i] for i in enc.levels])
+            else:
+                self.teacher = TeacherCache(teacher_net, self.out / "teacher_cache" / teacher_net.name, self.device)
         self.prior_cache = None
-        if self.cfg.stage == 2 and model_cfg.matcher.prior:
+        if self.cfg.stage == 2 and model_cfg.matcher.prior and not self.net.prior_trunk:
             # the prior's frozen features at each of its scales, cached per image like the backbone's
             ext, scales = self.net.prior_extractor(self.device), self.net.prior_cfg.scales
             self.prior_cache = FeatureCache(lambda x: extract(ext, x, scales), f"prior-{'-'.join(map(str, scales))}",
@@ -262,8 +270,14 @@ class Trainer:
         per_image = [cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
         return [torch.stack(maps).to(self.device) for maps in zip(*per_image)]
 
-    def prior_features(self, item: dict) -> list[torch.Tensor]:
-        """The prior's extractor maps of the item's input views, from the cache: one (n_input, C, h, w) per scale."""
+    def prior_features(self, item: dict, levels: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
+        """The prior's maps of the item's input views (OddOneOutNet.prior_maps), one (n_input, C, h, w) per map: from
+        the frozen backbone's cached `levels` (prior_features "trunk") or the prior's own cache ("teacher"); None
+        when there is no prior or nothing cached (then the step computes them)."""
+        if self.cfg.stage != 2 or not self.mcfg.matcher.prior:
+            return None
+        if self.net.prior_trunk:
+            return None if levels is None else self.net.trunk_prior_maps(levels)
         return self._cached_maps(self.prior_cache, item)
 
     @property
@@ -317,7 +331,7 @@ class Trainer:
             if self.mcfg.distill:
                 target = self.teacher_targets(item, slice(cfg.n_input, None), self.mcfg.render.feature_size)
             levels = self.backbone_levels(item) if self.backbone_cache is not None else None
-            prior_feats = self.prior_features(item) if self.prior_cache is not None else None
+            prior_feats = self.prior_features(item, levels)
             t2 = clock()
             terms = self.step_loss(item, target, rng, levels, prior_feats)
             t3 = clock()
