@@ -8,7 +8,7 @@ Targets are ratios measured in one run (absolute times drift by 25 % or more on 
   no rendering) / a plain torchvision
   ResNet-18 forward over the same five images, timed interleaved in this process: <= 1.5;
 - peak memory increase of one inspection over the loaded model <= 300 MB, measured in a fresh process (peak RSS
-  mark reset after loading; model/bench.py inspection_peak_memory), so that it can go down as well as up;
+  mark reset after loading; odd_one_out_ros/benchmark.py inspection_peak_memory), so that it can go down as well as up;
 - sparse voxel attention + head no slower than vanilla attention at N=6 and N=12, and N=12 <= 2.2x N=6.
 The paper config is measured too (random weights); on a GPU its target is <= 40 ms at M=5.
 """
@@ -18,8 +18,9 @@ import sys
 
 import torch
 
-from odd_one_out_ros.model.bench import bench_attention, bench_inspection
-from odd_one_out_ros.model.checkpoint import load_checkpoint
+from odd_one_out_ros.benchmark import bench_attention, bench_inspection
+from odd_one_out_ros.fileio import write_text_atomic
+from odd_one_out_ros.inspection.loader import load_inspector
 from odd_one_out_ros.model.config import preset
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
@@ -37,16 +38,14 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     if args.random:
-        cfg = preset("cpu")
-        cfg.encoder.weights = ""
+        cfg = preset("cpu").changed("encoder", weights="")
         net = OddOneOutNet(cfg)
     else:
-        net, _ = load_checkpoint(CHECKPOINT, args.device)
+        net = load_inspector(CHECKPOINT, args.device).net
     results, ok = {}, True
     results["cpu"] = bench_inspection(net, 5, 6, args.device, repeat=args.repeat)
     results["cpu"]["attention_ms_median"] = att = bench_attention(net.cfg, [6, 12], args.device, repeat=args.repeat)
-    cfg = preset("paper")
-    cfg.encoder.weights = ""
+    cfg = preset("paper").changed("encoder", weights="")
     on_gpu = args.device.startswith("cuda")
     results["paper"] = bench_inspection(OddOneOutNet(cfg), 5, 6, args.device, repeat=args.repeat if on_gpu else 3,
                                         reference=False)
@@ -73,8 +72,7 @@ def main() -> int:
     print(f"info  paper config on {args.device}: {results['paper']['latency_ms_median']:.0f} ms, "
           f"peak {results['paper']['peak_memory_mb']:.0f} MB")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+        write_text_atomic(args.json, json.dumps(results, indent=2))
     return 0 if ok else 1
 
 

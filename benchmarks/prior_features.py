@@ -15,7 +15,6 @@ import dataclasses
 import json
 import sys
 
-import numpy as np
 import torch
 
 from odd_one_out_ros.data.dataset import scene_dirs

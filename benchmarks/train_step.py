@@ -19,7 +19,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # numpy's BLAS (the visual hull) 
 
 import torch  # noqa: E402
 
-from odd_one_out_ros.model.bench import bench_train  # noqa: E402
+from odd_one_out_ros.benchmark import bench_train  # noqa: E402
+from odd_one_out_ros.fileio import write_text_atomic  # noqa: E402
 
 TARGETS = {"stage1": 0.5, "stage2": 0.6}
 
@@ -52,8 +53,7 @@ def main() -> int:
               ", ".join(f"{k} {v:.0f}" for k, v in r["forward_parts_ms"][stage].items()))
     print(f"info  teacher forward on a cache miss (once per image): {r['teacher_cold']['ms_per_image']:.0f} ms")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=2)
+        write_text_atomic(args.json, json.dumps(r, indent=2))
     return 0 if ok else 1
 
 

@@ -28,6 +28,15 @@ def read_yaml(path: str | os.PathLike, error: type[Exception], what: str):
         raise error(f"{path}: not valid YAML ({e})") from None
 
 
+def read_mask(path: str | os.PathLike, shape: tuple[int, int]) -> np.ndarray:
+    """An object mask (H, W) bool; a missing file is an empty mask. Official masks are RGBA (object ~206 in the
+    colour channels), ours 8-bit 0/255: > 127 is the object."""
+    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if m is None:
+        return np.zeros(shape, bool)
+    return (m[..., 0] if m.ndim == 3 else m) > 127
+
+
 def read_rgb(path: str | os.PathLike, error: type[Exception] = ValueError) -> np.ndarray:
     """(H, W, 3) uint8 RGB of an image file; raises `error` naming the file when it cannot be read."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)

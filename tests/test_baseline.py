@@ -89,6 +89,19 @@ def old_layout_checkpoint(path) -> Path:
     return Path(path)
 
 
+def trunk_checkpoint(path) -> Path:
+    """The shipped checkpoint's weights with the comparison of `train --prior-features trunk` (the backbone's own
+    levels): what a stage 2 with that flag starts from."""
+    from odd_one_out_ros.model.checkpoint import load_checkpoint, save_checkpoint
+    from odd_one_out_ros.model.config import PRIOR_VARIANTS
+    from odd_one_out_ros.model.network import OddOneOutNet
+
+    net, blob = load_checkpoint(DEFAULT_CHECKPOINT)
+    trunk = OddOneOutNet(net.cfg.changed("matcher", **PRIOR_VARIANTS["trunk"]))
+    trunk.load_state_dict(net.state_dict())
+    return save_checkpoint(path, trunk, blob.get("meta"), half=True)
+
+
 def _check_shared_raw(inspector, scorer, meta, recompute):
     """The prior's raw scores of an inspection (predicted, then the true boxes) equal `recompute`'s."""
     views = _views(meta, odd=2)
@@ -103,13 +116,13 @@ def _check_shared_raw(inspector, scorer, meta, recompute):
         np.testing.assert_allclose(shared_prob, B.calibrate(raw, scorer.cfg), rtol=1e-9, atol=0)
 
 
-def test_the_models_prior_gives_the_baselines_raw_scores_of_the_same_boxes(clean_scene, extractor):
+def test_the_models_prior_gives_the_baselines_raw_scores_of_the_same_boxes(clean_scene, extractor, tmp_path):
     """`evaluate --baseline` on a model with matcher.prior reuses the prior's raw scores (InspectionResult.prior_raw):
-    for the shipped checkpoint (prior_features "trunk") they are the comparison run on its own backbone levels; a
-    separate MobileNetV2 at 2x is another baseline, not computed by it."""
+    for a model with prior_features "trunk" they are the comparison run on its own backbone levels; a separate
+    MobileNetV2 at 2x is another baseline, not computed by it."""
     from odd_one_out_ros.model.inference import Inspector
 
-    inspector = Inspector.from_checkpoint(DEFAULT_CHECKPOINT)
+    inspector = Inspector.from_checkpoint(trunk_checkpoint(tmp_path / "trunk.pt"))
     net = inspector.net
     assert net.cfg.matcher.prior and net.prior_trunk
     scorer = B.BaselineScorer(net.prior_cfg, B.MODEL_PRIOR)
@@ -165,8 +178,8 @@ def test_calibration():
     assert B.calibrate([]).shape == (0,)
 
 
-def _evaluate(data, out, *flags):
-    r = subprocess.run([str(BIN / "odd-one-out"), "evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--data",
+def _evaluate(data, out, *flags, checkpoint=DEFAULT_CHECKPOINT):
+    r = subprocess.run([str(BIN / "odd-one-out"), "evaluate", "--checkpoint", str(checkpoint), "--data",
                         str(data), "--threads", "1", "--json", str(out), *flags], capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -183,9 +196,10 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
     data = tmp_path / "data"
     generate(GeneratorConfig(kind="toys", views=6, size=128, objects=(4, 5)), 2, data, 906, split="unseen-test",
              progress=False)
-    rep, out = _evaluate(data, tmp_path / "gt.json", "--baseline", "--gt-boxes")
+    trunk = trunk_checkpoint(tmp_path / "trunk.pt")
+    rep, out = _evaluate(data, tmp_path / "gt.json", "--baseline", "--gt-boxes", checkpoint=trunk)
     assert rep["boxes"] == "ground truth" and _same_fields(rep["metrics"], rep["baseline"])
-    # the default baseline is the shipped model's own prior (its backbone levels): no second network runs
+    # the default baseline is the model's own prior (here its backbone levels): no second network runs
     assert rep["baseline_config"]["from_model_prior"] and "trunk" in rep["baseline_config"]["teacher"]
     assert rep["baseline_config"]["grid"] == 7
     for m in (rep["metrics"], rep["baseline"]):
@@ -197,11 +211,14 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
     # predicted boxes: the baseline scores the model's boxes
     rep, out = _evaluate(data, tmp_path / "pred.json", "--baseline")
     assert rep["boxes"] == "predicted" and _same_fields(rep["metrics"], rep["baseline"])
+    # the shipped checkpoint's prior is the separate MobileNetV2 at 2x: also taken from the inspection
+    assert rep["baseline_config"]["from_model_prior"] and rep["baseline_config"]["scales"] == [2.0]
     assert rep["baseline"]["all"]["box_recall_iou50"] == rep["metrics"]["all"]["box_recall_iou50"]
     assert all("baseline_score" in p for row in rep["scenes"] for p in row["pred"])
     assert "baseline" in out
     # --baseline-teacher mobilenet_v2: the separate MobileNetV2 at 2x (the comparison before issue 20), another score
-    rep2, _ = _evaluate(data, tmp_path / "2x.json", "--baseline", "--gt-boxes", "--baseline-teacher", "mobilenet_v2")
+    rep2, _ = _evaluate(data, tmp_path / "2x.json", "--baseline", "--gt-boxes", "--baseline-teacher", "mobilenet_v2",
+                        checkpoint=trunk)
     cfg2 = rep2["baseline_config"]
     assert not cfg2["from_model_prior"] and cfg2["teacher"] == "mobilenet_v2" and cfg2["scales"] == [2.0]
     ours = [p["baseline_raw"] for row in json.loads((tmp_path / "gt.json").read_text())["scenes"] for p in row["pred"]]

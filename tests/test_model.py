@@ -361,8 +361,8 @@ def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
     checkpoints load) and ignores nothing silently: a prior model without z refuses to classify."""
     import dataclasses
 
+    from odd_one_out_ros.benchmark import synthetic_inputs
     from odd_one_out_ros.model.baseline import baseline_scores, robust_z
-    from odd_one_out_ros.model.bench import synthetic_inputs
 
     base = preset("tiny")
     assert not base.matcher.prior and preset("cpu").matcher.prior and not preset("paper").matcher.prior
@@ -388,7 +388,7 @@ def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
         assert torch.allclose(logits[0], net.classify(vol, [bt], [prior])[0], atol=1e-5)
         assert len(found[0]) == 4
     # the speed benchmarks run on a prior model too (the cpu preset has it)
-    from odd_one_out_ros.model.bench import bench_attention, bench_inspection
+    from odd_one_out_ros.benchmark import bench_attention, bench_inspection
 
     assert set(bench_attention(cfg, [2, 3], repeat=1)["sparse"]) == {2, 3}
     assert bench_inspection(net, 3, 4, warmup=0, repeat=1)["stage_ms_median"]["prior"] > 0

@@ -3,11 +3,12 @@ bench's same-run reference, and (marked `cuda`, run by benchmarks/gpu_check.sh) 
 import numpy as np
 import pytest
 import torch
+from reference_impl import reference_path, sparse_attention_reference
 
+from odd_one_out_ros.benchmark import bench_inspection, synthetic_inputs
 from odd_one_out_ros.geometry import boxes_to_tensor
-from odd_one_out_ros.model.bench import bench_inspection, synthetic_inputs
 from odd_one_out_ros.model.config import preset
-from odd_one_out_ros.model.fastconv import ConvActivation, reference_path
+from odd_one_out_ros.model.fastconv import ConvActivation
 from odd_one_out_ros.model.matcher import SparseVoxelAttention, correspondences, select_partners
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
@@ -17,11 +18,11 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA de
 
 class OldPath:
     """The implementation before issue 13: unfused NCHW convolutions and the sparse attention gathering keys and
-    values per correspondence (SparseVoxelAttention.reference_forward)."""
+    values per correspondence (reference_impl.sparse_attention_reference)."""
 
     def __enter__(self):
         self.fwd = SparseVoxelAttention.forward
-        SparseVoxelAttention.forward = SparseVoxelAttention.reference_forward
+        SparseVoxelAttention.forward = sparse_attention_reference
         self.ref = reference_path()
         self.ref.__enter__()
 
@@ -100,7 +101,7 @@ def test_sparse_attention_matches_gathered_keys_and_values(N, M, k):
     partners = select_partners(feats, M)
     idx = correspondences(feats, partners, k)
     new = attn(x, partners, idx)
-    ref = attn.reference_forward(x, partners, idx)
+    ref = sparse_attention_reference(attn, x, partners, idx)
     assert torch.allclose(new, ref, atol=1e-5), float((new - ref).abs().max())
     if N > 1:  # gradients too (the matcher trains through this path)
         g_new = torch.autograd.grad(new.square().sum(), [x, attn.k.weight, attn.v.weight, attn.q.weight])
@@ -137,8 +138,7 @@ def test_bench_reports_a_same_run_reference():
 @pytest.mark.cuda
 @cuda
 def test_cuda_forward_matches_cpu():
-    cfg = preset("tiny", "full")
-    cfg.matcher.prior = True
+    cfg = preset("tiny", "full").changed("matcher", prior=True)
     torch.manual_seed(0)
     net = OddOneOutNet(cfg).eval()
     images, K, T, boxes = synthetic_inputs(cfg, 3, 4, "cpu")
@@ -152,8 +152,7 @@ def test_cuda_forward_matches_cpu():
 @pytest.mark.cuda
 @cuda
 def test_cuda_bench_runs():
-    cfg = preset("cpu")
-    cfg.encoder.weights = ""
+    cfg = preset("cpu").changed("encoder", weights="")
     res = bench_inspection(OddOneOutNet(cfg), 5, 6, "cuda", warmup=1, repeat=2)
     assert res["device"] == "cuda" and res["latency_ms_median"] > 0 and res["peak_memory_mb"] > 0
     assert res["ratio"] > 0

@@ -7,19 +7,19 @@ import numpy as np
 import pytest
 import torch
 
+from odd_one_out_ros import benchmark as bench
 from odd_one_out_ros.geometry import boxes_to_tensor
-from odd_one_out_ros.model import bench
 from odd_one_out_ros.model.baseline import baseline_scores
 from odd_one_out_ros.model.checkpoint import CheckpointError, read_checkpoint
-from odd_one_out_ros.model.config import ModelConfig, preset, prior_level_groups
+from odd_one_out_ros.model.config import PRIOR_VARIANTS, ModelConfig, preset, prior_level_groups
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.model.teacher import MobileNetTeacher, TrunkTeacherCache
 
 
 def _cpu_net(**matcher) -> OddOneOutNet:
-    """The cpu preset with the ImageNet MobileNetV2 backbone (deep-sort weights) and random other weights."""
-    cfg = preset("cpu")
-    cfg = dataclasses.replace(cfg, matcher=dataclasses.replace(cfg.matcher, **matcher))
+    """The cpu preset with the trunk comparison (train --prior-features trunk), the ImageNet MobileNetV2 backbone
+    (deep-sort weights) and random other weights; `matcher`: fields changed on top."""
+    cfg = preset("cpu").changed("matcher", **{**PRIOR_VARIANTS["trunk"], **matcher})
     torch.manual_seed(0)
     return OddOneOutNet(cfg).eval()
 
@@ -48,7 +48,8 @@ def test_prior_level_groups_parse_and_refuse():
         with pytest.raises(ValueError, match="prior_levels"):
             prior_level_groups(bad)
     cfg = preset("cpu")
-    assert (cfg.matcher.prior_features, cfg.matcher.prior_levels, cfg.matcher.prior_grid) == ("trunk", "4|8+16", 7)
+    assert (cfg.matcher.prior_features, cfg.matcher.prior_levels, cfg.matcher.prior_grid) == ("teacher", "8+16", 6)
+    cfg = cfg.changed("matcher", **PRIOR_VARIANTS["trunk"]).validate()
     for field, value, message in (("prior_features", "dino", "prior_features"), ("prior_grid", 1, "prior_grid"),
                                   ("prior_levels", "2", "prior_levels")):
         bad = dataclasses.replace(cfg, matcher=dataclasses.replace(cfg.matcher, **{field: value}))
@@ -143,7 +144,7 @@ def test_training_takes_the_teacher_targets_from_the_backbone_cache(tmp_path):
     from odd_one_out_ros.resources import SAMPLE_SCENE
     from odd_one_out_ros.training.trainer import TrainConfig, Trainer, _uint8_images
 
-    cfg = preset("cpu")
+    cfg = preset("cpu").changed("matcher", **PRIOR_VARIANTS["trunk"])
     tr = Trainer(cfg, TrainConfig(stage=2, n_input=3, n_target=2, split="", max_steps=1, threads=1),
                  SAMPLE_SCENE, tmp_path / "run")
     assert isinstance(tr.teacher, TrunkTeacherCache) and tr.prior_cache is None
@@ -187,3 +188,11 @@ def test_old_and_new_configs_round_trip():
         del d["matcher"][key]
     old = ModelConfig.from_dict(d).validate()
     assert (old.matcher.prior_features, old.matcher.prior_grid) == ("teacher", 6)
+    # configs are frozen (issue 23): a changed copy, never a change under a network that uses it
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.boxes.occupancy_threshold = 0.3
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.image_size = 128
+    tuned = cfg.changed("boxes", occupancy_threshold=0.3)
+    assert tuned.boxes.occupancy_threshold == 0.3 and cfg.boxes.occupancy_threshold != 0.3
+    assert tuned.matcher is cfg.matcher

@@ -180,6 +180,43 @@ def test_pure_modules_never_import_rclpy():
     assert r.returncode == 0, r.stderr
 
 
+def _module_imports() -> dict[str, set[str]]:
+    """The package's modules -> the package modules each imports (at module level or inside functions)."""
+    root = ROOT / "odd_one_out_ros"
+    files = {".".join(f.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__"): f
+             for f in root.rglob("*.py")}
+    graph = {}
+    for name, f in files.items():
+        pkg = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        found = set()
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                base = pkg.split(".")[:len(pkg.split(".")) - node.level + 1] if node.level else []
+                target = ".".join(base + ([node.module] if node.module else []))
+                found |= {target} | {f"{target}.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                found |= {a.name for a in node.names}
+        graph[name] = {m for m in found if m in files and m != name}
+    return graph
+
+
+def test_module_imports_point_down_and_have_no_cycle():
+    """Nothing in model/ imports training/; no two modules import each other, directly or through others; the
+    detector node's file stays ROS wiring (issue 23: <= 300 lines)."""
+    graph = _module_imports()
+    assert "odd_one_out_ros.inspection.pipeline" in graph["odd_one_out_ros.ros.detector"]
+    up = [(a, b) for a, deps in graph.items() for b in deps
+          if a.startswith("odd_one_out_ros.model") and b.startswith("odd_one_out_ros.training")]
+    assert not up, up
+
+    def reaches(start, goal, seen):
+        return any(d == goal or (d not in seen and not seen.add(d) and reaches(d, goal, seen)) for d in graph[start])
+
+    cycles = sorted(m for m in graph if reaches(m, m, set()))
+    assert not cycles, cycles
+    assert len((ROOT / "odd_one_out_ros" / "ros" / "detector.py").read_text().splitlines()) <= 300
+
+
 def test_environment_reaches_every_venv_process():
     """setup writes a .pth so that ROS's environment is there without the user setting it."""
     env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "AMENT_PREFIX_PATH")}

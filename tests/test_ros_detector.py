@@ -131,8 +131,7 @@ def checkpoints(tmp_path_factory):
     from odd_one_out_ros.model.network import OddOneOutNet
 
     d = tmp_path_factory.mktemp("ckpt")
-    cfg = preset("cpu")
-    cfg.encoder.weights = ""
+    cfg = preset("cpu").changed("encoder", weights="")
     torch.manual_seed(0)
     save_checkpoint(d / "cpu_random.pt", OddOneOutNet(cfg))
     tiny = preset("tiny")

@@ -220,12 +220,80 @@ def test_pose_sources_and_their_errors(tmp_path):
         PoseResolver.create("tf")
     with pytest.raises(ValueError, match="nope.yaml"):
         PoseResolver.create("static", rig_file=str(tmp_path / "nope.yaml"))
-    topic = PoseResolver.create("topic")
+    from geometry_msgs.msg import PoseStamped
+
+    from odd_one_out_ros.ros.conversions import rigid_to_pose
+    from odd_one_out_ros.views import ViewError
+
+    topic = PoseResolver.create("topic", frame_id="world")
     T_wc = Rigid.from_rotvec([0.1, 0.2, 0.3], [0.5, 0.1, 0.8])
-    T, _ = topic.resolve("cam0", None, None, T_wc)
-    np.testing.assert_allclose(T.as_matrix(), T_wc.inverse().as_matrix())
+    msg = PoseStamped()
+    msg.header.frame_id, msg.pose = "world", rigid_to_pose(T_wc)
+    T, _ = topic.resolve("cam0", None, None, msg)
+    np.testing.assert_allclose(T.as_matrix(), T_wc.inverse().as_matrix(), atol=1e-12)
     with pytest.raises(PoseError):
         topic.resolve("cam0", None, None, None)
+    msg.header.frame_id = "tool0"
+    with pytest.raises(PoseError, match="not 'world'"):
+        topic.resolve("cam0", None, None, msg)
+    msg.header.frame_id, msg.pose.orientation.w = "", 3.0
+    with pytest.raises(ViewError, match="unit quaternion") as e:
+        topic.resolve("cam0", None, None, msg)
+    assert e.value.kind == "pose"
+
+
+def test_a_view_is_built_with_each_message_converted_once():
+    """PoseResolver.build_view: image + CameraInfo (+ PoseStamped) -> the posed view, the pose exactly the source's
+    (no round trip through a Pose message); each bad message is named by its kind."""
+    from geometry_msgs.msg import PoseStamped
+
+    from odd_one_out_ros.geometry import CameraCalibration
+    from odd_one_out_ros.ros.conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
+    from odd_one_out_ros.views import ViewError
+
+    sim = SimRig(SimConfig(seed=2, cameras=2, objects=(2, 2), image_size=64))
+    rgb, cam = sim.view(1)
+    image = rgb_to_image(rgb, "cam1", None, "bgr8")
+    info = calibration_to_camera_info(CameraCalibration.from_camera(cam, "cam1"))
+    static = PoseResolver.create("static", rig_file=str(share_dir() / "calibration" / "rig.yaml"))
+    built = static.build_view("cam1", image, info)
+    assert built.view.camera.T_cw is static.rig["cam1"] and built.pose is None and built.extra == {}
+    assert np.array_equal(built.view.image, rgb) and built.view.source == "cam1"
+    np.testing.assert_array_equal(built.view.camera.K, cam.K)
+    topic = PoseResolver.create("topic", frame_id="world")
+    pose = PoseStamped()
+    pose.header.frame_id, pose.pose = "world", rigid_to_pose(cam.T_wc)
+    built = topic.build_view("cam1", image, info, pose)
+    assert built.pose is pose and np.allclose(built.view.camera.T_cw.as_matrix(), cam.T_cw.as_matrix(), atol=1e-9)
+    bad_info = calibration_to_camera_info(CameraCalibration.from_camera(cam, "cam1"))
+    bad_info.k = [0.0] * 9
+    bad_image = rgb_to_image(rgb[:32], "cam1")  # 64 x 32: not the CameraInfo's size
+    pose.pose.orientation.w = 3.0  # not a unit quaternion
+    for resolver, img, inf, kind in ((static, image, bad_info, "camera_info"), (static, bad_image, info, "camera_info"),
+                                     (topic, image, info, "pose")):
+        with pytest.raises(ViewError) as e:
+            resolver.build_view("cam1", img, inf, pose)
+        assert e.value.kind == kind, str(e.value)
+    image.encoding = "yuv422"
+    with pytest.raises(ViewError, match="encoding") as e:
+        static.build_view("cam1", image, info)
+    assert e.value.kind == "image"
+
+
+def test_sim_rig_parameters_are_the_simulations_fields():
+    """Every SimConfig field but the board framing is a sim_rig parameter with the same default, and sim_config
+    makes the simulation from them."""
+    import dataclasses
+
+    from odd_one_out_ros.ros.sim_rig import SimRigParams, sim_config
+
+    params = {f.name: f.default for f in dataclasses.fields(SimRigParams)}
+    sim_fields = [f for f in dataclasses.fields(SimConfig) if f.name != "board_distance"]
+    assert all(params[f.name] == f.default for f in sim_fields)
+    p = dataclasses.replace(SimRigParams(), seed=7, objects=(2, 3), cameras=3)
+    assert sim_config(p) == dataclasses.replace(SimConfig(), seed=7, objects=(2, 3), cameras=3)
+    with pytest.raises(ValueError, match="objects"):
+        sim_config(dataclasses.replace(p, objects=(1, 2, 3)))
 
 
 def test_apriltag_poses_on_simulated_views_and_reprojection_limit():

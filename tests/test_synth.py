@@ -13,8 +13,9 @@ import pytest
 import torch
 import trimesh
 
-from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, augment_world, read_mask, scene_dirs
+from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, augment_world, scene_dirs
 from odd_one_out_ros.data.scene_meta import object_pixel_sizes, read_scene_meta
+from odd_one_out_ros.fileio import read_mask
 from odd_one_out_ros.resources import SAMPLE_SCENE
 from odd_one_out_ros.synth import anomalies
 from odd_one_out_ros.synth.generate import generate

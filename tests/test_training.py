@@ -98,7 +98,7 @@ def test_stage_two_from_a_tuned_checkpoint_resumes_with_its_config(data, tmp_pat
     run = tmp_path / "run"
     train("--data", str(data), "--out", str(run), "--steps", "1")
     net, _ = load_checkpoint(run / "stage1.pt")
-    net.cfg.boxes.occupancy_threshold = 0.123
+    net.cfg = net.cfg.changed("boxes", occupancy_threshold=0.123)
     save_checkpoint(run / "tuned.pt", net)
     train("--data", str(data), "--out", str(run), "--stage", "2", "--init", str(run / "tuned.pt"), "--steps", "1",
           "--checkpoint-every", "1")
@@ -167,8 +167,7 @@ def test_tune_box_threshold_picks_a_threshold_below_the_objects_occupancy(data):
     from odd_one_out_ros.model.network import OddOneOutNet
     from odd_one_out_ros.training.evaluate import tune_box_threshold
 
-    cfg = preset("cpu")
-    cfg.encoder.weights = ""
+    cfg = preset("cpu").changed("encoder", weights="")
     net = OddOneOutNet(cfg).eval()
     metas = [read_scene_meta(d) for d in scene_dirs(data)[:2]]
     centers = net.grid.centers().reshape(-1, 3).numpy()

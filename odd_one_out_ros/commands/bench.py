@@ -38,7 +38,7 @@ def run(args) -> int:
 
     import torch
 
-    from ..model.bench import bench_attention, bench_inspection
+    from ..benchmark import bench_attention, bench_inspection
     from ..model.config import preset
     from ..model.network import OddOneOutNet
 
@@ -48,16 +48,14 @@ def run(args) -> int:
         raise CommandError("--views and --objects must be in 1..64")
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     if args.checkpoint:
-        from ..model.checkpoint import CheckpointError, load_checkpoint
+        from ..inspection.loader import load_inspector
 
         try:
-            net, _ = load_checkpoint(args.checkpoint, args.device)
-        except CheckpointError as e:
+            net = load_inspector(args.checkpoint, args.device).net
+        except ValueError as e:  # CheckpointError is one
             raise CommandError(str(e)) from None
     else:
-        cfg = preset(args.config)
-        cfg.encoder.weights = ""  # speed does not depend on the weights
-        net = OddOneOutNet(cfg)
+        net = OddOneOutNet(preset(args.config).changed("encoder", weights=""))  # speed does not depend on them
     result = bench_inspection(net, args.views, args.objects, args.device, repeat=args.repeat)
     counts = [int(n) for n in args.attention.split(",") if n.strip()]
     if counts:
@@ -81,7 +79,7 @@ def run(args) -> int:
 def run_train(args) -> int:
     import torch
 
-    from ..model.bench import bench_train
+    from ..benchmark import bench_train
 
     try:
         views = tuple(int(v) for v in args.train_views.split(","))

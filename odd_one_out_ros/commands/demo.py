@@ -177,8 +177,7 @@ def _untrained_checkpoint(out: Path) -> Path:
     from ..model.config import preset
     from ..model.network import OddOneOutNet
 
-    cfg = preset("cpu")
-    cfg.encoder.weights = ""
+    cfg = preset("cpu").changed("encoder", weights="")
     torch.manual_seed(0)
     return save_checkpoint(out / "untrained_cpu.pt", OddOneOutNet(cfg),
                            meta={"untrained": True, "note": "random initialisation made by odd-one-out demo"})

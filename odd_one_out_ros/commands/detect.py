@@ -22,20 +22,19 @@ def run(args) -> int:
 
     from ..data.scene_meta import SceneFormatError, read_scene_meta
     from ..geometry import iou_3d, match_truth
-    from ..inspection.guard import FiniteGuard, NonFiniteOutput
-    from ..model.checkpoint import CheckpointError
-    from ..model.inference import Inspector
+    from ..inspection.guard import NonFiniteOutput
+    from ..inspection.loader import load_inspector
     from ..viz import GREEN, RED, contact_sheet, draw_box
 
     try:
         views = [int(v) for v in args.views.split(",") if v.strip()]
         meta = read_scene_meta(args.scene)
         posed = meta.posed_views(views)
-        inspector = Inspector.from_checkpoint(args.checkpoint, args.device)
-    except (SceneFormatError, CheckpointError, ValueError) as e:
+        model = load_inspector(args.checkpoint, args.device)
+    except (SceneFormatError, ValueError) as e:  # CheckpointError is a ValueError
         raise CommandError(str(e)) from None
     try:
-        res = FiniteGuard(inspector)(posed)
+        res = model.guarded(posed)
     except NonFiniteOutput as e:  # a failed model is not an empty tray
         raise CommandError(str(e), code=1) from None
     gt = [o.box for o in meta.objects]

@@ -37,18 +37,17 @@ def run(args) -> int:
     import os
 
     import numpy as np
-    import torch
     from tqdm import tqdm
 
     from ..data.dataset import scene_dirs
     from ..data.scene_meta import SceneFormatError, read_scene_meta
+    from ..inspection.loader import load_inspector
     from ..model.checkpoint import CheckpointError
-    from ..model.inference import Inspector, views_to_tensors
+    from ..model.inference import views_to_tensors
     from ..training.evaluate import SceneResult, evaluate, format_table
 
-    torch.set_num_threads(args.threads or os.cpu_count() or 1)
     try:
-        inspector = Inspector.from_checkpoint(args.checkpoint, args.device)
+        inspector = load_inspector(args.checkpoint, args.device, threads=args.threads or os.cpu_count() or 1).inspector
         dirs = scene_dirs(args.data, args.split or None)
         scorer = None
         if args.baseline:

@@ -43,7 +43,6 @@ def run(args) -> int:
     from std_msgs.msg import String
 
     from ..inspection.audit import BagFormatError, find_view_bags, read_view_bag
-    from ..inspection.guard import FiniteGuard
     from ..inspection.report import build_report, compare_objects, validate_report
     from ..model.checkpoint import file_sha256
     from ..ros.conversions import posed_view
@@ -87,12 +86,11 @@ def run(args) -> int:
             _problem(problems[-1])
             continue
         if ck not in inspectors:
-            from ..model.checkpoint import CheckpointError
-            from ..model.inference import Inspector
+            from ..inspection.loader import load_inspector
 
             try:
-                inspectors[ck] = FiniteGuard(Inspector.from_checkpoint(ck, args.device))
-            except CheckpointError as e:
+                inspectors[ck] = load_inspector(ck, args.device).guarded
+            except ValueError as e:  # CheckpointError is one
                 inspectors[ck] = e
         guard = inspectors[ck]
         if isinstance(guard, Exception):

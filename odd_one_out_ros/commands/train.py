@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..model.config import PRIOR_VARIANTS
 from ..training.config import SCHEDULES, TrainConfig, field_help
 from . import CommandError
 
@@ -26,6 +27,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prior", choices=["on", "off"],
                    help="add the training-free comparison to the matcher's logits (matcher.prior; default: the "
                         "config's or the --init checkpoint's setting)")
+    p.add_argument("--prior-features", choices=sorted(PRIOR_VARIANTS),
+                   help="the comparison's features (matcher.prior_features): teacher = a separate MobileNetV2 at "
+                        "2x, trunk = the backbone's own levels, one pass per image (docs/model.md; default: the "
+                        "config's or the --init checkpoint's setting)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (with torchrun: cuda uses LOCAL_RANK)")
     p.add_argument("--no-progress", action="store_true")
     defaults, helps = TrainConfig(), field_help(TrainConfig)
@@ -43,7 +48,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    import dataclasses
     import os
 
     from ..model.checkpoint import CheckpointError
@@ -83,7 +87,12 @@ def run(args) -> int:
         if source == str(last):
             raise CommandError(f"{source} was trained with --prior {'on' if mcfg.matcher.prior else 'off'}; "
                                "resume without --prior")
-        mcfg = dataclasses.replace(mcfg, matcher=dataclasses.replace(mcfg.matcher, prior=args.prior == "on"))
+        mcfg = mcfg.changed("matcher", prior=args.prior == "on")
+    if args.prior_features and args.prior_features != mcfg.matcher.prior_features:
+        if source == str(last):
+            raise CommandError(f"{source} was trained with --prior-features {mcfg.matcher.prior_features}; "
+                               "resume without --prior-features")
+        mcfg = mcfg.changed("matcher", **PRIOR_VARIANTS[args.prior_features])
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)

@@ -31,8 +31,7 @@ def run(args) -> int:
     for (c, sh), row in table.items():
         print(f"occupancy > {c:.2f}{', soft height' if sh else ''}: box recall@0.5 {row['recall']:.1f} %, "
               f"{row['extra_boxes']} extra boxes{'  <- chosen' if (c, sh) == (best, soft) else ''}")
-    net.cfg.boxes.occupancy_threshold = best
-    net.cfg.boxes.soft_height = soft
+    net.cfg = net.cfg.changed("boxes", occupancy_threshold=best, soft_height=soft)
     extra = {k: v for k, v in blob.items() if k not in ("format", "config", "model", "meta")}
     meta = {**blob.get("meta", {}), "box_threshold_tuned_on": f"{args.data} {args.split} ({len(dirs)} scenes)",
             "box_recall_by_threshold": {f"{c}{' soft' if sh else ''}": v for (c, sh), v in table.items()}}

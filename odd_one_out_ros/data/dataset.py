@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..fileio import read_rgb
+from ..fileio import read_mask, read_rgb
 from ..geometry import Box3D, PinholeCamera, Rigid, boxes_to_tensor, yaw_to_matrix
 from .hull import voxel_hull
 from .scene_meta import SceneFormatError, SceneMeta, read_scene_meta
@@ -65,14 +65,6 @@ def scene_dirs(root: str | Path, split: str | None = None) -> list[Path]:
         dirs = [d for d in dirs
                 if json.loads((d / "scene3d.metadata.json").read_text()).get("generator", {}).get("split") == split]
     return dirs
-
-
-def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
-    """Official masks are RGBA (object ~206 in the colour channels), ours 8-bit 0/255: > 127 is the object."""
-    m = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if m is None:
-        return np.zeros(shape, bool)
-    return (m[..., 0] if m.ndim == 3 else m) > 127
 
 
 def augment_world(cameras: list[PinholeCamera], boxes: list[Box3D], theta: float, shift: np.ndarray, flip: bool

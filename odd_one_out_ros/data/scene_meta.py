@@ -119,7 +119,7 @@ def _image_size(path: Path, default: tuple[int, int]) -> tuple[int, int]:
 def object_pixel_sizes(meta: SceneMeta) -> list[float]:
     """Per object of a scene: the median over its views of the largest side (px) of its mask's bounding box
     (views where the object is hidden are left out; 0 when it is hidden in every view)."""
-    from .dataset import read_mask  # dataset imports this module
+    from ..fileio import read_mask
 
     out = []
     for o in meta.objects:

@@ -17,7 +17,9 @@ seconds.
 """
 from __future__ import annotations
 
+import functools
 import re
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -69,8 +71,17 @@ class _LogState:
     since: int = 0  # occurrences since the last line
 
 
+def _locked(method):
+    """Run a DetectorHealth method under the health's own (reentrant) lock: callers need no lock of their own."""
+    @functools.wraps(method)
+    def run(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return run
+
+
 class DetectorHealth:
-    """Counters and state of one detector; every method is thread-safe only under the caller's lock."""
+    """Counters and state of one detector; every method is thread-safe (each takes the health's own lock)."""
 
     def __init__(self, cameras: list[str], min_views: int, camera_timeout: float, now: float,
                  log_every: float = 30.0, warn_window: float = 10.0):
@@ -96,25 +107,31 @@ class DetectorHealth:
         self.last_objects = self.last_anomalous = 0
         self.last_missing: list[str] = []
         self._logs: dict[tuple[str, str], _LogState] = {}
+        self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ events
+    @_locked
     def restart(self, now: float) -> None:
         """A new start (lifecycle activate): cameras get `camera_timeout` again to deliver; counters are kept."""
         self.started = now
         for st in self.cams.values():
             st.last_ok = max(st.last_ok, now)
 
+    @_locked
     def frame(self, camera: str, now: float) -> None:
         """An image of `camera` arrived (counted in frames_received)."""
         self.received += 1
         self.cams[camera].last_frame = now
 
+    @_locked
     def arrival_ok(self, camera: str, now: float) -> None:
         self.cams[camera].last_ok = now
 
+    @_locked
     def view_ok(self, camera: str, now: float) -> None:
         self.cams[camera].last_view_ok = now
 
+    @_locked
     def drop(self, reason: str, now: float, n: int = 1, camera: str = "", message: str = "",
              fault: bool = True) -> str | None:
         """Count n frames under `reason` (one of DROP_REASONS); for camera errors also record the camera's error.
@@ -158,6 +175,7 @@ class DetectorHealth:
         log.at, log.since = now, 0
         return line
 
+    @_locked
     def inspection_ok(self, n_frames: int, latency: dict[str, float], n_objects: int, n_anomalous: int,
                       missing: list[str]) -> None:
         self.inspections += 1
@@ -168,27 +186,32 @@ class DetectorHealth:
         self.last_missing = list(missing)
         self.last_error = ""
 
+    @_locked
     def inspection_failed(self, n_frames: int, message: str, now: float) -> None:
         self.inference_errors += 1
         self.last_error = message
         self.drop("inspection_failed", now, n_frames)
 
+    @_locked
     def gather_error(self, message: str, now: float) -> None:
         """An unexpected exception in the gather stage (a bug, not a bad input): WARN, not an inference error."""
         self.gather_errors += 1
         self.last_problem, self.last_problem_text = now, f"gather error: {message}"
 
+    @_locked
     def audit_error(self, message: str, now: float) -> None:
         self.audit_errors += 1
         self.last_problem, self.last_problem_text = now, f"audit trail: {message}"
 
     # ------------------------------------------------------------------ state
+    @_locked
     def camera_out(self, camera: str, now: float) -> bool:
         st = self.cams[camera]
         if now - st.last_ok > self.camera_timeout:
             return True
         return st.last_view_fail is not None and (st.last_view_ok is None or st.last_view_fail > st.last_view_ok)
 
+    @_locked
     def why_out(self, camera: str, now: float) -> str:
         """Why `camera` gives no usable view (for the report and diagnostics); '' when it is fine."""
         st = self.cams[camera]
@@ -205,6 +228,7 @@ class DetectorHealth:
     def dropped_total(self) -> int:
         return sum(self.dropped.values())
 
+    @_locked
     def status(self, now: float, pending: int, extra: dict | None = None) -> tuple[int, str, dict]:
         """(level, message, values) of the diagnostics; `pending` = frames held in queues, sets and selectors."""
         out = [c for c in self.cameras if self.camera_out(c, now)]

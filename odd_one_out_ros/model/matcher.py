@@ -89,7 +89,7 @@ class SparseVoxelAttention(nn.Module):
         correspondences are gathered once, W_K is folded into the queries (q_h . (W_K,h x + b_K,h) =
         (W_K,h^T q_h) . x + a constant per query and head, which the softmax ignores) and W_V is applied after the
         weighted sum (sum_j a_j (W_V,h x_j + b_V,h) = W_V,h (sum_j a_j x_j) + b_V,h, the weights summing to 1).
-        The same attention as gathering keys and values (`reference_forward`), up to floating-point rounding."""
+        The same attention as gathering keys and values (tests/reference_impl.py), up to floating-point rounding."""
         N, P, D = x.shape
         M, k = partners.shape[1], idx.shape[-1]
         if M == 0:  # a single object has nobody to compare with
@@ -113,21 +113,6 @@ class SparseVoxelAttention(nn.Module):
         y = torch.cat(outs) if len(outs) > 1 else outs[0]
         o = torch.einsum("phd,hed->phe", y, self.v.weight.view(h, dh, D)) + self.v.bias.view(h, dh)
         return self.out(o.reshape(N, P, D))
-
-    def reference_forward(self, x: torch.Tensor, partners: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """Eq. 6-7 as written: keys and values of every correspondence gathered, then attention (tests)."""
-        N, P, D = x.shape
-        M, k = partners.shape[1], idx.shape[-1]
-        if M == 0:
-            return torch.zeros_like(x)
-        q = self.q(x).view(N, P, self.h, self.dh)
-        kk = self.k(x).reshape(N * P, D)
-        vv = self.v(x).reshape(N * P, D)
-        rows = (partners[:, None, :, None] * P + idx).reshape(-1)
-        keys = kk.index_select(0, rows).view(N * P, M * k, self.h, self.dh).transpose(1, 2)  # (NP, h, Mk, dh)
-        vals = vv.index_select(0, rows).view(N * P, M * k, self.h, self.dh).transpose(1, 2)
-        query = q.reshape(N * P, self.h, 1, self.dh)
-        return self.out(F.scaled_dot_product_attention(query, keys, vals).reshape(N, P, D))
 
 
 class VanillaAttention(nn.Module):

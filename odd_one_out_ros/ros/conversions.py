@@ -1,7 +1,7 @@
-"""sensor_msgs/CameraInfo <-> CameraCalibration / PinholeCamera, geometry_msgs <-> Rigid.
+"""Messages made from our types: CameraCalibration -> CameraInfo, Rigid -> geometry_msgs/Pose, RGB -> Image; and,
+re-exported from odd_one_out_ros.views, the readers the other way (they need no message classes).
 
-Message classes only; no rclpy import (nodes stay thin, this stays testable without a graph).
-Frames: docs/frames.md.
+Message classes only; no rclpy import. Frames: docs/frames.md.
 """
 from __future__ import annotations
 
@@ -9,56 +9,21 @@ import numpy as np
 from geometry_msgs.msg import Pose
 from sensor_msgs.msg import CameraInfo, Image
 
-from ..geometry import CameraCalibration, PinholeCamera, Rigid
-from ..views import PosedView
+from ..geometry import CameraCalibration, Rigid
+from ..views import (  # noqa: F401  (re-exported: the readers)
+    IMAGE_ENCODINGS,
+    ViewError,
+    camera_info_to_calibration,
+    camera_info_to_camera,
+    image_to_rgb,
+    pose_to_rigid,
+    posed_view,
+    stamp_seconds,
+)
 
 __all__ = ["camera_info_to_calibration", "calibration_to_camera_info", "camera_info_to_camera",
            "pose_to_rigid", "rigid_to_pose", "image_to_rgb", "rgb_to_image", "IMAGE_ENCODINGS",
            "stamp_seconds", "posed_view", "ViewError"]
-
-
-class ViewError(ValueError):
-    """An image, CameraInfo or pose that cannot make a view; `kind` is "image", "camera_info" or "pose"."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(message)
-        self.kind = kind
-
-
-def camera_info_to_calibration(msg: CameraInfo, source: str = "camera_info") -> CameraCalibration:
-    """CameraInfo -> calibration of the *published image* (binning and ROI applied, as image_geometry).
-
-    Raises ValueError naming `source` for an uncalibrated (all-zero K) or malformed message.
-    """
-    K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
-    if not np.any(K):
-        raise ValueError(f"{source}: K is all zeros (camera not calibrated)")
-    P = np.array(msg.p, dtype=np.float64).reshape(3, 4)
-    bx, by = max(int(msg.binning_x), 1), max(int(msg.binning_y), 1)
-    width, height = int(msg.width), int(msg.height)
-    roi = msg.roi
-    if roi.width or roi.height or roi.x_offset or roi.y_offset:
-        K[0, 2] -= roi.x_offset
-        K[1, 2] -= roi.y_offset
-        P[0, 2] -= roi.x_offset
-        P[1, 2] -= roi.y_offset
-        width, height = int(roi.width) or width, int(roi.height) or height
-    if bx > 1 or by > 1:
-        S = np.diag([1.0 / bx, 1.0 / by, 1.0])
-        K, P = S @ K, S @ P
-        width, height = width // bx, height // by
-    try:
-        return CameraCalibration(width=width, height=height, K=K, D=np.array(msg.d, dtype=np.float64),
-                                 distortion_model=msg.distortion_model or "plumb_bob",
-                                 R=np.array(msg.r, dtype=np.float64).reshape(3, 3) if any(msg.r) else np.eye(3),
-                                 P=P if np.any(P) else None, camera_name=msg.header.frame_id or "camera")
-    except ValueError as e:
-        raise ValueError(f"{source}: {e}") from None
-
-
-def camera_info_to_camera(msg: CameraInfo, T_cw: Rigid | None = None, source: str = "camera_info") -> PinholeCamera:
-    """CameraInfo (+ world-to-camera pose) -> PinholeCamera for the published image."""
-    return camera_info_to_calibration(msg, source).to_camera(T_cw)
 
 
 def calibration_to_camera_info(calib: CameraCalibration, frame_id: str = "", stamp=None) -> CameraInfo:
@@ -76,55 +41,11 @@ def calibration_to_camera_info(calib: CameraCalibration, frame_id: str = "", sta
     return msg
 
 
-def pose_to_rigid(pose: Pose) -> Rigid:
-    """geometry_msgs/Pose (pose of frame B in frame A) -> Rigid mapping B coordinates into A.
-
-    Raises ValueError for a non-finite pose or a quaternion that is not of unit length (|q|^2 off 1 by more than
-    0.01, tf2's limit): a pose that was never normalised is a producer's bug, not something to guess at."""
-    q, p = pose.orientation, pose.position
-    xyzw = np.array([q.x, q.y, q.z, q.w], dtype=np.float64)
-    xyz = np.array([p.x, p.y, p.z], dtype=np.float64)
-    if not (np.isfinite(xyzw).all() and np.isfinite(xyz).all()):
-        raise ValueError(f"pose is not finite: position {xyz.tolist()}, orientation {xyzw.tolist()}")
-    n2 = float(xyzw @ xyzw)
-    if abs(n2 - 1.0) > 0.01:
-        raise ValueError(f"pose orientation {xyzw.tolist()} is not a unit quaternion (norm {np.sqrt(n2):.4g})")
-    return Rigid.from_quat(xyzw / np.sqrt(n2), xyz)
-
-
 def rigid_to_pose(T: Rigid) -> Pose:
     pose = Pose()
     pose.position.x, pose.position.y, pose.position.z = (float(v) for v in T.t)
     pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w = (float(v) for v in T.as_quat())
     return pose
-
-
-# --- sensor_msgs/Image <-> numpy (cv_bridge is not obtainable from PyPI; this is the small part we need)
-IMAGE_ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8) -> (H, W, 3) uint8 RGB copy.
-
-    Raises ValueError with the reason for any other encoding or an inconsistent message.
-    """
-    enc = msg.encoding.lower()
-    if enc not in IMAGE_ENCODINGS:
-        raise ValueError(f"unsupported image encoding {msg.encoding!r}; supported: {sorted(IMAGE_ENCODINGS)}")
-    ch = IMAGE_ENCODINGS[enc]
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    if h <= 0 or w <= 0 or step < w * ch:
-        raise ValueError(f"bad image geometry: {w}x{h}, step {step} for {enc}")
-    if len(msg.data) != step * h:
-        raise ValueError(f"image data has {len(msg.data)} bytes, expected {step * h} ({w}x{h}, step {step})")
-    data = msg.data  # array.array('B') when received; bytes or a list when built by hand
-    buf = np.array(data, dtype=np.uint8) if isinstance(data, list) else np.frombuffer(data, dtype=np.uint8)
-    img = buf.reshape(h, step)[:, :w * ch].reshape(h, w, ch)
-    if enc == "mono8":
-        return np.repeat(img, 3, axis=2)
-    if enc in ("bgr8", "bgra8"):
-        img = img[..., 2::-1]
-    return np.ascontiguousarray(img[..., :3])
 
 
 def rgb_to_image(rgb: np.ndarray, frame_id: str = "", stamp=None, encoding: str = "rgb8") -> Image:
@@ -145,26 +66,3 @@ def rgb_to_image(rgb: np.ndarray, frame_id: str = "", stamp=None, encoding: str 
     return msg
 
 
-def stamp_seconds(msg) -> float:
-    """header.stamp of a message in seconds."""
-    return msg.header.stamp.sec + 1e-9 * msg.header.stamp.nanosec
-
-
-def posed_view(image: Image, info: CameraInfo, pose, source: str = "", rgb: np.ndarray | None = None) -> PosedView:
-    """Image + CameraInfo + geometry_msgs/PoseStamped (the camera optical frame's pose in the world,
-    i.e. camera-to-world) -> PosedView. The one conversion the detector and `odd-one-out replay` share,
-    so a replayed inspection sees bit-identical inputs. Raises ViewError (a ValueError) naming `source`
-    and saying which of the three messages is unusable. rgb: image_to_rgb(image) when the caller has it already."""
-    try:
-        rgb = image_to_rgb(image) if rgb is None else rgb
-    except ValueError as e:
-        raise ViewError("image", f"{source}: {e}") from None
-    try:
-        T_cw = pose_to_rigid(pose.pose).inverse()
-    except ValueError as e:
-        raise ViewError("pose", f"{source}: {e}") from None
-    try:
-        return PosedView(rgb, camera_info_to_camera(info, T_cw, source=f"{source}/camera_info"),
-                         stamp_seconds(image), source)
-    except ValueError as e:  # K all zeros, or a size that is not the image's
-        raise ViewError("camera_info", str(e)) from None

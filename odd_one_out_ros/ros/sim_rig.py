@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.node import Node
@@ -27,22 +27,28 @@ from .conversions import calibration_to_camera_info, rgb_to_image, rigid_to_pose
 from .node_main import run_node
 from .params import declare_params, ros_param
 
+_SIM = SimConfig()  # the simulation's defaults: each parameter named after a SimConfig field takes its default
+
 
 @dataclass(frozen=True)
 class SimRigParams:
-    kind: str = ros_param("toys", "toys or parts", choices=("toys", "parts"))
-    seed: int = ros_param(0, "scene seed", 0, 2**31 - 1)
-    objects: tuple = ros_param((4, 6), "[min, max] objects on the tray (0..12)")
-    category: str = ros_param("", "toy category (empty = random)")
-    mode: str = ros_param("rig", "rig (N fixed cameras) or orbit (one moving)", choices=("rig", "orbit"))
-    cameras: int = ros_param(5, "fixed cameras in rig mode", 1, 64)
-    image_size: int = ros_param(256, "square image size (px)", 32, 2048)
-    distance: float = ros_param(SimConfig.distance, "camera distance from the tray centre (m)", 0.2, 5.0)
-    elevation_deg: float = ros_param(SimConfig.elevation_deg, "camera elevation above the tray (degrees)", 5.0, 89.0)
-    azimuth0_deg: float = ros_param(18.0, "azimuth of camera 0 / the orbit start (degrees)", -360.0, 360.0)
-    orbit_steps: int = ros_param(36, "orbit mode: camera positions per revolution", 3, 3600)
-    apriltag_board: bool = ros_param(False, "put the AprilTag tray board on the floor (for pose_source apriltag)")
-    board_file: str = ros_param("", "board YAML (empty = calibration/tray_board_12tags.yaml)")
+    """The sim rig's parameters: the SimConfig fields of the same names (sim_config), then the publishing ones."""
+
+    kind: str = ros_param(_SIM.kind, "toys or parts", choices=("toys", "parts"))
+    seed: int = ros_param(_SIM.seed, "scene seed", 0, 2**31 - 1)
+    objects: tuple = ros_param(_SIM.objects, "[min, max] objects on the tray (0..12)")
+    category: str = ros_param(_SIM.category, "toy category (empty = random)")
+    mode: str = ros_param(_SIM.mode, "rig (N fixed cameras) or orbit (one moving)", choices=("rig", "orbit"))
+    cameras: int = ros_param(_SIM.cameras, "fixed cameras in rig mode", 1, 64)
+    image_size: int = ros_param(_SIM.image_size, "square image size (px)", 32, 2048)
+    distance: float = ros_param(_SIM.distance, "camera distance from the tray centre (m)", 0.2, 5.0)
+    elevation_deg: float = ros_param(_SIM.elevation_deg, "camera elevation above the tray (degrees)", 5.0, 89.0)
+    azimuth0_deg: float = ros_param(_SIM.azimuth0_deg, "azimuth of camera 0 / the orbit start (degrees)",
+                                    -360.0, 360.0)
+    orbit_steps: int = ros_param(_SIM.orbit_steps, "orbit mode: camera positions per revolution", 3, 3600)
+    apriltag_board: bool = ros_param(_SIM.apriltag_board, "put the AprilTag tray board on the floor (for "
+                                                          "pose_source apriltag)")
+    board_file: str = ros_param(_SIM.board_file, "board YAML (empty = calibration/tray_board_12tags.yaml)")
     rate: float = ros_param(2.0, "rig: cycles per second; orbit: camera steps per second", 0.01, 100.0)
     frame_id: str = ros_param("world", "world (board) frame of the poses")
     prefix: str = ros_param("cameras", "topic prefix of the cameras")
@@ -50,16 +56,20 @@ class SimRigParams:
     publish_poses: bool = ros_param(True, "publish <prefix>/<camera>/pose (for pose_source topic)")
 
 
+def sim_config(p: SimRigParams) -> SimConfig:
+    """The simulation of the parameters: every SimConfig field that is a parameter. ValueError (one line) for a
+    value SimConfig refuses."""
+    if len(p.objects) != 2:
+        raise ValueError(f"parameter objects must be [min, max], got {list(p.objects)}")
+    values = {f.name: getattr(p, f.name) for f in fields(SimConfig) if hasattr(p, f.name)}
+    return SimConfig(**{**values, "objects": (int(p.objects[0]), int(p.objects[1]))})
+
+
 class SimRigNode(Node):
     def __init__(self, **kwargs):
         super().__init__("sim_rig", **kwargs)
         p = declare_params(self, SimRigParams)
-        if len(p.objects) != 2:
-            raise ValueError(f"parameter objects must be [min, max], got {list(p.objects)}")
-        cfg = SimConfig(kind=p.kind, seed=p.seed, objects=(int(p.objects[0]), int(p.objects[1])),
-                        category=p.category, mode=p.mode, cameras=p.cameras, image_size=p.image_size,
-                        distance=p.distance, elevation_deg=p.elevation_deg, azimuth0_deg=p.azimuth0_deg,
-                        orbit_steps=p.orbit_steps, apriltag_board=p.apriltag_board, board_file=p.board_file)
+        cfg = sim_config(p)
         rate, prefix = p.rate, p.prefix
         self.frame_id, self.encoding, self.publish_poses = p.frame_id, p.encoding, p.publish_poses
 

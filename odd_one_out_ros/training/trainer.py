@@ -29,8 +29,7 @@ from ..model.checkpoint import read_checkpoint, save_checkpoint
 from ..model.config import ENCODER_STRIDES, ModelConfig
 from ..model.losses import LossWeights
 from ..model.network import OddOneOutNet
-from ..model.teacher import (FeatureCache, FeaturePCA, MobileNetTeacher, TeacherCache, TrunkTeacherCache,
-                             build_teacher)
+from ..model.teacher import FeatureCache, FeaturePCA, MobileNetTeacher, TeacherCache, TrunkTeacherCache, build_teacher
 from .config import SCHEDULES, TrainConfig
 
 

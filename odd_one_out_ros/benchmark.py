@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..geometry import Box3D, boxes_to_tensor, look_at
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ModelConfig
-from .matcher import CrossInstanceMatcher
-from .network import OddOneOutNet
+from .geometry import Box3D, boxes_to_tensor, look_at
+from .model.checkpoint import save_checkpoint
+from .model.config import ModelConfig
+from .model.matcher import CrossInstanceMatcher
+from .model.network import OddOneOutNet
 
 
 def synthetic_inputs(cfg: ModelConfig, views: int, objects: int, device) -> tuple:
@@ -115,7 +115,7 @@ def inspection_peak_memory(net: OddOneOutNet, views: int, objects: int, device="
     method."""
     with tempfile.TemporaryDirectory() as tmp:
         path = save_checkpoint(Path(tmp) / "net.pt", net)
-        code = "import sys; from odd_one_out_ros.model.bench import _peak_memory_child as f; f(*sys.argv[1:])"
+        code = "import sys; from odd_one_out_ros.benchmark import _peak_memory_child as f; f(*sys.argv[1:])"
         out = subprocess.run([sys.executable, "-c", code, str(path), str(views), str(objects), str(device),
                               str(torch.get_num_threads())], capture_output=True, text=True, timeout=900)
     if out.returncode != 0:
@@ -124,8 +124,9 @@ def inspection_peak_memory(net: OddOneOutNet, views: int, objects: int, device="
 
 
 def _peak_memory_child(path: str, views: str, objects: str, device: str, threads: str) -> None:
-    torch.set_num_threads(int(threads))
-    net, _ = load_checkpoint(path, device)
+    from .inspection.loader import load_inspector
+
+    net = load_inspector(path, device, threads=int(threads)).net
     images, K, T, box_list = synthetic_inputs(net.cfg, int(views), int(objects), device)
     boxes = boxes_to_tensor(box_list, device)
     result = {}
@@ -263,9 +264,9 @@ def bench_train(config: str = "cpu", data=None, views: tuple[int, int] = (4, 3),
     import tempfile
     from pathlib import Path
 
-    from ..resources import SAMPLE_SCENE
-    from ..training.trainer import TrainConfig, Trainer
-    from .config import preset
+    from .model.config import preset
+    from .resources import SAMPLE_SCENE
+    from .training.trainer import TrainConfig, Trainer
 
     data = str(data or SAMPLE_SCENE)
     overrides = dict(train_overrides or {})

@@ -1,0 +1,491 @@
+"""The detector's work without ROS: frames in, posed view sets, inspections, the audit trail and the ~/inspect call.
+
+Three stages, so that no callback ever waits for the model (ros/detector.py runs them: the callbacks and two threads):
+  intake (callbacks)  nothing heavy: the encoding, the stamp against the node's clock, that a CameraInfo came
+                      (pose_source topic: the image paired with its PoseStamped by stamp); the frame is queued;
+  gather_loop         rig sets (gather.RigGatherer: a set of >= min_views cameras is inspected without the cameras
+                      that are out) or moving-mode selection; each frame made a posed view (poses.PoseResolver);
+                      view sets into a bounded queue (oldest dropped and counted);
+  inspect_loop        the model (non-finite outputs are errors: guard.py), the view bag and audit record, then
+                      publishing (PipelineIO.publish).
+Every frame is counted: in an inspection, under one drop reason, or pending (diagnostics.py). Messages are read by
+their fields (odd_one_out_ros.views), so this module imports no ROS package; what needs one comes in PipelineIO.
+"""
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from ..sync import ApproximateSync
+from ..views import IMAGE_ENCODINGS, PosedView, ViewError, stamp_seconds
+from .audit import AuditLog, interrupted_bags, view_bag_path, write_view_bag
+from .diagnostics import DetectorHealth
+from .gather import DropQueue, MovingViewSelector, RigGatherer, RigSet
+from .guard import check_finite_result
+from .poses import BuiltView, PoseError, PoseResolver
+from .report import build_report, validate_report, view_record
+
+INFO_GRACE_S = 2.0  # images without CameraInfo in a camera's first seconds are dropped without a complaint
+POLL_S = 0.05  # the gather thread checks rig-set timeouts this often
+BAG_TOPICS = ("/views/image", "/views/camera_info", "/views/pose")  # a view bag's topics, one message each per view
+
+
+@dataclass
+class Frame:
+    """One image of one camera with what the callbacks attached to it."""
+
+    camera: str
+    image: object  # sensor_msgs/Image
+    info: object  # sensor_msgs/CameraInfo
+    stamp: float
+    received: float  # time.monotonic() on arrival
+    pose: object | None = None  # geometry_msgs/PoseStamped (pose_source topic)
+
+
+@dataclass
+class GatheredView:
+    built: BuiltView
+    frame: Frame  # the messages exactly as used: what the view bag stores
+    record: dict  # the report's entry for this view
+
+    @property
+    def view(self) -> PosedView:
+        return self.built.view
+
+
+@dataclass
+class ViewSet:
+    items: list[GatheredView]
+    missing: list[dict] = field(default_factory=list)  # [{"camera", "reason"}] of the report
+    queued: float = 0.0  # time.monotonic() when it was queued for the model
+
+    @property
+    def stamp(self) -> float:
+        return max(g.view.stamp for g in self.items)
+
+    @property
+    def received(self) -> float:
+        return max(g.frame.received for g in self.items)
+
+
+@dataclass
+class Request:
+    """One call of ~/inspect, waiting for an inspection of views stamped at or after `after`."""
+
+    after: float
+    done: threading.Event = field(default_factory=threading.Event)
+    report: dict | None = None
+    error: str = ""
+
+
+@dataclass
+class PipelineIO:
+    """What the pipeline needs from its node."""
+
+    log: Callable[[str, str], None]  # (level: "error" | "warning" | "info", one line)
+    ros_now: Callable[[], float]  # the node's clock, seconds
+    publish: Callable[[dict, object, list[PosedView], GatheredView], None]  # report, result, views, the newest view
+    bag_messages: Callable[[GatheredView], dict]  # {BAG_TOPICS[i]: serialized message} of one view
+    bag_report: Callable[[dict], bytes]  # the report as a serialized message of the bag
+    shutting_down: Callable[[], bool]  # the stages are being stopped, or the node's context is gone (Ctrl-C)
+
+
+class Pipeline:
+    """One configured detector's stages and state. p: the node's DetectorParams (ros/params.py); inspect_fn(views)
+    -> InspectionResult (e.g. inspection.loader.load_inspector's); audit: an open AuditLog or None; last_id: the
+    last inspection id this process gave (ids stay unique within the audit log, without one within the process)."""
+
+    def __init__(self, p, cameras: list[str], resolver: PoseResolver, inspect_fn: Callable, threshold: float,
+                 model_info: dict, audit: AuditLog | None, node_name: str, io: PipelineIO, last_id: int = 0):
+        self.p, self.cameras, self.resolver, self.io = p, list(cameras), resolver, io
+        self.inspect_fn, self.threshold, self.model_info, self.audit = inspect_fn, threshold, model_info, audit
+        self.node_name = node_name
+        self.min_views = p.min_views if p.mode == "rig" else 1
+        self.health = DetectorHealth(self.cameras, self.min_views, p.camera_timeout, time.monotonic())
+        self.inspection_id = max(last_id, audit.last_id if audit is not None else 0)
+        self.active = False  # frames and ~/inspect calls are taken only while active (set_active)
+        self._lock = threading.Lock()  # the request, the frames in flight and the pose syncs
+        self._request: Request | None = None
+        self._seen_request: Request | None = None
+        self._infos: dict[str, object] = {}
+        self._shutdown_logged = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Empty queues, gatherers and pose syncs (at configure, and after stop() discarded what they held)."""
+        p, now = self.p, time.monotonic()
+        self.selector = (MovingViewSelector(p.views_required, p.min_view_angle_deg, p.max_view_age)
+                         if p.mode == "moving" else None)
+        self.rig_sync = (RigGatherer(self.cameras, p.sync_slop, self.min_views, p.set_timeout, p.camera_timeout, now)
+                         if p.mode == "rig" else None)
+        self._pose_sync = {c: ApproximateSync(2, slop=p.sync_slop) for c in self.cameras}
+        self._frames = DropQueue(max(8, 4 * len(self.cameras)))
+        self._sets = DropQueue(p.queue_size)
+        self._frames_in_sets = 0  # frames in queued or running view sets
+        self._frames_in_gather = 0  # frames taken off the frame queue and not yet placed
+        self._first_image: dict[str, float] = {}
+        self._poses_seen: set[str] = set()
+
+    def set_active(self, active: bool) -> bool:
+        """Start or stop taking frames and ~/inspect calls; returns whether it was active."""
+        with self._lock:
+            was, self.active = self.active, active
+        return was
+
+    # ---------------------------------------------------------------------- counting
+    def drop(self, reason: str, n: int = 1, camera: str = "", message: str = "", fault: bool = True) -> None:
+        """Count n frames as dropped for `reason` (diagnostics.DROP_REASONS); log camera errors when new."""
+        line = self.health.drop(reason, time.monotonic(), n, camera, message, fault)
+        if line:
+            self.io.log("error", line)
+
+    def pending_frames(self) -> int:
+        """Frames held anywhere between arrival and the end of their inspection."""
+        with self._lock:
+            n = self._frames.qsize() + self._frames_in_gather + self._frames_in_sets
+            n += sum(s.pending(0) for s in self._pose_sync.values()) if self.p.pose_source == "topic" else 0
+        n += self.rig_sync.pending if self.rig_sync is not None else 0
+        return n + (len(self.selector) if self.selector is not None else 0)
+
+    def diagnostics(self, extra: dict) -> tuple[int, str, dict]:
+        """(level, message, values) of the /diagnostics status now."""
+        if self.selector is not None:
+            extra = {**extra, "views_collected": len(self.selector)}
+        return self.health.status(time.monotonic(), self.pending_frames(), extra)
+
+    def stop(self) -> None:
+        """After the stages stopped (deactivate): what was still held is dropped as inactive, a waiting ~/inspect
+        call is answered."""
+        self.drop("inactive", self.pending_frames())
+        self.reset()
+        with self._lock:
+            req, self._request = self._request, None
+        if req is not None:
+            req.error = "the detector was deactivated"
+            req.done.set()
+
+    # ---------------------------------------------------------------------- intake (the node's callbacks)
+    def on_info(self, cam: str, msg) -> None:
+        self._infos[cam] = msg
+
+    def on_image(self, cam: str, msg) -> None:
+        if not self.active:  # a message delivered while the subscription was being destroyed
+            return
+        now = time.monotonic()
+        self.health.frame(cam, now)
+        if msg.encoding.lower() not in IMAGE_ENCODINGS:
+            self.drop("encoding", 1, cam, f"unsupported image encoding {msg.encoding!r}; supported: "
+                      f"{', '.join(IMAGE_ENCODINGS)}")
+            return
+        stamp = stamp_seconds(msg)
+        skew, max_skew = stamp - self.io.ros_now(), self.p.max_clock_skew
+        if max_skew > 0 and abs(skew) > max_skew:
+            what = ("is unset (0)" if stamp == 0 else
+                    f"is {abs(skew):.1f} s {'ahead of' if skew > 0 else 'behind'} this node's clock")
+            self.drop("clock_skew", 1, cam, f"image stamp {what} (max_clock_skew {max_skew} s): "
+                      "dropping it; check the camera's time sync (PTP / NTP) or use_sim_time")
+            return
+        first = self._first_image.setdefault(cam, now)
+        info = self._infos.get(cam)
+        if info is None:  # at start-up the first images may overtake the first CameraInfo: no fault then
+            self.drop("camera_info", 1, cam, f"no CameraInfo received yet on {self.p.camera_prefix}/{cam}/camera_info; "
+                      "dropping its images until one arrives", fault=now - first >= INFO_GRACE_S)
+            return
+        self.health.arrival_ok(cam, now)
+        frame = Frame(cam, msg, info, stamp, now)
+        if self.p.pose_source != "topic":
+            self._put_frame(frame)
+        else:
+            self._pair_pose(cam, 0, stamp, frame)
+
+    def on_pose(self, cam: str, msg) -> None:
+        if not self.active:
+            return
+        self._poses_seen.add(cam)
+        self._pair_pose(cam, 1, stamp_seconds(msg), msg)
+
+    def _pair_pose(self, cam: str, stream: int, stamp: float, msg) -> None:
+        sync = self._pose_sync[cam]
+        with self._lock:
+            before = sync.dropped_by_stream[0]
+            match = sync.add(stream, stamp, msg)
+            lost = sync.dropped_by_stream[0] - before
+        if lost:
+            self._pose_lost(cam, lost)
+        if match:
+            match[0].pose = match[1]
+            self._put_frame(match[0])
+
+    def _pose_lost(self, cam: str, n: int) -> None:
+        topic = f"{self.p.camera_prefix}/{cam}/pose"
+        self.drop("pose", n, cam, f"no PoseStamped within sync_slop {self.p.sync_slop} s of its image on "
+                  f"{topic}" if cam in self._poses_seen else f"no PoseStamped received on {topic}")
+
+    def _put_frame(self, frame: Frame) -> None:
+        if self._frames.put(frame) is not None:
+            self.drop("frame_queue")
+
+    # ---------------------------------------------------------------------- ~/inspect
+    def inspect_call(self) -> tuple[bool, str]:
+        """One ~/inspect call: waits (up to inspect_timeout) for an inspection of views stamped from now on ->
+        (success, the report as JSON or why not)."""
+        req = Request(after=self.io.ros_now())
+        with self._lock:
+            active, busy = self.active, self._request is not None
+            if active and not busy:
+                self._request = req
+        if not active:
+            return False, "the detector is not active (lifecycle state)"
+        if busy:
+            return False, "another ~/inspect call is waiting; try again later"
+        ok = req.done.wait(self.p.inspect_timeout)
+        with self._lock:
+            if self._request is req:
+                self._request = None
+        if not ok:
+            now = time.monotonic()
+            out = {c: self.health.why_out(c, now) for c in self.cameras if self.health.camera_out(c, now)}
+            return False, f"no inspection within {self.p.inspect_timeout} s" + (f"; cameras out: {out}" if out else "")
+        return (False, req.error) if req.error else (True, json.dumps(req.report))
+
+    def _finish_request(self, vs: ViewSet, report: dict | None, error: str) -> None:
+        with self._lock:
+            req = self._request
+            if req is None or vs.stamp < req.after:
+                return
+            self._request = None
+        req.report, req.error = report, error
+        req.done.set()
+
+    def _idle(self, frame: Frame) -> bool:
+        """trigger service: True (frame dropped) while no ~/inspect call waits for views this new."""
+        if self.p.trigger != "service":
+            return False
+        req = self._request
+        if req is None or frame.stamp < req.after:
+            return True
+        if req is not self._seen_request:  # a new request: start collecting afresh
+            self._seen_request = req
+            if self.selector is not None:
+                self.drop("not_requested", self.selector.reset())
+        return False
+
+    # ---------------------------------------------------------------------- gather stage
+    def gather_loop(self, stop: threading.Event) -> None:
+        last_tick = 0.0
+        while not stop.is_set():
+            try:
+                frame = self._frames.get(timeout=POLL_S)
+                with self._lock:
+                    self._frames_in_gather = 1
+            except queue.Empty:
+                frame = None
+            try:
+                if frame is not None:
+                    self._gather(frame)
+                if time.monotonic() - last_tick >= POLL_S:
+                    last_tick = time.monotonic()
+                    self._tick(last_tick)
+            except Exception as e:  # never let the thread die: a bug, not a bad input; count it, log it, carry on
+                self.health.gather_error(f"{type(e).__name__}: {e}", time.monotonic())
+                if frame is not None:  # (a bug in the gatherer itself: the frame may be lost)
+                    self.drop("gather_error")
+                self.io.log("error", f"gather stage failed: {type(e).__name__}: {e}")
+            finally:
+                with self._lock:
+                    self._frames_in_gather = 0
+
+    def _tick(self, now: float) -> None:
+        """Timeouts: rig sets that waited set_timeout; images that waited as long for their pose message."""
+        if self.rig_sync is not None:
+            self._rig(lambda: self.rig_sync.poll(now))
+        if self.p.pose_source == "topic":
+            for cam, sync in self._pose_sync.items():
+                with self._lock:
+                    lost = sync.prune(0, lambda f: now - f.received < self.p.set_timeout)
+                if lost:
+                    self._pose_lost(cam, lost)
+
+    def _gather(self, frame: Frame) -> None:
+        if self._idle(frame):
+            self.drop("not_requested")
+            return
+        if self.rig_sync is not None:
+            self._rig(lambda: self.rig_sync.add(frame.camera, frame.stamp, frame, time.monotonic()))
+            return
+        g = self._view(frame)
+        if g is None:
+            return
+        s = self.selector
+        close, expired = s.too_close, s.expired
+        chosen = s.add(g, g.view.camera.center, g.view.stamp, self.io.ros_now())
+        self.drop("too_close", s.too_close - close)
+        self.drop("expired", s.expired - expired)
+        if chosen:
+            self._queue_set(ViewSet(chosen))
+
+    def _rig(self, step: Callable[[], list[RigSet]]) -> None:
+        """One add or poll of the rig gatherer: frames it dropped are counted, the sets it made are converted."""
+        before, overtaken = self.rig_sync.dropped, self.rig_sync.superseded
+        sets = step()
+        self.drop("unmatched", self.rig_sync.dropped - before)
+        self.drop("superseded", self.rig_sync.superseded - overtaken)
+        for rs in sets:
+            items, missing = [], []
+            now = time.monotonic()
+            for cam in self.cameras:
+                g = self._view(rs.items[cam]) if cam in rs.items else None
+                if g is not None:
+                    items.append(g)
+                else:
+                    missing.append({"camera": cam, "reason": self.health.why_out(cam, now) or "no usable view"})
+            if len(items) < self.min_views:
+                self.drop("incomplete_set", len(items))
+                continue
+            self._queue_set(ViewSet(items, missing))
+
+    def _queue_set(self, vs: ViewSet) -> None:
+        vs.queued = time.monotonic()
+        with self._lock:
+            self._frames_in_sets += len(vs.items)
+        old = self._sets.put(vs)
+        if old is not None:
+            with self._lock:
+                self._frames_in_sets -= len(old.items)
+            self.drop("busy", len(old.items))
+
+    def _view(self, frame: Frame) -> GatheredView | None:
+        """Frame -> posed view, or None (counted and logged) when its image, intrinsics or pose is unusable."""
+        cam = frame.camera
+        try:
+            built = self.resolver.build_view(cam, frame.image, frame.info, frame.pose)
+        except PoseError as e:
+            self.drop("pose", 1, cam, f"no camera pose: {e}")
+            return None
+        except ViewError as e:
+            self.drop(e.kind, 1, cam, f"unusable {e.kind.replace('_', ' ')}: {str(e).removeprefix(cam + ': ')}")
+            return None
+        except Exception as e:  # a bug (e.g. in a library), not a bad input: counted, logged, the set goes on
+            self.drop("gather_error", 1, cam, f"making its view failed: {type(e).__name__}: {e}")
+            return None
+        self.health.view_ok(cam, time.monotonic())
+        return GatheredView(built, frame, view_record(built.view, self.p.pose_source, **built.extra))
+
+    # ---------------------------------------------------------------------- inspect stage
+    def inspect_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                vs = self._sets.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            try:
+                if stop.is_set():  # deactivated while this set waited: not inspected (counted)
+                    self.drop("inactive", len(vs.items))
+                    continue
+                self._inspect(vs)
+            except Exception as e:  # never let the thread die
+                self.health.inspection_failed(len(vs.items), f"{type(e).__name__}: {e}", time.monotonic())
+                self.io.log("error", f"inspection stage failed: {type(e).__name__}: {e}")
+            finally:
+                with self._lock:
+                    self._frames_in_sets -= len(vs.items)
+
+    def _failed(self, vs: ViewSet, msg: str) -> None:
+        """An inspection that failed: counted (an inference error), one line, the waiting caller answered."""
+        self.health.inspection_failed(len(vs.items), msg, time.monotonic())
+        self.io.log("error", msg)
+        self._finish_request(vs, None, msg)
+
+    def _inspect(self, vs: ViewSet) -> None:
+        req, n = self._request, len(vs.items)
+        if self.p.trigger == "service" and (req is None or vs.stamp < req.after):
+            self.drop("not_requested", n)
+            return
+        views = [g.view for g in vs.items]
+        waited = time.monotonic() - vs.queued  # for the model to finish the previous set
+        t0 = time.perf_counter()
+        try:
+            result = self.inspect_fn(views)
+            check_finite_result(result)  # NaN / inf anywhere: an error, never an all-clear
+            inference = time.perf_counter() - t0
+            self.inspection_id += 1
+            report = build_report(
+                inspection_id=self.inspection_id, stamp=vs.stamp, frame_id=self.p.frame_id, objects=result.objects,
+                threshold=self.threshold, views=[g.record for g in vs.items], missing_views=vs.missing,
+                latency={"inference": inference, "waited": waited, "pipeline": time.monotonic() - vs.received},
+                model=self.model_info, node=self.node_name)
+            validate_report(json.loads(json.dumps(report, allow_nan=False)))
+        except Exception as e:
+            return self._failed(vs, f"inspection of {n} views failed: {type(e).__name__}: {e}")
+        recorded = self._audit(vs, report)  # before publishing: no decision without its record
+        kept = " (it is in the audit log)" if recorded else ""
+        try:
+            self.io.publish(report, result, views, max(vs.items, key=lambda g: g.view.stamp))
+        except Exception as e:
+            if not self.io.shutting_down():  # recorded but not published: an error, said once, the caller answered
+                return self._failed(vs, f"inspection {report['inspection_id']} could not be published: "
+                                        f"{type(e).__name__}: {e}{kept}")
+            if not self._shutdown_logged:  # Ctrl-C during an inspection: the context is gone, say so in one line
+                self._shutdown_logged = True
+                self.io.log("warning", f"shutting down: inspection {report['inspection_id']} was not published{kept}")
+            self.drop("inspection_failed", n)
+            return self._finish_request(vs, None, "the detector is shutting down")
+        published = time.monotonic() - vs.received  # last view's arrival -> markers out
+        self.health.inspection_ok(n, {"inference": inference, "waited": waited, "pipeline": published},
+                                  report["n_objects"], report["n_anomalous"], [m["camera"] for m in vs.missing])
+        self._finish_request(vs, report, "")
+
+    def _audit(self, vs: ViewSet, report: dict) -> bool:
+        """View bag and audit record of one inspection; True when the audit log holds its record."""
+        bag = None
+        if self.p.record_views_dir:
+            try:
+                bag = write_view_bag(view_bag_path(self.p.record_views_dir, report["stamp"], report["inspection_id"]),
+                                     [self.io.bag_messages(g) for g in vs.items], self.io.bag_report(report),
+                                     int(round(report["stamp"] * 1e9)))
+            except Exception as e:  # a full disk must not stop inspections; it shows in diagnostics
+                self.health.audit_error(f"view bag: {e}", time.monotonic())
+                self.io.log("error", f"cannot write the view bag of inspection {report['inspection_id']}: {e}")
+        if self.audit is not None:
+            try:
+                self.audit.append({**report, "bag": str(bag) if bag else None})
+                return True
+            except (OSError, ValueError) as e:
+                self.health.audit_error(f"audit log: {e}", time.monotonic())
+                self.io.log("error", f"cannot append to the audit log {self.audit.path}: {e}")
+        return False
+
+
+def rig_cameras(p, resolver: PoseResolver) -> list[str]:
+    """The cameras a configured detector inspects: parameter `cameras`, or with pose_source static the rig file's.
+    Raises ValueError (one line) for a set that cannot work."""
+    cameras = p.cameras
+    if not cameras:
+        if p.pose_source != "static":
+            raise ValueError(f"parameter cameras is required with pose_source {p.pose_source}")
+        cameras = sorted(resolver.rig)
+    cameras = [str(c) for c in cameras]
+    if len(set(cameras)) != len(cameras) or not all(cameras):
+        raise ValueError(f"parameter cameras must be distinct non-empty names, got {cameras}")
+    resolver.check_cameras(cameras)
+    if p.mode == "rig" and p.min_views > len(cameras):
+        raise ValueError(f"min_views {p.min_views} is more than the {len(cameras)} cameras")
+    return cameras
+
+
+def audit_warnings(audit: AuditLog | None, record_dir: str) -> list[str]:
+    """What a detector says at configure about its audit trail: a fenced-off torn line, interrupted view bags."""
+    lines = []
+    if audit is not None and audit.fenced:
+        lines.append(f"audit log {audit.path}: {audit.fenced} (a crash while writing) was fenced off; earlier "
+                     "records are intact, new ones start on a new line")
+    left = interrupted_bags(record_dir) if record_dir else []
+    if left:
+        lines.append(f"{len(left)} interrupted view bag(s) in {record_dir}/partial (a detector stopped while writing "
+                     f"them; not readable, their inspections were never recorded or published): {', '.join(left[:3])}"
+                     + (" ..." if len(left) > 3 else ""))
+    return lines
