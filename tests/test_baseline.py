@@ -227,3 +227,26 @@ def test_evaluate_reports_the_baseline_beside_the_model(tmp_path):
     # without --baseline: no baseline fields
     rep, _ = _evaluate(data, tmp_path / "plain.json", "--limit", "1")
     assert "baseline" not in rep and all("baseline_score" not in p for row in rep["scenes"] for p in row["pred"])
+
+
+def test_evaluate_names_the_scenes_it_skips_and_fails_when_none_is_left(tmp_path):
+    """Scenes whose images cannot be read are skipped with their reason (log and JSON); with none left to measure
+    evaluate exits 2 instead of reporting metrics of nothing."""
+    import shutil
+
+    data = tmp_path / "data"
+    generate(GeneratorConfig(kind="toys", views=6, size=64, objects=(3, 3)), 2, data, 907, split="seen-test",
+             progress=False)
+    first, second = scene_dirs(data)
+    shutil.rmtree(first / "RGB")
+    rep, out = _evaluate(data, tmp_path / "one.json", "--views", "3")
+    assert [s["scene"] for s in rep["scenes"]] == [second.name]
+    assert [s["scene"] for s in rep["skipped"]] == [first.name] and rep["skipped"][0]["reason"]
+    shutil.rmtree(second / "RGB")
+    r = subprocess.run([str(BIN / "odd-one-out"), "evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--data",
+                        str(data), "--views", "3", "--threads", "1", "--json", str(tmp_path / "none.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "no scene" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
+    assert r.stderr.count(f"skipping {first}") == 1 and r.stderr.count(f"skipping {second}") == 1
+    rep = json.loads((tmp_path / "none.json").read_text())
+    assert rep["scenes"] == [] and {s["scene"] for s in rep["skipped"]} == {first.name, second.name}

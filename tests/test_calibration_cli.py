@@ -160,3 +160,18 @@ def test_calibrate_intrinsics_and_rig(scene, tmp_path):
     r = cli("calibrate", "rig", "--board", BOARD_YAML, "--camera", f"a={d / 'cam.yaml'}", "--images",
             f"b={d}/view0.png", "--out", tmp_path / "rig2.yaml")
     assert r.returncode == 2 and "both --camera and --images" in r.stderr
+
+
+@pytest.mark.parametrize("args, flag", [
+    (["calibrate", "intrinsics", "--chessboard", "9x6", "--square", "nan"], "--square"),
+    (["calibrate", "intrinsics", "--chessboard", "9x6", "--square", "inf"], "--square"),
+    (["calibrate", "rig", "--max-error-px=-inf"], "--max-error-px"),
+    (["tag-pose", "--tag-size", "0"], "--tag-size"),
+    (["board", "--dpi", "nan"], "--dpi"),
+    (["replay", "--tolerance=-1", "bags"], "--tolerance"),
+])
+def test_numeric_flags_refuse_nan_inf_and_impossible_values_by_name(args, flag):
+    """Every size, time or tolerance flag of the CLI is a finite number of its range, refused naming the flag (not by
+    OpenCV's or numpy's own message later)."""
+    r = cli(*args)
+    assert r.returncode == 2 and f"argument {flag}: must be a " in r.stderr, r.stderr[-1500:]

@@ -676,6 +676,28 @@ def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):
         assert not any(pr.msgs[t] for t in ("detections", "markers", "anomalies", "anomaly_detected", "overlay"))
 
 
+def test_use_sim_time_is_kept_and_diagnostics_run_on_the_wall_clock(graph, tmp_path):
+    """use_sim_time cannot be switched under a running detector (refused as the read-only parameters are); a
+    detector on sim time with no /clock still publishes /diagnostics (steady timer), and says why nothing passes."""
+    from rcl_interfaces.srv import SetParameters
+
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=2, image_size=64))
+    graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=2, image_size=64, rate=4.0)))
+    common = dict(rig_file=str(rig), cameras=["cam0", "cam1"], diagnostics_period=0.2, camera_timeout=0.5)
+    det = detector(graph, inspect_fn=lambda views: InspectionResult([], len(views), 0.0), **common)
+    req = SetParameters.Request(parameters=[Parameter("use_sim_time", value=True).to_parameter_msg()])
+    res = graph.call(SetParameters, "/detector/set_parameters", req).results[0]
+    assert not res.successful and "use_sim_time cannot change" in res.reason
+    assert det.get_parameter("use_sim_time").value is False and not det.get_clock().ros_time_is_active
+    frozen = detector(graph, "on_sim_time", inspect_fn=lambda views: InspectionResult([], len(views), 0.0),
+                      use_sim_time=True, **common)
+    assert frozen.get_clock().ros_time_is_active
+    probe = Probe(graph, "/on_sim_time")
+    wait_for(lambda: len(probe.msgs["diagnostics"]) >= 5, 20, "diagnostics from a detector whose ROS time stands still")
+    wait_for(lambda: probe.msgs["diagnostics"][-1].level == b"\x02", 20, "ERROR")  # no camera passes the clock check
+    assert "clock_skew" in probe.msgs["diagnostics"][-1].message, probe.msgs["diagnostics"][-1].message
+
+
 def test_lifecycle_transitions_through_the_services(graph, tmp_path, capfd):
     """Issue 15: configure fails cleanly on a bad checkpoint (unconfigured, one line logged); activate -> inspections;
     deactivate during a slow inspection still publishes and audits it, and nothing new is inspected while inactive;
@@ -833,6 +855,7 @@ def test_detector_executable_with_its_audit_log_on_a_full_disk_stops_cleanly(gra
     ("detector", ["checkpoint:=BAD/no_model.pt"], "malformed checkpoint ('model' is missing)"),
     ("detector", ["checkpoint:=BAD/list_model.pt"], "malformed checkpoint ('model' is list, not a mapping"),
     ("detector", ["device:=tpu"], "parameter device must be cpu, cuda or cuda:N"),
+    ("detector", ["record_views_dir:=CORRUPT"], "is not a folder (a file is in the way)"),
     ("sim_rig", ["objects:=[3]"], "parameter objects must be [min, max]"),
     ("sim_rig", ["mode:=spin"], "parameter mode must be one of rig, orbit; got 'spin'"),
 ])

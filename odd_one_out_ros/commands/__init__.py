@@ -1,4 +1,6 @@
 """CLI subcommands of `odd-one-out` (see odd_one_out_ros.cli). Heavy imports stay inside run()."""
+import argparse
+import math
 
 
 class CommandError(Exception):
@@ -8,3 +10,25 @@ class CommandError(Exception):
     def __init__(self, message: str, code: int = 2):
         super().__init__(message)
         self.code = code
+
+
+def _finite_float(text: str, allow_zero: bool) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise argparse.ArgumentTypeError(f"must be a {'non-negative' if allow_zero else 'positive'} finite number, "
+                                         f"got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type of the flags that are sizes or times: a positive finite number (nan, inf, 0 and negatives are
+    refused by argparse, naming the flag, exit 2)."""
+    return _finite_float(text, allow_zero=False)
+
+
+def nonnegative_float(text: str) -> float:
+    """argparse type of tolerances: a finite number >= 0."""
+    return _finite_float(text, allow_zero=True)

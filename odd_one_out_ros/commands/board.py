@@ -4,13 +4,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, positive_float
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--board", required=True, metavar="BOARD_YAML", help="board description (calibration/*.yaml)")
     p.add_argument("--out", required=True, help="PNG to write")
-    p.add_argument("--dpi", type=float, default=300.0, help="print resolution (default 300)")
+    p.add_argument("--dpi", type=positive_float, default=300.0, help="print resolution (default 300)")
     p.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 
 

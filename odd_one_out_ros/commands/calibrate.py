@@ -9,7 +9,7 @@ import re
 import sys
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, positive_float
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     target = i.add_mutually_exclusive_group(required=True)
     target.add_argument("--chessboard", metavar="COLSxROWS", help="inner corners of the chessboard, e.g. 9x6")
     target.add_argument("--board", metavar="BOARD_YAML", help="AprilTag board description (calibration/*.yaml)")
-    i.add_argument("--square", type=float, metavar="METRES", help="chessboard square edge (with --chessboard)")
+    i.add_argument("--square", type=positive_float, metavar="METRES", help="chessboard square edge (with --chessboard)")
     i.add_argument("--out", required=True, help="camera_info YAML to write")
     i.add_argument("--camera-name", default="camera", help="camera_name written in the YAML")
     i.add_argument("--k3", action="store_true", help="also estimate k3 (wide-angle lenses; default fixes it at 0)")
@@ -36,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--images", action="append", required=True, metavar="NAME=GLOB",
                    help="that camera's images of the still board (quoted glob); repeat for each camera")
     r.add_argument("--out", required=True, help="rig YAML to write")
-    r.add_argument("--max-error-px", type=float, default=2.0, help="reject images whose RMS error is over this")
+    r.add_argument("--max-error-px", type=positive_float, default=2.0,
+                   help="reject images whose RMS error is over this")
     r.add_argument("--min-tags", type=int, default=2, help="board tags an image needs (default 2)")
     r.add_argument("--force", action="store_true", help="overwrite --out if it exists")
 

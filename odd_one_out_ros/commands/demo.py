@@ -23,7 +23,7 @@ import threading
 import time
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, positive_float
 
 UNTRAINED_WARNING = """\
 ************************************************************************************************
@@ -43,7 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pose-source", choices=("static", "apriltag", "topic"), default="static",
                    help="camera poses from calibration/rig.yaml (static), the AprilTag board on the tray "
                         "(apriltag) or the rig's pose topic (topic); default: static")
-    p.add_argument("--timeout", type=float, default=45.0, help="seconds to wait for the inspection (default: 45)")
+    p.add_argument("--timeout", type=positive_float, default=45.0,
+                   help="seconds to wait for the inspection (default: 45)")
 
 
 def run(args) -> int:

@@ -71,13 +71,14 @@ def run(args) -> int:
     sp_file = Path(args.data) / "splits.json"
     if sp_file.is_file():
         splits = {n: k for k, v in json.loads(sp_file.read_text()).items() for n in v}
-    results, base_results, rows = [], [], []
+    results, base_results, rows, skipped = [], [], [], []
     for d in tqdm(dirs, unit="scene", desc="evaluate"):
         try:
             meta = read_scene_meta(d)
             views = meta.posed_views(meta.even_views(args.views))
         except SceneFormatError as e:
             print(f"odd-one-out evaluate: skipping {d}: {e}", file=sys.stderr)
+            skipped.append({"scene": d.name, "reason": str(e)})
             continue
         gt = [o.box for o in meta.objects]
         res = inspector.inspect(views, gt if args.gt_boxes else None)
@@ -114,9 +115,12 @@ def run(args) -> int:
                                                                    if prior.prior_features == "trunk" else ")")
                    if scorer.extractor == MODEL_PRIOR else features)
         report["baseline_config"] = {"teacher": teacher, **scorer.config_dict(), "from_model_prior": shared}
-    report["scenes"] = rows
+    report["scenes"], report["skipped"] = rows, skipped
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
+    if not rows:  # nothing measured is not a result: say so (the JSON names every skipped scene and why)
+        raise CommandError(f"no scene of {args.data} could be evaluated ({len(skipped)} skipped"
+                           + (f"; first: {skipped[0]['scene']}: {skipped[0]['reason']})" if skipped else ")"))
     print(format_table(metrics, report.get("baseline"), "ground-truth" if args.gt_boxes else "predicted"))
     if rows and scorer is not None:
         print(f"latency per scene: model {np.median([r['latency_s'] for r in rows]):.2f} s, baseline "

@@ -15,14 +15,14 @@ import json
 import sys
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, nonnegative_float
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bags", nargs="+", metavar="BAG", help="a view bag folder, or a folder of them")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: the one recorded in the bag)")
     p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
-    p.add_argument("--tolerance", type=float, default=1e-4,
+    p.add_argument("--tolerance", type=nonnegative_float, default=1e-4,
                    help="largest difference of scores (and of box values in m / rad) that counts as the same "
                         "(default: 1e-4)")
     p.add_argument("--json", default=None, help="write the replayed reports to this file")

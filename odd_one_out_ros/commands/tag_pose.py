@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, positive_float
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -23,10 +23,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--camera", required=True, metavar="CAMERA_INFO_YAML", help="the camera's intrinsics")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--board", metavar="BOARD_YAML", help="board description: tag sizes and the camera pose")
-    size.add_argument("--tag-size", type=float, metavar="METRES", help="edge of the black square of every tag")
+    size.add_argument("--tag-size", type=positive_float, metavar="METRES", help="edge of the black square of every tag")
     p.add_argument("--family", default=None, help="tag family (default tag36h11, or the board's)")
     p.add_argument("--json", required=True, metavar="FILE", help="JSON file to write")
-    p.add_argument("--max-error-px", type=float, default=2.0, help="reject a board pose with RMS error over this")
+    p.add_argument("--max-error-px", type=positive_float, default=2.0,
+                   help="reject a board pose with RMS error over this")
     p.add_argument("--min-tags", type=int, default=2, help="board tags needed for a camera pose (default 2)")
     p.add_argument("--force", action="store_true", help="overwrite --json if it exists")
 

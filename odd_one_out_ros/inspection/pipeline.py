@@ -14,6 +14,7 @@ their fields (odd_one_out_ros.views), so this module imports no ROS package; wha
 from __future__ import annotations
 
 import json
+import os
 import queue
 import threading
 import time
@@ -478,7 +479,10 @@ def rig_cameras(p, resolver: PoseResolver) -> list[str]:
 
 
 def audit_warnings(audit: AuditLog | None, record_dir: str) -> list[str]:
-    """What a detector says at configure about its audit trail: a fenced-off torn line, interrupted view bags."""
+    """What a detector says at configure about its audit trail: a fenced-off torn line, interrupted view bags.
+    Raises ValueError (one line) for a record_views_dir that cannot be a folder of bags."""
+    if record_dir and os.path.lexists(record_dir) and not os.path.isdir(record_dir):
+        raise ValueError(f"parameter record_views_dir {record_dir!r} is not a folder (a file is in the way)")
     lines = []
     if audit is not None and audit.fenced:
         lines.append(f"audit log {audit.path}: {audit.fenced} (a crash while writing) was fenced off; earlier "

@@ -17,6 +17,7 @@ from typing import Callable
 
 from geometry_msgs.msg import PoseStamped
 from rclpy.callback_groups import ReentrantCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.exceptions import ParameterException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -31,7 +32,7 @@ from ..inspection.pipeline import Pipeline, PipelineIO, audit_warnings, rig_came
 from ..inspection.poses import PoseResolver
 from ..resources import share_dir
 from .node_main import run_node
-from .params import DetectorParams, declare_params, default_audit_log, read_params
+from .params import DetectorParams, declare_params, default_audit_log, keep_parameter, read_params
 from .publishers import DetectorPublishers
 
 
@@ -61,6 +62,8 @@ class DetectorNode(LifecycleNode):
         self.outputs: DetectorPublishers | None = None
         self._inspect_srv = None
         self._last_id = 0  # inspection ids go on across reconfigures
+        # rclpy's own use_sim_time is not read-only; the clock the stamps are checked against must not change here
+        keep_parameter(self, "use_sim_time", "its stamps are checked against that clock")
         self._autostart = bool(self.get_parameter("autostart").value)
         if self._autostart:  # standalone (ros2 run): one line and exit 2 when configure fails (node_main.run_node)
             try:
@@ -199,7 +202,9 @@ class DetectorNode(LifecycleNode):
             sub(CameraInfo, f"{base}/camera_info", lambda m, c=cam: pipe.on_info(c, m))
             if p.pose_source == "topic":
                 sub(PoseStamped, f"{base}/pose", lambda m, c=cam: pipe.on_pose(c, m))
-        self._timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics)
+        # on the steady clock: diagnostics keep coming when ROS time stands still (use_sim_time with no /clock)
+        self._timer = self.create_timer(p.diagnostics_period, self._publish_diagnostics,
+                                        clock=Clock(clock_type=ClockType.STEADY_TIME))
         pipe.set_active(True)
         self.get_logger().info(f"active: inspecting {', '.join(self.cameras)}")
 

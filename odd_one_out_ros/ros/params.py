@@ -13,14 +13,14 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 
 from ..inspection.poses import POSE_SOURCES
 
-__all__ = ["ros_param", "declare_params", "read_params", "param_descriptor", "DetectorParams", "QOS_CHOICES", "MODES",
-           "TRIGGERS"]
+__all__ = ["ros_param", "declare_params", "read_params", "param_descriptor", "keep_parameter", "DetectorParams",
+           "QOS_CHOICES", "MODES", "TRIGGERS"]
 
 MODES = ("rig", "moving")
 TRIGGERS = ("continuous", "service")
@@ -85,6 +85,21 @@ def read_params(node: Node, cls: type):
             raise ValueError(f"parameter {f.name} must be one of {', '.join(meta.choices)}; got {value!r}")
         values[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
+
+
+def keep_parameter(node: Node, name: str, why: str) -> None:
+    """Refuse run-time changes of a parameter the node did not declare read-only (e.g. rclpy's use_sim_time), as
+    rclpy refuses the read-only ones: `ros2 param set` gets successful=false with the reason."""
+    start = node.get_parameter(name).value
+
+    def check(params):
+        for prm in params:
+            if prm.name == name and prm.value != start:
+                return SetParametersResult(successful=False, reason=f"{name} cannot change while {node.get_name()} "
+                                           f"runs ({why}); restart it with -p {name}:=...")
+        return SetParametersResult(successful=True)
+
+    node.add_on_set_parameters_callback(check)
 
 
 def default_audit_log(node_name: str) -> str:
