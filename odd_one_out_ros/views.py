@@ -4,6 +4,7 @@ ROS imports (the messages are read by their fields; ros/conversions.py makes mes
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,7 +42,8 @@ class ViewError(ValueError):
 def camera_info_to_calibration(msg, source: str = "camera_info") -> CameraCalibration:
     """CameraInfo -> calibration of the *published image* (binning and ROI applied, as image_geometry).
 
-    Raises ValueError naming `source` for an uncalibrated (all-zero K) or malformed message.
+    Raises ValueError naming `source` for an uncalibrated (all-zero K) or malformed message, or a distortion no lens
+    can have (PinholeCamera.distortion_problem).
     """
     K = np.array(msg.k, dtype=np.float64).reshape(3, 3)
     if not np.any(K):
@@ -61,12 +63,23 @@ def camera_info_to_calibration(msg, source: str = "camera_info") -> CameraCalibr
         K, P = S @ K, S @ P
         width, height = width // bx, height // by
     try:
-        return CameraCalibration(width=width, height=height, K=K, D=np.array(msg.d, dtype=np.float64),
-                                 distortion_model=msg.distortion_model or "plumb_bob",
-                                 R=np.array(msg.r, dtype=np.float64).reshape(3, 3) if any(msg.r) else np.eye(3),
-                                 P=P if np.any(P) else None, camera_name=msg.header.frame_id or "camera")
+        calib = CameraCalibration(width=width, height=height, K=K, D=np.array(msg.d, dtype=np.float64),
+                                  distortion_model=msg.distortion_model or "plumb_bob",
+                                  R=np.array(msg.r, dtype=np.float64).reshape(3, 3) if any(msg.r) else np.eye(3),
+                                  P=P if np.any(P) else None, camera_name=msg.header.frame_id or "camera")
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
+    problem = _distortion_problem(calib.K.tobytes(), calib.D.tobytes(), calib.distortion_model, width, height)
+    if problem:  # e.g. D = [1e6, -1e6, 1e3, -1e3, 1e9]: no lens does that
+        raise ValueError(f"{source}: not a lens calibration: {problem} (D = {calib.D.tolist()})")
+    return calib
+
+
+@functools.lru_cache(maxsize=64)  # a camera sends the same CameraInfo with every image: checked once
+def _distortion_problem(K: bytes, D: bytes, model: str, width: int, height: int) -> str | None:
+    cam = PinholeCamera(K=np.frombuffer(K).reshape(3, 3), width=width, height=height, T_cw=Rigid.identity(),
+                        dist=np.frombuffer(D), distortion_model=model)
+    return cam.distortion_problem()
 
 
 def camera_info_to_camera(msg, T_cw: Rigid | None = None, source: str = "camera_info") -> PinholeCamera:

@@ -374,6 +374,16 @@ def _shift_stamp(m, seconds):
     return m
 
 
+def _with(m, **fields):
+    """A copy of message m with some fields set (the driver's own message stays as it is)."""
+    import copy
+
+    m = copy.deepcopy(m)
+    for k, v in fields.items():
+        setattr(m, k, v)
+    return m
+
+
 def _bad_image(change):
     def fault(kind, m):
         if kind == "image":
@@ -391,6 +401,8 @@ RIG_FAULTS = {  # cam0's fault -> (fault function, pose_source, drop counter, wo
     "silent": (lambda kind, m: None, "static", None, "no image received"),
     "long data": (_bad_image(lambda m: setattr(m, "data", bytes(m.data) + b"xx")), "static", "image", "bytes"),
     "no pose": (lambda kind, m: None if kind == "pose" else m, "topic", "pose", "PoseStamped"),
+    "distortion no lens has": (lambda kind, m: _with(m, d=[1e6, -1e6, 1e3, -1e3, 1e9]) if kind == "info" else m,
+                               "static", "camera_info", "not a lens calibration"),
     "quaternion (1,2,3,4)": (lambda kind, m: (setattr(m.pose.orientation, "x", 1.0), setattr(
         m.pose.orientation, "y", 2.0), setattr(m.pose.orientation, "z", 3.0), setattr(m.pose.orientation, "w", 4.0),
         m)[-1] if kind == "pose" else m, "topic", "pose", "not a unit quaternion"),
@@ -437,6 +449,36 @@ def test_one_bad_camera_does_not_stop_the_rig(graph, tmp_path, capfd, fault):
     inspected, dropped = int(values["frames_inspected"]), int(values["frames_dropped"])
     assert inspected + dropped == int(values["frames_received"]) == driver.images_sent
     assert inspected == 4 * int(values["inspections"])
+
+
+def test_an_overlay_that_cannot_be_drawn_fails_no_inspection(graph, tmp_path, capfd, monkeypatch):
+    """OpenCV failing to draw the overlay (as on views of absurd calibration): the inspections are published and
+    counted as inspections, the waiting ~/inspect caller gets its report, the problem is said once."""
+    import cv2
+    from std_srvs.srv import Trigger
+
+    from odd_one_out_ros.ros import publishers
+
+    def broken(*args, **kwargs):
+        raise cv2.error("OpenCV(4.10.0) drawing.cpp:1 error: (-215:Assertion failed) in function 'line'\nmore")
+
+    monkeypatch.setattr(publishers, "overlay_image", broken)
+    cfg = SimConfig(cameras=2, image_size=48)
+    rig = write_rig(tmp_path / "rig.yaml", cfg)
+    FakeRig(graph, cfg)
+    detector(graph, inspect_fn=truth_inspector([], []), rig_file=str(rig), cameras=["cam0", "cam1"],
+             diagnostics_period=0.1, overlay_max_views=2)
+    p = Probe(graph)
+    wait_for(lambda: len(p.msgs["detections"]) >= 3, 30, "inspections")
+    res = graph.call(Trigger, "/detector/inspect", Trigger.Request())
+    assert res.success and json.loads(res.message)["n_objects"] == 0
+    wait_for(lambda: int(p.diag_values()["inspections"]) >= 4, 10, "inspections counted")
+    values = p.diag_values()
+    assert values["inference_errors"] == "0" and p.msgs["diagnostics"][-1].level == b"\x00", values
+    assert not p.msgs["overlay"]
+    err = capfd.readouterr().err
+    assert err.count("no overlay from inspection") == 1 and "error: (-215:Assertion failed)" in err, err[-2000:]
+    assert "more" not in err.split("no overlay from inspection")[1].splitlines()[0]
 
 
 def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(graph, tmp_path, capfd):
@@ -641,6 +683,34 @@ def test_audit_trail_survives_a_crash_and_keeps_ids_unique(graph, tmp_path, capf
     assert det.run_id == p.diag_values()["run_id"] and {r["node"] for r in records} == {"/detector"}
     assert len(skipped) == 1 and ":3: torn line" in skipped[0] and f"fenced off by run {det.run_id}" in skipped[0]
     assert "a torn last line (23 bytes at byte" in capfd.readouterr().err
+
+
+def test_an_audit_trail_removed_while_running_is_written_again_where_its_path_says(graph, tmp_path, capfd):
+    """The audit log's folder (with the view bags in it) deleted under a running detector: the next record goes to
+    a new file at the same path with the ids going on, the node says so (WARN, audit_errors), bags go on too."""
+    import shutil
+
+    from odd_one_out_ros.inspection.audit import find_view_bags, read_audit_log
+
+    trail = tmp_path / "trail"
+    rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=2, image_size=64))
+    graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=2, image_size=64, rate=4.0)))
+    detector(graph, inspect_fn=lambda views: InspectionResult([], len(views), 0.0), rig_file=str(rig),
+             cameras=["cam0", "cam1"], diagnostics_period=0.2, audit_log=str(trail / "audit.jsonl"),
+             record_views_dir=str(trail / "bags"))
+    p = Probe(graph)
+    wait_for(lambda: len(p.reports()) >= 2, 30, "two inspections")
+    shutil.rmtree(trail)
+    gone = len(p.reports())
+    wait_for(lambda: len(p.reports()) >= gone + 3, 30, "three more inspections")
+    wait_for(lambda: int(p.diag_values()["audit_errors"]) >= 1, 10, "the audit error counted")
+    ids = [r["inspection_id"] for r in read_audit_log(trail / "audit.jsonl")]
+    assert ids and ids[0] > 2 and ids == list(range(ids[0], ids[0] + len(ids))), ids  # numbering goes on
+    published = {r["inspection_id"] for r in p.reports()}
+    assert set(ids) <= published and max(published) - 1 <= max(ids)  # what is published after the loss is on file
+    assert len(find_view_bags(trail / "bags")) >= len(ids) - 1
+    err = capfd.readouterr().err
+    assert err.count("was removed (or its folder) while in use; opened again at its path") == 1, err[-3000:]
 
 
 def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):

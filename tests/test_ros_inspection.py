@@ -338,6 +338,29 @@ def test_audit_log_appends_whole_lines_on_disk(tmp_path):
         AuditLog(bad_dir / "audit.jsonl")
 
 
+def test_audit_log_whose_file_goes_is_opened_again_at_its_path(tmp_path):
+    """The file (or its folder) removed, or replaced by another file, while the log is open: the next record goes
+    to the path (a new file), append says so, the ids go on, and the path stays locked to this writer."""
+    import shutil
+
+    path = tmp_path / "sub" / "audit.jsonl"
+    log = AuditLog(path, run_id="run-a")
+    assert log.append({"inspection_id": 1}) is None and log.append({"inspection_id": 2}) is None
+    shutil.rmtree(tmp_path / "sub")
+    said = log.append({"inspection_id": 3})
+    assert "was removed" in said and "inspection 3" in said
+    assert [r["inspection_id"] for r in read_audit_log(path)] == [3]
+    path.rename(tmp_path / "sub" / "moved.jsonl")
+    path.write_text(json.dumps({"inspection_id": 40, "run_id": "other"}) + "\n")  # another file at the path
+    assert "replaced" in log.append({"inspection_id": 4})
+    assert [r["inspection_id"] for r in read_audit_log(path)] == [40, 4]
+    assert log.append({"inspection_id": 41}) is None and log.last_id == 41
+    with pytest.raises(ValueError, match="in use by another process"):
+        AuditLog(path)
+    assert log.close() is None
+    assert AuditLog(path).last_id == 41
+
+
 def test_audit_log_after_a_crash_fences_the_torn_line_and_continues_the_ids(tmp_path):
     """Issue 14: a restarted writer used to append onto the torn line (its first record lost, the whole log
     unreadable) and restart ids at 1. Now the torn line is fenced off, ids continue, every record names its run."""

@@ -163,6 +163,34 @@ class PinholeCamera:
             out = cv2.undistortPoints(pts, self.K, self.dist, None, None, None, criteria)
         return out.reshape(-1, 2)
 
+    def distortion_problem(self, samples: int = 9) -> str | None:
+        """Why this camera's distortion cannot be a real lens's over its image, or None when it can. Checked on a
+        samples x samples grid of the image: undistorting then distorting gives back the pixel (within 1 px), the
+        image's pinhole extent is not sent more than 3x further out or in by the distortion, and the radial
+        distortion grows monotonically up to the image's largest radius (a lens does not fold the image)."""
+        if not self.has_distortion or not np.any(self.dist):
+            return None
+        u, v = np.linspace(-0.5, self.width - 0.5, samples), np.linspace(-0.5, self.height - 0.5, samples)
+        uv = np.stack(np.meshgrid(u, v), -1).reshape(-1, 2)
+        with np.errstate(all="ignore"):
+            xy = self.undistort_pixels(uv)
+            back = self.distort(xy) @ self.K[:2, :2].T + self.K[:2, 2]
+            err = float(np.abs(back - uv).max()) if np.isfinite(back).all() else np.inf
+            if not err <= 1.0:
+                return f"its distortion cannot be undone over the image (pixels come back up to {err:.3g} px off)"
+            ideal = np.linalg.solve(self.K, np.c_[uv, np.ones(len(uv))].T).T[:, :2]  # the pinhole rays of the image
+            r_ideal = np.hypot(ideal[:, 0], ideal[:, 1])
+            ratio = np.hypot(*self.distort(ideal).T)[r_ideal > 1e-9] / r_ideal[r_ideal > 1e-9]
+            if not (np.isfinite(ratio).all() and 1 / 3 <= ratio.min() and ratio.max() <= 3):
+                return (f"its distortion moves the image's edge {np.nanmax(ratio):.3g}x outward / "
+                        f"{np.nanmin(ratio):.3g}x inward (a lens: within 3x)")
+            r = np.linspace(0.0, max(r_ideal.max(), np.hypot(xy[:, 0], xy[:, 1]).max()), 512)
+            r_d = np.hypot(*self.distort(np.c_[r, np.zeros_like(r)]).T)
+            folds = np.nonzero(np.diff(r_d) <= 0)[0]
+        if folds.size:
+            return f"its radial distortion folds the image over (it stops growing at radius {r[folds[0]]:.3g})"
+        return None
+
     # ----------------------------------------------------------------- projection
     def world_to_camera(self, points_w) -> np.ndarray:
         """World points (N, 3) -> camera optical frame (N, 3)."""

@@ -68,7 +68,9 @@ class AuditLog:
 
     AuditLog(path, node="/detector") adds `run_id` and `node` to every record; `last_id` is the highest
     `inspection_id` at the end of the log when it was opened (0 for a new log), then of this run's appends.
-    Raises ValueError with one line when the file cannot be opened or another AuditLog holds it."""
+    Raises ValueError with one line when the file cannot be opened or another AuditLog holds it. A log whose path
+    no longer names the open file (the file or its folder removed, or replaced) is opened again at its path before
+    the next record (append says so), so that every record lands where the path says and the ids go on."""
 
     def __init__(self, path: str | os.PathLike, node: str = "", run_id: str | None = None):
         self.path = Path(path).expanduser()
@@ -79,6 +81,11 @@ class AuditLog:
         self._lock = threading.Lock()
         self._dirty = False  # an append failed part way: the file may end inside a line
         self._f = None
+        self._open()
+
+    def _open(self) -> None:
+        """Open (or open again) self.path for appending, lock it, read the last id at its end (last_id = the
+        larger of that and the ids this object wrote) and fence off a torn last line."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             f = io.FileIO(self.path, "a+")  # O_RDWR | O_APPEND | O_CREAT, unbuffered: nothing waits in a buffer
@@ -97,9 +104,11 @@ class AuditLog:
         self._f = f
         if self._regular:
             try:
-                self.last_id, torn = _scan_tail(f.fileno())
+                last_id, torn = _scan_tail(f.fileno())
+                self.last_id = max(self.last_id, last_id)
             except OSError as e:
-                self.close()
+                self._f = None
+                f.close()
                 raise ValueError(f"{self.path}: cannot read the end of the audit log ({e.strerror})") from None
             if torn is not None:
                 self.fenced = f"a torn last line ({torn[1]} bytes at byte {torn[0]})"
@@ -108,6 +117,17 @@ class AuditLog:
                 except OSError as e:  # e.g. a full disk: fence it before the next record instead
                     self._dirty = True
                     self.fenced += f", not fenced yet ({e.strerror}): fenced before the next record"
+
+    def _moved(self) -> str | None:
+        """Why self.path no longer names the open file (removed or replaced), or None when it does."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return "was removed (or its folder)"
+        except OSError as e:
+            return f"cannot be checked ({e.strerror})"
+        fst = os.fstat(self._f.fileno())
+        return None if (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino) else "was replaced by another file"
 
     def _write(self, data: bytes) -> None:
         view = memoryview(data)
@@ -124,9 +144,10 @@ class AuditLog:
                  "node": self.node, "time": _now()}
         self._write(b"\n" + json.dumps(fence, separators=(",", ":")).encode() + b"\n")
 
-    def append(self, record: dict) -> None:
+    def append(self, record: dict) -> str | None:
         """Write one record as one line. ValueError (nothing written) for a record that is not JSON (NaN, ...);
-        OSError (e.g. a full disk) when the write fails: the next append starts on a fresh line."""
+        OSError (e.g. a full disk) when the write fails: the next append starts on a fresh line. Returns None, or
+        one line saying the file at the path had gone and was opened again (the record is in the new file)."""
         record = {**record, "run_id": self.run_id}
         if self.node:
             record.setdefault("node", self.node)
@@ -134,6 +155,14 @@ class AuditLog:
         with self._lock:
             if self._f is None:
                 raise ValueError(f"{self.path}: the audit log is closed")
+            moved = self._moved() if self._regular else None
+            if moved:  # write where the path says, not into a file nobody can find
+                old, self._f, self._dirty = self._f, None, False
+                old.close()
+                try:
+                    self._open()
+                except ValueError as e:
+                    raise OSError(str(e)) from None
             if self._dirty and self._regular:
                 size = os.fstat(self._f.fileno()).st_size
                 start = _line_start(self._f.fileno(), size)
@@ -147,6 +176,8 @@ class AuditLog:
                 raise
             if isinstance(record.get("inspection_id"), int):
                 self.last_id = max(self.last_id, record["inspection_id"])
+            return (f"{self.path}: the audit log {moved} while in use; opened again at its path, records from "
+                    f"inspection {record.get('inspection_id')} on are in the new file") if moved else None
 
     def close(self) -> str | None:
         """Close the file; never raises. Returns a one-line problem (the log ends inside a line, or the close

@@ -453,7 +453,10 @@ class Pipeline:
                 self.io.log("error", f"cannot write the view bag of inspection {report['inspection_id']}: {e}")
         if self.audit is not None:
             try:
-                self.audit.append({**report, "bag": str(bag) if bag else None})
+                moved = self.audit.append({**report, "bag": str(bag) if bag else None})
+                if moved:  # recorded, in a file opened again at the path: said, counted (WARN)
+                    self.health.audit_error(moved, time.monotonic())
+                    self.io.log("warning", moved)
                 return True
             except (OSError, ValueError) as e:
                 self.health.audit_error(f"audit log: {e}", time.monotonic())

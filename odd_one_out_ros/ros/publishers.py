@@ -32,6 +32,7 @@ class DetectorPublishers:
     def __init__(self, node: LifecycleNode, frame_id: str, overlay_max_views: int, overridable: QoSOverridingOptions,
                  logger: Callable):
         self.node, self.frame_id, self.overlay_max_views, self.logger = node, frame_id, overlay_max_views, logger
+        self._overlay_problem: str | None = None  # the last reason the overlay could not be drawn
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
         # no QoS event handlers: cleanup destroys these while an executor thread may be waiting on them
@@ -50,7 +51,8 @@ class DetectorPublishers:
         self.all = []
 
     def inspection(self, report: dict, result, views, newest: GatheredView) -> None:
-        """One inspection's outputs, stamped as its newest image. An overlay that cannot be drawn is a warning."""
+        """One inspection's outputs, stamped as its newest image. An overlay that cannot be drawn is a warning
+        (once per kind of problem), never a failed inspection: the report, markers and flag are out already."""
         header = Header(stamp=newest.frame.image.header.stamp, frame_id=self.frame_id)
         objects = report["objects"]
         self.markers.publish(markers_for(objects, header))
@@ -61,9 +63,14 @@ class DetectorPublishers:
             try:
                 sheet = overlay_image(views, [o.box for o in result.objects], [o.score for o in result.objects],
                                       [o["label"] == "anomalous" for o in objects], self.overlay_max_views)
-                self.overlay.publish(rgb_to_image(sheet, self.frame_id, header.stamp))
-            except (ValueError, IndexError) as e:
-                self.logger().warning(f"no overlay for inspection {report['inspection_id']}: {e}")
+            except Exception as e:  # a picture that cannot be drawn (e.g. cv2 on absurd pixels) is no failed inspection
+                why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+                if why != self._overlay_problem:  # said once per kind of problem, not per inspection
+                    self.logger().warning(f"no overlay from inspection {report['inspection_id']} on: {why}")
+                self._overlay_problem = why
+                return
+            self._overlay_problem = None
+            self.overlay.publish(rgb_to_image(sheet, self.frame_id, header.stamp))
 
     def diagnostics(self, level: int, message: str, values: dict) -> None:
         node = self.node
