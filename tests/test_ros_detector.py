@@ -838,6 +838,42 @@ def test_lifecycle_transitions_through_the_services(graph, tmp_path, capfd):
     driver.running = False
 
 
+def test_lifecycle_shutdown_answers_a_waiting_inspect_call_and_the_node_exits_0(graph, checkpoints, tmp_path):
+    """The detector executable, active with trigger service and no camera: ~/inspect waits; a lifecycle shutdown
+    then answers it ("shutting down"), the node reaches finalized, and SIGINT ends it with 0, every time."""
+    import signal
+
+    from std_srvs.srv import Trigger
+
+    for attempt in range(3):
+        name = f"det{attempt}"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "odd_one_out_ros.ros.detector", "--ros-args", "-r", f"__node:={name}",
+             "-p", f"checkpoint:={checkpoints / 'tiny_dense.pt'}", "-p", "trigger:=service", "-p", "audit_log:=''",
+             "-p", "inspect_timeout:=60.0", "-p", "cameras:=[cam0, cam1]"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, )
+        try:
+            wait_for(lambda: get_state(graph, name) == "active", 60, f"{name} active")
+            client = graph.node(f"caller{attempt}").create_client(Trigger, f"/{name}/inspect")
+            assert client.wait_for_service(timeout_sec=30)
+            waiting = client.call_async(Trigger.Request())
+            time.sleep(0.5)
+            assert not waiting.done()
+            assert set_state(graph, name, "shutdown") and get_state(graph, name) == "finalized"
+            wait_for(waiting.done, 10, "the answer to the waiting ~/inspect call")
+            res = waiting.result()
+            assert not res.success and "shutting down" in res.message, res.message
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+        assert proc.returncode == 0, err[-3000:]
+        for bad in ("Traceback", "never retrieved", "InvalidHandle", "Destroyable"):
+            assert bad not in err, err[-3000:]
+
+
 def test_ctrl_c_during_an_inspection_logs_one_line_not_a_traceback(ros_domain, tmp_path, capfd):
     """What Ctrl-C does to run_node: the context shuts down while the model runs, then the node is destroyed.
     The inspection finishing afterwards used to raise `RCLError: Failed to publish` with a traceback."""

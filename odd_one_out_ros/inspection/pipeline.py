@@ -158,15 +158,15 @@ class Pipeline:
             extra = {**extra, "views_collected": len(self.selector)}
         return self.health.status(time.monotonic(), self.pending_frames(), extra)
 
-    def stop(self) -> None:
+    def stop(self, why: str = "the detector was deactivated") -> None:
         """After the stages stopped (deactivate): what was still held is dropped as inactive, a waiting ~/inspect
-        call is answered."""
+        call is answered with `why`."""
         self.drop("inactive", self.pending_frames())
         self.reset()
         with self._lock:
             req, self._request = self._request, None
         if req is not None:
-            req.error = "the detector was deactivated"
+            req.error = why
             req.done.set()
 
     # ---------------------------------------------------------------------- intake (the node's callbacks)

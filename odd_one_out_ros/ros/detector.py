@@ -60,10 +60,13 @@ class DetectorNode(LifecycleNode):
         self._subs: list = []
         self._timer = None
         self.outputs: DetectorPublishers | None = None
-        self._inspect_srv = None
         self._last_id = 0  # inspection ids go on across reconfigures
         # rclpy's own use_sim_time is not read-only; the clock the stamps are checked against must not change here
         keep_parameter(self, "use_sim_time", "its stamps are checked against that clock")
+        # ~/inspect lives as long as the node (answered false unless active): no transition destroys it under a
+        # call being answered (rclpy: "cannot use Destroyable" / InvalidHandle in send_response)
+        self._inspect_srv = self.create_service(Trigger, "~/inspect", self._on_inspect,
+                                                callback_group=ReentrantCallbackGroup())
         self._autostart = bool(self.get_parameter("autostart").value)
         if self._autostart:  # standalone (ros2 run): one line and exit 2 when configure fails (node_main.run_node)
             try:
@@ -112,7 +115,7 @@ class DetectorNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._deactivate()
+        self._deactivate(why="the detector is shutting down")
         self._release()
         return super().on_shutdown(state)
 
@@ -166,8 +169,6 @@ class DetectorNode(LifecycleNode):
                         shutting_down=lambda: self._stop.is_set() or not self.context.ok())
         self.pipeline = Pipeline(p, self.cameras, resolver, self.inspect_fn, threshold, model_info, self.audit,
                                  self.get_fully_qualified_name(), io, self._last_id)
-        self._inspect_srv = self.create_service(Trigger, "~/inspect", self._on_inspect,
-                                                callback_group=ReentrantCallbackGroup())
         first = self.pipeline.inspection_id
         self.get_logger().info(
             f"{len(self.cameras)} camera(s) {self.cameras} on {p.camera_prefix}/<camera>/, poses: {p.pose_source}, "
@@ -208,10 +209,10 @@ class DetectorNode(LifecycleNode):
         pipe.set_active(True)
         self.get_logger().info(f"active: inspecting {', '.join(self.cameras)}")
 
-    def _deactivate(self, wait: float | None = None) -> None:
+    def _deactivate(self, wait: float | None = None, why: str = "the detector was deactivated") -> None:
         """Stop taking frames; the running inspection finishes (audited and published: the publishers are still
         enabled), view sets not yet started and frames still gathering are dropped (counted); a waiting ~/inspect
-        call is answered. Idempotent. wait: seconds to wait for the stages (None: as long as the model takes)."""
+        call is answered (`why`). Idempotent. wait: seconds to wait for the stages (None: as long as it takes)."""
         was_active = self.pipeline is not None and self.pipeline.set_active(False)
         for s in self._subs:
             self.destroy_subscription(s)
@@ -226,7 +227,7 @@ class DetectorNode(LifecycleNode):
         self._threads = []
         if not was_active or still:
             return
-        self.pipeline.stop()
+        self.pipeline.stop(why)
         if self.context.ok():
             try:
                 self._publish_diagnostics()  # the counts as they stand when it stops
@@ -235,10 +236,7 @@ class DetectorNode(LifecycleNode):
             self.get_logger().info("inactive: no frames are taken until activated again")
 
     def _release(self) -> None:
-        """Undo configure: the outputs and ~/inspect go, the model is freed, the audit log closed. Idempotent."""
-        if self._inspect_srv is not None:
-            self.destroy_service(self._inspect_srv)
-            self._inspect_srv = None
+        """Undo configure: the outputs go, the model is freed, the audit log closed. Idempotent."""
         if self.outputs is not None:
             self.outputs.destroy()
             self.outputs = None
@@ -286,7 +284,7 @@ class DetectorNode(LifecycleNode):
         """Whatever the state: stop the stages (a running inspection gets 10 s to finish), free the model, close
         the audit log. (Ctrl-C: the context is already shut down, so no shutdown transition can be published.)"""
         if hasattr(self, "_threads"):
-            self._deactivate(wait=10)
+            self._deactivate(wait=10, why="the detector is shutting down")
             self._release()
         return super().destroy_node()
 
