@@ -481,6 +481,53 @@ def test_an_overlay_that_cannot_be_drawn_fails_no_inspection(graph, tmp_path, ca
     assert "more" not in err.split("no overlay from inspection")[1].splitlines()[0]
 
 
+def test_cameras_whose_clock_is_off_are_named_and_the_majority_is_inspected(graph, tmp_path, capfd):
+    """Stamps a few seconds off (within max_clock_skew) on one camera, then on two, then behind: the sets are made
+    of the cameras whose clocks agree (the majority, not the first to arrive); each camera off is named (out,
+    WARN, why, logged once) and comes back when its clock does; every frame is counted."""
+    cfg = SimConfig(cameras=5, image_size=48)
+    rig = write_rig(tmp_path / "rig.yaml", cfg)
+    driver = FakeRig(graph, cfg)
+    names = driver.names
+    detector(graph, inspect_fn=truth_inspector([], []), rig_file=str(rig), cameras=names, camera_timeout=1.0,
+             diagnostics_period=0.1)
+    p = Probe(graph)
+
+    def inspected(cams, n=3):
+        start = len(p.msgs["detections"])
+        wait_for(lambda: len(p.msgs["detections"]) >= start + n
+                 and all([v["camera"] for v in r["views"]] == cams for r in p.reports()[-2:]), 30,
+                 f"inspections of {cams}")
+
+    inspected(names)
+    for off, late in ((5.0, ["cam4"]), (5.0, ["cam3", "cam4"]), (-5.0, ["cam4"])):
+        for cam in late:
+            driver.faults[cam] = lambda kind, m, off=off: _shift_stamp(m, off)
+        inspected([c for c in names if c not in late])
+        wait_for(lambda: all(p.diag_values()[f"{c}/state"] == "out" for c in late)
+                 and p.msgs["diagnostics"][-1].level == b"\x01", 10, f"{late} out, WARN")
+        word = "ahead of" if off > 0 else "behind"
+        for cam in late:
+            assert "out_of_sync" in p.diag_values()[f"{cam}/why"] and word in p.diag_values()[f"{cam}/why"]
+        wait_for(lambda: all(word in m["reason"] for m in p.reports()[-1]["missing_views"]), 10, "the report's why")
+        assert [m["camera"] for m in p.reports()[-1]["missing_views"]] == late
+        driver.faults.clear()
+        inspected(names)
+        wait_for(lambda: p.msgs["diagnostics"][-1].level == b"\x00", 30, "OK again")
+    err = capfd.readouterr().err
+    lines = [ln for ln in err.splitlines() if ": its stamps are" in ln]
+    # each (camera, kind of error) logged when new: cam4 ahead (again in the second round: throttled), then behind
+    assert [ln.split("]: ")[-1][:23] for ln in lines] == ["cam4: its stamps are 5.", "cam3: its stamps are 5.",
+                                                        "cam4: its stamps are 5."], lines
+    assert "ahead of" in lines[0] and "ahead of" in lines[1] and "behind" in lines[2], lines
+    driver.running = False
+    wait_for(lambda: p.diag_values()["frames_pending"] == "0"
+             and int(p.diag_values()["frames_received"]) == driver.images_sent, 10, "an idle detector")
+    time.sleep(0.3)
+    values = p.diag_values()
+    assert values["frames_unaccounted"] == "0" and int(values["dropped/out_of_sync"]) > 0, values
+
+
 def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(graph, tmp_path, capfd):
     """Two of three cameras broken (different faults, one after another on the same camera too) with min_views 2:
     no inspection, diagnostics ERROR naming both; each (camera, kind) logged once; when they recover, inspections

@@ -36,6 +36,8 @@ DROP_REASONS = {  # reason -> what it means; every frame not inspected is counte
     "frame_queue": "the gather stage was behind: oldest frame dropped",
     "unmatched": "rig: no set of min_views cameras formed around it within sync_slop / set_timeout, or it came "
                  "after its set was inspected",
+    "out_of_sync": "rig: its camera's stamps have matched none of the last sets of the other cameras (its clock is "
+                   "off theirs by more than sync_slop, though within max_clock_skew)",
     "superseded": "rig: a newer set was complete first (the newest wins; back-pressure)",
     "incomplete_set": "rig: its set had fewer than min_views usable views",
     "too_close": "moving: closer than min_view_angle_deg to a view already kept",
@@ -46,7 +48,8 @@ DROP_REASONS = {  # reason -> what it means; every frame not inspected is counte
     "gather_error": "an unexpected error while making its view (a bug; see gather_errors and the log)",
     "inactive": "the detector was deactivated (lifecycle) before it was inspected",
 }
-CAMERA_ERRORS = ("encoding", "image", "camera_info", "clock_skew", "pose", "gather_error")  # of one camera's input
+CAMERA_ERRORS = ("encoding", "image", "camera_info", "clock_skew", "pose", "gather_error",
+                 "out_of_sync")  # of one camera's input
 # not a fault, no WARN: back-pressure, and rig frames that missed their set (delivery jitter; a camera that keeps
 # missing is named in missing_views and goes out)
 BACK_PRESSURE = ("busy", "not_requested", "too_close", "frame_queue", "superseded", "inactive", "unmatched")
@@ -155,7 +158,7 @@ class DetectorHealth:
         st = self.cams[camera]
         st.errors[reason] += n
         st.last_error, st.last_error_kind, st.last_error_at = message, reason, now
-        if reason in ("pose", "image", "camera_info", "gather_error"):
+        if reason in ("pose", "image", "camera_info", "gather_error", "out_of_sync"):
             st.last_view_fail = now
         if reason == "gather_error":
             self.gather_errors += n

@@ -5,9 +5,12 @@
   frames and once `camera_timeout` seconds have passed since the first frame (or the first after the
   whole rig was quiet for that long), when every camera that is not
   *out* is in it (out: nothing delivered for `camera_timeout` seconds: a dead or broken camera is not
-  waited for), or `timeout` seconds after it opened (a late or lost frame). A ready set closes every
-  older one. Written here because message_filters is not
-  obtainable from PyPI.
+  waited for), or `timeout` seconds after it opened (a late or lost frame). A set that is not complete needs at
+  least half of the live cameras: the set is built around the cameras whose clocks agree (the majority), not
+  around a few whose stamps are off. A ready set closes every older one. A live camera missing from
+  OUT_OF_SYNC_SETS sets in a row is *out of sync* (its stamps match no set: a clock off by more than `slop`); it is
+  no longer waited for, and its frames that end in no set are counted apart (`dropped_by`, `out_of_sync`) until
+  one is in a set again. Written here because message_filters is not obtainable from PyPI.
 - MovingViewSelector (`moving` mode, a camera on an arm or several moving cameras): collects views
   until `views_required` of them are pairwise at least `min_angle_deg` apart as seen from the scene
   centre; views stamped more than `max_age` seconds before (or after) the caller's clock are discarded.
@@ -25,7 +28,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RigGatherer", "RigSet", "MovingViewSelector", "view_angle_deg", "DropQueue"]
+__all__ = ["RigGatherer", "RigSet", "MovingViewSelector", "view_angle_deg", "DropQueue", "OUT_OF_SYNC_SETS"]
+
+OUT_OF_SYNC_SETS = 3  # sets in a row without a camera that delivers: its clock does not agree with the others'
 
 
 @dataclass
@@ -50,7 +55,9 @@ class RigGatherer:
     Frames that end in no set are counted: in `superseded` when a newer set was ready first (the newest
     wins; with delivery jitter longer than the frame period this is normal), in `dropped` when their set
     closed with fewer than min_views, a closer frame of the same camera took their place, or they came
-    after their set was emitted; `pending` frames wait in open sets.
+    after their set was emitted (`dropped_by`: the same per camera); `pending` frames wait in open sets.
+    `out_of_sync`: the cameras whose frames keep missing the sets, with the offset of their latest stamp from
+    the latest set's (s).
     """
 
     def __init__(self, cameras: list[str], slop: float, min_views: int = 1, timeout: float = 0.5,
@@ -67,11 +74,27 @@ class RigGatherer:
         self._open: list[_Bucket] = []
         self._emitted = float("-inf")  # stamp of the newest emitted set
         self.dropped = 0
+        self.dropped_by: dict[str, int] = {c: 0 for c in self.cameras}
         self.superseded = 0
+        self._misses = {c: 0 for c in self.cameras}  # sets in a row emitted without this live camera
+        self._latest = {c: None for c in self.cameras}  # its latest stamp
 
     @property
     def pending(self) -> int:
         return sum(len(b.frames) for b in self._open)
+
+    @property
+    def out_of_sync(self) -> dict[str, float]:
+        """camera -> its latest stamp minus the latest set's, for the cameras missing OUT_OF_SYNC_SETS sets in a row
+        while delivering, whose latest stamp is more than slop from the latest set's."""
+        off = {c: self._latest[c] - self._emitted for c, n in self._misses.items()
+               if n >= OUT_OF_SYNC_SETS and self._latest[c] is not None}
+        return {c: o for c, o in off.items() if abs(o) > self.slop}
+
+    def _drop(self, cameras) -> None:
+        for c in cameras:
+            self.dropped += 1
+            self.dropped_by[c] += 1
 
     def live(self, now: float) -> list[str]:
         """Cameras that delivered a frame within camera_timeout (or have not had the chance yet)."""
@@ -87,33 +110,35 @@ class RigGatherer:
             self._started = now
             self._last_delivery = {c: now for c in self.cameras}
         self._last_delivery[camera] = now
+        self._latest[camera] = stamp
         if stamp < self._emitted + self.slop:
-            self.dropped += 1  # belongs to (or before) a set already emitted: too late
+            self._drop([camera])  # belongs to (or before) a set already emitted: too late
             return self.poll(now)
         fits = [b for b in self._open if abs(b.stamp - stamp) <= self.slop]
         bucket = min(fits, key=lambda b: abs(b.stamp - stamp), default=None)
         if bucket is None:
             if len(self._open) >= self.max_open:
-                self.dropped += len(self._open.pop(0).frames)
+                self._drop(self._open.pop(0).frames)
             bucket = _Bucket(stamp, now)
             self._open.append(bucket)
             self._open.sort(key=lambda b: b.stamp)
         old = bucket.frames.get(camera)
         if old is None or abs(stamp - bucket.stamp) < abs(old[0] - bucket.stamp):
-            self.dropped += old is not None
+            self._drop([camera] if old is not None else [])
             bucket.frames[camera] = (stamp, item)
         else:
-            self.dropped += 1
+            self._drop([camera])
         return self.poll(now)
 
     def poll(self, now: float) -> list[RigSet]:
         live = set(self.live(now))
+        in_sync = live - set(self.out_of_sync)  # the cameras a set waits for
         started = self._started is not None and now - self._started >= self.camera_timeout  # at first: complete only
         ready = None
         for i, b in enumerate(self._open):
             n = len(b.frames)
-            if n == len(self.cameras) or (started and n >= self.min_views and (
-                    live <= set(b.frames) or now - b.opened >= self.timeout)):
+            if n == len(self.cameras) or (started and n >= self.min_views and 2 * n >= len(live) and (
+                    in_sync <= set(b.frames) or now - b.opened >= self.timeout)):
                 ready = i  # the newest ready set wins; older ones close with it
         out: list[RigSet] = []
         if ready is not None:
@@ -122,11 +147,14 @@ class RigGatherer:
             b = self._open[ready]
             self._open = self._open[ready + 1:]
             self._emitted = max(self._emitted, b.stamp)
+            for c in self.cameras:
+                self._misses[c] = 0 if c in b.frames else self._misses[c] + (c in live)
             out.append(RigSet(b.stamp, {c: b.frames[c][1] for c in self.cameras if c in b.frames},
                               [c for c in self.cameras if c not in b.frames]))
-        expired = [b for b in self._open if now - b.opened >= self.timeout and len(b.frames) < self.min_views]
+        expired = [b for b in self._open if now - b.opened >= self.timeout
+                   and (len(b.frames) < self.min_views or 2 * len(b.frames) < len(live))]
         for b in expired:  # too few cameras in time: these frames will not make a set
-            self.dropped += len(b.frames)
+            self._drop(b.frames)
             self._open.remove(b)
         return out
 
