@@ -93,6 +93,35 @@ def test_match_to_truth_is_one_to_one_by_iou():
 
 
 # ------------------------------------------------------------------------------------------ gathering
+def test_rig_gatherer_names_a_camera_whose_clock_is_off_not_one_that_is_late():
+    """Five cameras at 8 Hz: one stamped 5 s ahead ends in no set and is out of sync (offset ~5 s); two stamped
+    ahead together are still the minority; one whose frames arrive after their set (delivery, not clock) is not."""
+    cams = [f"cam{i}" for i in range(5)]
+
+    def run(shift, late=()):
+        g = RigGatherer(cams, slop=0.05, min_views=2, timeout=0.5, camera_timeout=1.0)
+        sets = []
+        for k in range(48):  # 6 s
+            t = 100.0 + k / 8
+            for c in cams:
+                if c not in late:
+                    sets += g.add(c, t + shift.get(c, 0.0), c, t)
+            for c in late:  # after the on-time cameras' set is out
+                sets += g.add(c, t, c, t + 0.02)
+            sets += g.poll(t + 0.05)
+        return g, sets[-5:]
+
+    g, sets = run({"cam4": 5.0})
+    assert all(list(s.items) == cams[:4] for s in sets) and set(g.out_of_sync) == {"cam4"}
+    assert 4.5 <= g.out_of_sync["cam4"] <= 5.5 and g.dropped_by["cam4"] > 20
+    g, sets = run({"cam3": 5.0, "cam4": 5.0})
+    assert all(list(s.items) == cams[:3] for s in sets) and set(g.out_of_sync) == {"cam3", "cam4"}
+    g, sets = run({"cam4": -5.0})
+    assert all(list(s.items) == cams[:4] for s in sets) and g.out_of_sync["cam4"] < -4.5
+    g, sets = run({}, late=("cam0",))
+    assert not g.out_of_sync and all("cam0" in s.items or "cam0" in s.missing for s in sets)
+
+
 def test_rig_gatherer_sets_within_slop_only():
     g = RigGatherer(["a", "b", "c"], slop=0.01, min_views=2, timeout=0.5, camera_timeout=2.0, now=0.0)
     assert g.add("a", 1.0, "a1", 0.0) == [] and g.add("b", 1.005, "b1", 0.0) == []

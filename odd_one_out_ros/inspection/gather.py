@@ -7,10 +7,11 @@
   *out* is in it (out: nothing delivered for `camera_timeout` seconds: a dead or broken camera is not
   waited for), or `timeout` seconds after it opened (a late or lost frame). A set that is not complete needs at
   least half of the live cameras: the set is built around the cameras whose clocks agree (the majority), not
-  around a few whose stamps are off. A ready set closes every older one. A live camera missing from
-  OUT_OF_SYNC_SETS sets in a row is *out of sync* (its stamps match no set: a clock off by more than `slop`); it is
-  no longer waited for, and its frames that end in no set are counted apart (`dropped_by`, `out_of_sync`) until
-  one is in a set again. Written here because message_filters is not obtainable from PyPI.
+  around a few whose stamps are off. A ready set closes every older one. A camera whose last OUT_OF_SYNC_FRAMES
+  frames ended in no set and matched no recent set's stamp either (within `slop`; a frame that only came late
+  matches its set) is *out of sync*: its clock is off the others' by more than `slop`. It is no longer waited for,
+  and its frames are counted apart (`dropped_by`, `out_of_sync`) until one fits a set again. Written here because
+  message_filters is not obtainable from PyPI.
 - MovingViewSelector (`moving` mode, a camera on an arm or several moving cameras): collects views
   until `views_required` of them are pairwise at least `min_angle_deg` apart as seen from the scene
   centre; views stamped more than `max_age` seconds before (or after) the caller's clock are discarded.
@@ -28,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RigGatherer", "RigSet", "MovingViewSelector", "view_angle_deg", "DropQueue", "OUT_OF_SYNC_SETS"]
+__all__ = ["RigGatherer", "RigSet", "MovingViewSelector", "view_angle_deg", "DropQueue", "OUT_OF_SYNC_FRAMES"]
 
-OUT_OF_SYNC_SETS = 3  # sets in a row without a camera that delivers: its clock does not agree with the others'
+OUT_OF_SYNC_FRAMES = 3  # frames in a row of one camera that match no set: its clock does not agree with the others'
 
 
 @dataclass
@@ -56,8 +57,8 @@ class RigGatherer:
     wins; with delivery jitter longer than the frame period this is normal), in `dropped` when their set
     closed with fewer than min_views, a closer frame of the same camera took their place, or they came
     after their set was emitted (`dropped_by`: the same per camera); `pending` frames wait in open sets.
-    `out_of_sync`: the cameras whose frames keep missing the sets, with the offset of their latest stamp from
-    the latest set's (s).
+    `out_of_sync`: the cameras whose frames keep matching no set, with the offset of their latest stamp from the
+    latest set's (s).
     """
 
     def __init__(self, cameras: list[str], slop: float, min_views: int = 1, timeout: float = 0.5,
@@ -76,8 +77,10 @@ class RigGatherer:
         self.dropped = 0
         self.dropped_by: dict[str, int] = {c: 0 for c in self.cameras}
         self.superseded = 0
-        self._misses = {c: 0 for c in self.cameras}  # sets in a row emitted without this live camera
-        self._latest = {c: None for c in self.cameras}  # its latest stamp
+        self._misses = {c: 0 for c in self.cameras}  # frames in a row that matched no set
+        self._offset = {c: 0.0 for c in self.cameras}  # its last unmatched frame's stamp - the newest set's
+        self._recent: list[float] = []  # stamps of the sets emitted within `timeout` of the newest one
+        self._emitted_at = float("-inf")  # `now` of the newest emitted set
 
     @property
     def pending(self) -> int:
@@ -85,16 +88,27 @@ class RigGatherer:
 
     @property
     def out_of_sync(self) -> dict[str, float]:
-        """camera -> its latest stamp minus the latest set's, for the cameras missing OUT_OF_SYNC_SETS sets in a row
-        while delivering, whose latest stamp is more than slop from the latest set's."""
-        off = {c: self._latest[c] - self._emitted for c, n in self._misses.items()
-               if n >= OUT_OF_SYNC_SETS and self._latest[c] is not None}
-        return {c: o for c, o in off.items() if abs(o) > self.slop}
+        """camera -> the stamp of its last frame that matched no set minus the newest set's then, for the cameras
+        whose last OUT_OF_SYNC_FRAMES frames matched no set."""
+        return {c: self._offset[c] for c, n in self._misses.items() if n >= OUT_OF_SYNC_FRAMES}
 
-    def _drop(self, cameras) -> None:
-        for c in cameras:
+    def _drop(self, frames: dict[str, tuple[float, Any]], now: float, judge: bool = True) -> None:
+        """Frames camera -> (stamp, item) of one bucket (or one frame) that end in no set: counted. With `judge`,
+        while the other cameras make sets (one within camera_timeout), each frame that matched no recent set's
+        stamp (a frame that only came late does) and was not with at least half the live cameras either is a
+        miss of its camera (its clock may be off the others'); any other frame clears its camera's misses."""
+        agree = 2 * len(frames) >= len(self.live(now))  # these frames agree with each other: a set's worth
+        others_in_sync = now - self._emitted_at <= self.camera_timeout
+        for c, (stamp, _) in frames.items():
             self.dropped += 1
             self.dropped_by[c] += 1
+            if not judge:
+                continue
+            if agree or not others_in_sync or any(abs(stamp - s) <= self.slop for s in self._recent):
+                self._misses[c] = 0
+            else:
+                self._misses[c] += 1
+                self._offset[c] = stamp - self._emitted
 
     def live(self, now: float) -> list[str]:
         """Cameras that delivered a frame within camera_timeout (or have not had the chance yet)."""
@@ -110,24 +124,23 @@ class RigGatherer:
             self._started = now
             self._last_delivery = {c: now for c in self.cameras}
         self._last_delivery[camera] = now
-        self._latest[camera] = stamp
         if stamp < self._emitted + self.slop:
-            self._drop([camera])  # belongs to (or before) a set already emitted: too late
+            self._drop({camera: (stamp, item)}, now)  # belongs to (or before) a set already emitted: too late
             return self.poll(now)
         fits = [b for b in self._open if abs(b.stamp - stamp) <= self.slop]
         bucket = min(fits, key=lambda b: abs(b.stamp - stamp), default=None)
         if bucket is None:
             if len(self._open) >= self.max_open:
-                self._drop(self._open.pop(0).frames)
+                self._drop(self._open.pop(0).frames, now)
             bucket = _Bucket(stamp, now)
             self._open.append(bucket)
             self._open.sort(key=lambda b: b.stamp)
         old = bucket.frames.get(camera)
         if old is None or abs(stamp - bucket.stamp) < abs(old[0] - bucket.stamp):
-            self._drop([camera] if old is not None else [])
+            self._drop({camera: old} if old is not None else {}, now, judge=False)
             bucket.frames[camera] = (stamp, item)
         else:
-            self._drop([camera])
+            self._drop({camera: (stamp, item)}, now, judge=False)
         return self.poll(now)
 
     def poll(self, now: float) -> list[RigSet]:
@@ -147,14 +160,16 @@ class RigGatherer:
             b = self._open[ready]
             self._open = self._open[ready + 1:]
             self._emitted = max(self._emitted, b.stamp)
-            for c in self.cameras:
-                self._misses[c] = 0 if c in b.frames else self._misses[c] + (c in live)
+            self._recent = [s for s in self._recent if s >= self._emitted - self.timeout] + [b.stamp]
+            self._emitted_at = now
+            for c in b.frames:
+                self._misses[c] = 0
             out.append(RigSet(b.stamp, {c: b.frames[c][1] for c in self.cameras if c in b.frames},
                               [c for c in self.cameras if c not in b.frames]))
         expired = [b for b in self._open if now - b.opened >= self.timeout
                    and (len(b.frames) < self.min_views or 2 * len(b.frames) < len(live))]
         for b in expired:  # too few cameras in time: these frames will not make a set
-            self._drop(b.frames)
+            self._drop(b.frames, now)
             self._open.remove(b)
         return out
 

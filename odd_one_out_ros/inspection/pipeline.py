@@ -292,10 +292,10 @@ class Pipeline:
                     last_tick = time.monotonic()
                     self._tick(last_tick)
             except Exception as e:  # never let the thread die: a bug, not a bad input; count it, log it, carry on
-                self.health.gather_error(f"{type(e).__name__}: {e}", time.monotonic())
+                self.health.gather_error(f"{one_line(e)}", time.monotonic())
                 if frame is not None:  # (a bug in the gatherer itself: the frame may be lost)
                     self.drop("gather_error")
-                self.io.log("error", f"gather stage failed: {type(e).__name__}: {e}")
+                self.io.log("error", f"gather stage failed: {one_line(e)}")
             finally:
                 with self._lock:
                     self._frames_in_gather = 0
@@ -381,7 +381,7 @@ class Pipeline:
             self.drop(e.kind, 1, cam, f"unusable {e.kind.replace('_', ' ')}: {str(e).removeprefix(cam + ': ')}")
             return None
         except Exception as e:  # a bug (e.g. in a library), not a bad input: counted, logged, the set goes on
-            self.drop("gather_error", 1, cam, f"making its view failed: {type(e).__name__}: {e}")
+            self.drop("gather_error", 1, cam, f"making its view failed: {one_line(e)}")
             return None
         self.health.view_ok(cam, time.monotonic())
         return GatheredView(built, frame, view_record(built.view, self.p.pose_source, **built.extra))
@@ -399,8 +399,8 @@ class Pipeline:
                     continue
                 self._inspect(vs)
             except Exception as e:  # never let the thread die
-                self.health.inspection_failed(len(vs.items), f"{type(e).__name__}: {e}", time.monotonic())
-                self.io.log("error", f"inspection stage failed: {type(e).__name__}: {e}")
+                self.health.inspection_failed(len(vs.items), f"{one_line(e)}", time.monotonic())
+                self.io.log("error", f"inspection stage failed: {one_line(e)}")
             finally:
                 with self._lock:
                     self._frames_in_sets -= len(vs.items)
@@ -431,7 +431,7 @@ class Pipeline:
                 model=self.model_info, node=self.node_name)
             validate_report(json.loads(json.dumps(report, allow_nan=False)))
         except Exception as e:
-            return self._failed(vs, f"inspection of {n} views failed: {type(e).__name__}: {e}")
+            return self._failed(vs, f"inspection of {n} views failed: {one_line(e)}")
         recorded = self._audit(vs, report)  # before publishing: no decision without its record
         kept = " (it is in the audit log)" if recorded else ""
         try:
@@ -439,7 +439,7 @@ class Pipeline:
         except Exception as e:
             if not self.io.shutting_down():  # recorded but not published: an error, said once, the caller answered
                 return self._failed(vs, f"inspection {report['inspection_id']} could not be published: "
-                                        f"{type(e).__name__}: {e}{kept}")
+                                        f"{one_line(e)}{kept}")
             if not self._shutdown_logged:  # Ctrl-C during an inspection: the context is gone, say so in one line
                 self._shutdown_logged = True
                 self.io.log("warning", f"shutting down: inspection {report['inspection_id']} was not published{kept}")
@@ -472,6 +472,11 @@ class Pipeline:
                 self.health.audit_error(f"audit log: {e}", time.monotonic())
                 self.io.log("error", f"cannot append to the audit log {self.audit.path}: {e}")
         return False
+
+
+def one_line(e: BaseException) -> str:
+    """An exception as one log line: its type and the first line of its message (OpenCV's run over several)."""
+    return f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
 
 
 def rig_cameras(p, resolver: PoseResolver) -> list[str]:

@@ -19,7 +19,7 @@ from std_msgs.msg import Bool, Header, String
 from visualization_msgs.msg import MarkerArray
 
 from ..inspection.overlay import overlay_image
-from ..inspection.pipeline import BAG_TOPICS, GatheredView
+from ..inspection.pipeline import BAG_TOPICS, GatheredView, one_line
 from .conversions import rgb_to_image, rigid_to_pose
 from .outputs import anomaly_poses, diagnostic_status, markers_for
 
@@ -64,7 +64,7 @@ class DetectorPublishers:
                 sheet = overlay_image(views, [o.box for o in result.objects], [o.score for o in result.objects],
                                       [o["label"] == "anomalous" for o in objects], self.overlay_max_views)
             except Exception as e:  # a picture that cannot be drawn (e.g. cv2 on absurd pixels) is no failed inspection
-                why = f"{type(e).__name__}: {(str(e).strip().splitlines() or [''])[0]}"
+                why = one_line(e)
                 if why != self._overlay_problem:  # said once per kind of problem, not per inspection
                     self.logger().warning(f"no overlay from inspection {report['inspection_id']} on: {why}")
                 self._overlay_problem = why
