@@ -8,8 +8,9 @@
   waited for), or `timeout` seconds after it opened (a late or lost frame). A set that is not complete needs at
   least half of the live cameras: the set is built around the cameras whose clocks agree (the majority), not
   around a few whose stamps are off. A ready set closes every older one. A camera whose last OUT_OF_SYNC_FRAMES
-  frames ended in no set and matched no recent set's stamp either (within `slop`; a frame that only came late
-  matches its set) is *out of sync*: its clock is off the others' by more than `slop`. It is no longer waited for,
+  frames ended in no set, matched no recent set's stamp (within `slop`; a frame that only came late matches its
+  set) and were not with half the live cameras either is *out of sync*: its clock is off the others' by more
+  than `slop`. It is no longer waited for,
   and its frames are counted apart (`dropped_by`, `out_of_sync`) until one fits a set again. Written here because
   message_filters is not obtainable from PyPI.
 - MovingViewSelector (`moving` mode, a camera on an arm or several moving cameras): collects views
@@ -57,8 +58,8 @@ class RigGatherer:
     wins; with delivery jitter longer than the frame period this is normal), in `dropped` when their set
     closed with fewer than min_views, a closer frame of the same camera took their place, or they came
     after their set was emitted (`dropped_by`: the same per camera); `pending` frames wait in open sets.
-    `out_of_sync`: the cameras whose frames keep matching no set, with the offset of their latest stamp from the
-    latest set's (s).
+    `out_of_sync`: the cameras whose frames keep matching no set, with the offset of their last such frame's stamp
+    from the newest set's (s).
     """
 
     def __init__(self, cameras: list[str], slop: float, min_views: int = 1, timeout: float = 0.5,
