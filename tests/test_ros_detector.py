@@ -23,6 +23,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
@@ -58,13 +59,20 @@ class Graph:
         return self.add(rclpy.create_node(name, context=self.ctx))
 
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
-        """Call a service (as `ros2 service call` would) from this graph's client node; returns the response."""
+        """Call a service (as `ros2 service call` would) from this graph's client node; returns the response.
+        A client that Fast DDS never matches with a server that is there (seen about once per suite run: a known
+        rmw_fastrtps flake) is replaced by one on a new node once; a server that is gone still fails."""
         if not hasattr(self, "_client_node"):
-            self._client_node, self._clients = self.node("service_client"), {}
+            self._client_node, self._clients, self._fresh = self.node("service_client"), {}, 0
         client = self._clients.get(name)
         if client is None:
             client = self._clients[name] = self._client_node.create_client(srv_type, name)
-        assert client.wait_for_service(timeout_sec=30), f"no service {name}"
+        if not client.wait_for_service(timeout_sec=15):
+            self._fresh += 1
+            self._client_node = self.node(f"service_client_{self._fresh}")
+            self._clients = {name: self._client_node.create_client(srv_type, name)}
+            client = self._clients[name]
+            assert client.wait_for_service(timeout_sec=15), f"no service {name}"
         future = client.call_async(request)
         wait_for(future.done, timeout, f"the response of {name}")
         return future.result()
@@ -166,16 +174,18 @@ def get_state(graph, name: str) -> str:
 
 
 def detector(graph, name="detector", inspect_fn=None, **params):
-    """A detector node (autostart false) taken through configure and activate by its lifecycle services, as the
-    launch file does; raises ValueError with the node's one line when a transition fails."""
+    """A detector node (autostart false) taken through configure and activate in-process (the lifecycle
+    transitions the services run; test_lifecycle_transitions_through_the_services and the launch-file tests drive
+    them through the services: here DDS service discovery, which Fast DDS occasionally takes long over, stays out
+    of every other test); raises ValueError with the node's one line when a transition fails."""
     params.setdefault("audit_log", "")
     params.setdefault("autostart", False)
     node = graph.add(DetectorNode(inspect_fn=inspect_fn, context=graph.ctx, parameter_overrides=sim_params(**params),
                                   cli_args=["--ros-args", "-r", f"__node:={name}"]))
     if not params["autostart"]:
-        for transition in ("configure", "activate"):
-            if not set_state(graph, name, transition):
-                raise ValueError(node.transition_error or f"{name}: {transition} failed")
+        for transition in (node.trigger_configure, node.trigger_activate):
+            if transition() != TransitionCallbackReturn.SUCCESS:
+                raise ValueError(node.transition_error or f"{name}: {transition.__name__} failed")
     return node
 
 
@@ -743,16 +753,16 @@ def test_an_audit_trail_removed_while_running_is_written_again_where_its_path_sa
     trail = tmp_path / "trail"
     rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=2, image_size=64))
     graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=2, image_size=64, rate=4.0)))
-    detector(graph, inspect_fn=lambda views: InspectionResult([], len(views), 0.0), rig_file=str(rig),
-             cameras=["cam0", "cam1"], diagnostics_period=0.2, audit_log=str(trail / "audit.jsonl"),
-             record_views_dir=str(trail / "bags"))
+    det = detector(graph, inspect_fn=lambda views: InspectionResult([], len(views), 0.0), rig_file=str(rig),
+                   cameras=["cam0", "cam1"], diagnostics_period=0.2, audit_log=str(trail / "audit.jsonl"),
+                   record_views_dir=str(trail / "bags"))
     p = Probe(graph)
     wait_for(lambda: len(p.reports()) >= 2, 30, "two inspections")
     shutil.rmtree(trail)
     gone = len(p.reports())
     wait_for(lambda: len(p.reports()) >= gone + 3, 30, "three more inspections")
     wait_for(lambda: int(p.diag_values()["audit_errors"]) >= 1, 10, "the audit error counted")
-    assert set_state(graph, "detector", "deactivate")  # the last inspection published, no bag being written
+    assert det.trigger_deactivate() == TransitionCallbackReturn.SUCCESS  # the last one published, no bag in flight
     ids = [r["inspection_id"] for r in read_audit_log(trail / "audit.jsonl")]
     assert ids and ids[0] > 2 and ids == list(range(ids[0], ids[0] + len(ids))), ids  # numbering goes on
     wait_for(lambda: max(r["inspection_id"] for r in p.reports()) == max(ids), 5, "the last report")
