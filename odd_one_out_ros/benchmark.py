@@ -68,16 +68,12 @@ def _inspect(net: OddOneOutNet, images, K, T, box_list: list[Box3D], boxes: torc
     the given boxes are classified; returns the seconds of each of STAGES."""
     _sync(device)
     t0 = time.perf_counter()
-    levels = net.encoder.backbone_levels(images.flatten(0, 1))
-    vol = net.build_volume(images, K, T, levels, inspect_only=True)
+    levels, vol = net.inspection_volume(images, K, T)
     _sync(device)
     t1 = time.perf_counter()
     net.estimate_boxes(vol)
     t2 = time.perf_counter()
-    prior = None
-    if net.cfg.matcher.prior:
-        maps = net.prior_maps(images, levels) if net.prior_trunk else None
-        prior = net.prior_scores(images, K, T, [box_list], maps)
+    _, prior = net.inspection_prior(images, K, T, [box_list], levels)
     _sync(device)
     t3 = time.perf_counter()
     net.classify(vol, [boxes], prior)

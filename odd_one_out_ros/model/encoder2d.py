@@ -76,6 +76,7 @@ class FPNEncoder(nn.Module):
         if not keep or strides[keep[0]] != cfg.stride:
             raise ValueError(f"encoder stride must be one of {strides}, got {cfg.stride}")
         self.levels = keep
+        self.level_strides = [strides[i] for i in keep]  # of backbone_levels' maps, finest first
         self.frozen_backbone = False
         self._fused = FusedCache()  # the backbone's stages for inference on the CPU (model/fastconv.py)
         self.fpn = FeaturePyramidNetwork([in_channels[i] for i in keep], cfg.fpn_channels)

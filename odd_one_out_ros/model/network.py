@@ -23,7 +23,7 @@ from torch.autograd.profiler import record_function
 from ..geometry import Box3D, boxes_to_tensor, scale_intrinsics
 from .baseline import BaselineConfig, baseline_scores, default_extractor, extract, robust_z
 from .box_estimator import estimate_boxes
-from .config import ENCODER_STRIDES, ModelConfig, prior_level_groups
+from .config import ModelConfig, prior_level_groups
 from .encoder2d import FPNEncoder
 from .heads import ColourHead, DensityHead, Projector
 from .losses import LossWeights, feature_loss, image_loss, occupancy_loss, weighted_bce
@@ -166,11 +166,13 @@ class OddOneOutNet(nn.Module):
 
     @torch.no_grad()
     def prior_raw_scores(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
-                         feats: list[list[torch.Tensor]] | None = None) -> list[np.ndarray]:
+                         feats: list[list[torch.Tensor]] | None = None, levels: list[torch.Tensor] | None = None
+                         ) -> list[np.ndarray]:
         """The comparison behind the prior (prior_scores' arguments) -> raw scores per scene (N_b,) float64: the
-        training-free baseline's (model/baseline.py baseline_scores with self.prior_cfg on `prior_maps`)."""
+        training-free baseline's (model/baseline.py baseline_scores with self.prior_cfg on `prior_maps`, made from
+        `levels` when given and feats is not)."""
         with record_function("prior"):
-            feats = self.prior_maps(images) if feats is None else feats
+            feats = self.prior_maps(images, levels) if feats is None else feats
             return [baseline_scores(images[b], K[b], T_cw[b], bs, None, self.prior_cfg, feats[b])
                     for b, bs in enumerate(boxes)]
 
@@ -191,7 +193,7 @@ class OddOneOutNet(nn.Module):
         """Backbone levels of N images (encoder.backbone_levels, finest first) -> the comparison's maps, one
         (N, C, h, w) float32 per group of matcher.prior_levels (strides of a group joined at the finest: the
         coarser ones upsampled bilinearly, as the MobileNetV2 teacher joins its strides 8 and 16)."""
-        by_stride = {ENCODER_STRIDES[i]: lv for i, lv in zip(self.encoder.levels, levels)}
+        by_stride = dict(zip(self.encoder.level_strides, levels))
         out = []
         for group in self.prior_groups:
             maps = [by_stride[st].float() for st in group]
@@ -273,15 +275,28 @@ class OddOneOutNet(nn.Module):
         with return_prior_raw a third item, the prior's raw scores per scene (prior_raw_scores; None without
         matcher.prior): the training-free baseline's scores of the same boxes, at no extra cost. The backbone runs
         once per image: its levels feed the feature pyramid and, with prior_features "trunk", the comparison."""
-        with record_function("encoder"):
-            levels = self.encoder.backbone_levels(images.flatten(0, 1))  # the one backbone pass per image
-        vol = self.build_volume(images, K, T_cw, levels, inspect_only=True)
+        levels, vol = self.inspection_volume(images, K, T_cw)
         if boxes is None:
             boxes = self.estimate_boxes(vol)
-        raw = None
-        if self.cfg.matcher.prior:
-            maps = self.prior_maps(images, levels) if self.prior_trunk else None
-            raw = self.prior_raw_scores(images, K, T_cw, boxes, maps)
-        prior = None if raw is None else self.prior_scores(images, K, T_cw, boxes, raw=raw)
+        raw, prior = self.inspection_prior(images, K, T_cw, boxes, levels)
         logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
         return (boxes, logits, raw) if return_prior_raw else (boxes, logits)
+
+    @torch.no_grad()
+    def inspection_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor
+                          ) -> tuple[list[torch.Tensor], SceneVolume]:
+        """An inspection's volume (build_volume's arguments): the backbone runs once over the B*V images -> (its
+        levels, for the comparison too; the volume built inspect_only)."""
+        with record_function("encoder"):
+            levels = self.encoder.backbone_levels(images.flatten(0, 1))  # the one backbone pass per image
+        return levels, self.build_volume(images, K, T_cw, levels, inspect_only=True)
+
+    @torch.no_grad()
+    def inspection_prior(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
+                         levels: list[torch.Tensor] | None = None) -> tuple:
+        """matcher.prior of an inspection: (raw scores per scene, robust z-scores per scene), both None without
+        the prior; `levels` = inspection_volume's (used with prior_features "trunk")."""
+        if not self.cfg.matcher.prior:
+            return None, None
+        raw = self.prior_raw_scores(images, K, T_cw, boxes, levels=levels)
+        return raw, self.prior_scores(images, K, T_cw, boxes, raw=raw)

@@ -26,7 +26,7 @@ from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
 from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, match_truth
 from ..model.baseline import extract
 from ..model.checkpoint import read_checkpoint, save_checkpoint
-from ..model.config import ENCODER_STRIDES, ModelConfig
+from ..model.config import ModelConfig
 from ..model.losses import LossWeights
 from ..model.network import OddOneOutNet
 from ..model.teacher import FeatureCache, FeaturePCA, MobileNetTeacher, TeacherCache, TrunkTeacherCache, build_teacher
@@ -254,7 +254,7 @@ class Trainer:
             enc = self.net.encoder
             if (self.backbone_cache is not None and isinstance(teacher_net, MobileNetTeacher)
                     and teacher_net.is_trunk_of(enc)):  # the teacher is the frozen backbone: one network, one cache
-                self.teacher = TrunkTeacherCache(self.backbone_cache, [ENCODER_STRIDES[i] for i in enc.levels])
+                self.teacher = TrunkTeacherCache(self.backbone_cache, enc.level_strides)
             else:
                 self.teacher = TeacherCache(teacher_net, self.out / "teacher_cache" / teacher_net.name, self.device)
         self.prior_cache = None
