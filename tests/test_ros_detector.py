@@ -59,20 +59,13 @@ class Graph:
         return self.add(rclpy.create_node(name, context=self.ctx))
 
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
-        """Call a service (as `ros2 service call` would) from this graph's client node; returns the response.
-        A client that Fast DDS never matches with a server that is there (seen about once per suite run: a known
-        rmw_fastrtps flake) is replaced by one on a new node once; a server that is gone still fails."""
+        """Call a service (as `ros2 service call` would) from this graph's client node; returns the response."""
         if not hasattr(self, "_client_node"):
-            self._client_node, self._clients, self._fresh = self.node("service_client"), {}, 0
+            self._client_node, self._clients = self.node("service_client"), {}
         client = self._clients.get(name)
         if client is None:
             client = self._clients[name] = self._client_node.create_client(srv_type, name)
-        if not client.wait_for_service(timeout_sec=15):
-            self._fresh += 1
-            self._client_node = self.node(f"service_client_{self._fresh}")
-            self._clients = {name: self._client_node.create_client(srv_type, name)}
-            client = self._clients[name]
-            assert client.wait_for_service(timeout_sec=15), f"no service {name}"
+        assert client.wait_for_service(timeout_sec=30), f"no service {name}"
         future = client.call_async(request)
         wait_for(future.done, timeout, f"the response of {name}")
         return future.result()
