@@ -4,7 +4,8 @@
 #   usage: scripts/finetune_shapes.sh SHAPES_DIR OUT      (rerun the same command to resume)
 #   result: OUT/finetuned.pt; OUT/gain.md: the shipped and the fine-tuned model on the same held-out scenes
 # Budget knobs (environment): SCENES (training scenes), TEST (held-out scenes), STEPS1 STEPS2 (optimiser steps of
-# the reconstruction and end-to-end stages, two scenes each), INIT (checkpoint to start from), BIN.
+# the reconstruction and end-to-end stages, two scenes each), BOXSTEPS REFINESTEPS (steps of the learned box head
+# and its refiner, 16 volumes / 8 scenes each), INIT (checkpoint to start from), BIN.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {  # read whole before running, so that editing this file cannot change a run in progress
@@ -16,6 +17,8 @@ SCENES=${SCENES:-60}
 TEST=${TEST:-16}
 STEPS1=${STEPS1:-200}
 STEPS2=${STEPS2:-120}
+BOXSTEPS=${BOXSTEPS:-600}
+REFINESTEPS=${REFINESTEPS:-300}
 VIEWS=${VIEWS:-4,3}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
@@ -42,9 +45,15 @@ train() {  # stage steps init
 }
 train 1 "$STEPS1" "$INIT"
 train 2 "$STEPS2" "$RUN/stage1.pt"
+[ -f "$OUT/.done_boxes" ] || {  # the learned box head, fine-tuned on volumes of the new scenes
+  phase "box head: $BOXSTEPS steps on cached volumes (progress: $OUT/boxes.log)"
+  "$BIN/odd-one-out" train-boxes --checkpoint "$RUN/stage2.pt" --data "$OUT/data/train" --cache "$OUT/box_cache" \
+    --out "$RUN/boxes.pt" --steps "$BOXSTEPS" --refine-steps "$REFINESTEPS" --lr 5e-4 --threads 2 \
+    > "$OUT/boxes.log" 2>&1
+  touch "$OUT/.done_boxes"; }
 [ -f "$OUT/finetuned.pt" ] || {
   phase "tune-boxes -> finetuned.pt"
-  "$BIN/odd-one-out" tune-boxes --checkpoint "$RUN/stage2.pt" --data "$OUT/data/train" --scenes 12 --views 5 \
+  "$BIN/odd-one-out" tune-boxes --checkpoint "$RUN/boxes.pt" --data "$OUT/data/train" --scenes 12 --views 5 \
     --out "$OUT/finetuned.pt" --half > "$OUT/tune.log" 2>&1; }
 phase "evaluate the shipped and the fine-tuned model on the held-out scenes"
 ev() {  # checkpoint name

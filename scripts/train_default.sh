@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Rebuild the shipped checkpoint (odd_one_out_ros/assets/checkpoints/cpu_default.pt) from nothing, on 2 CPU cores:
-# data, stage 1, box tuning, stage 2, box tuning, evaluation on held-out seeds. docs/training.md "The default recipe".
+# data, stage 1, stage 2, the learned box head on cached volumes, box tuning on a toys + parts mix, evaluation on
+# held-out seeds. docs/training.md "The default recipe".
 #   usage: scripts/train_default.sh OUT        (e.g. /root/ooo/recipe; rerun the same command to resume)
 #   result: OUT/cpu_default.pt, OUT/metrics.md (the model card's tables), OUT/recipe.log (one line per phase)
 # Budget knobs (environment): TOYS PARTS (training scenes), STEPS1 STEPS2 (optimiser steps, two scenes each),
-# TEST (scenes per held-out set), VIEWS (input,target views while training), BIN (the venv's bin folder).
+# BOXSTEPS REFINESTEPS (steps of the box head and its refiner, 16 volumes / 8 scenes each), TEST (scenes per held-out set), VIEWS (input,target views while
+# training), TUNE (scenes of each kind for box tuning), BIN (the venv's bin folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {  # read whole before running, so that editing this file cannot change a run in progress
 OUT=${1:?usage: scripts/train_default.sh OUT}
 BIN=${BIN:-.venv/bin}
-TOYS=${TOYS:-240}
-PARTS=${PARTS:-60}
+TOYS=${TOYS:-480}
+PARTS=${PARTS:-240}
 STEPS1=${STEPS1:-1100}
 STEPS2=${STEPS2:-300}
+BOXSTEPS=${BOXSTEPS:-3000}
+REFINESTEPS=${REFINESTEPS:-3000}
 TEST=${TEST:-20}
 VIEWS=${VIEWS:-4,3}
 TUNE=${TUNE:-16}
@@ -24,7 +28,7 @@ phase() { echo "$(date '+%F %T') $*" | tee -a "$LOG"; }
 done_flag() { [ -f "$OUT/.done_$1" ]; }
 mark() { touch "$OUT/.done_$1"; }
 
-phase "start (TOYS=$TOYS PARTS=$PARTS STEPS1=$STEPS1 STEPS2=$STEPS2 TEST=$TEST VIEWS=$VIEWS)"
+phase "start (TOYS=$TOYS PARTS=$PARTS STEPS1=$STEPS1 STEPS2=$STEPS2 BOXSTEPS=$BOXSTEPS TEST=$TEST VIEWS=$VIEWS)"
 # 1. data: training seeds 100/101; held-out seeds 900-902 are never trained or tuned on
 gen() {  # name kind scenes seed split
   done_flag "gen_$1" && return 0
@@ -38,6 +42,13 @@ gen parts parts "$PARTS" 101 train
 gen test_toys_seen toys "$TEST" 900 seen-test
 gen test_toys_unseen toys "$TEST" 901 unseen-test
 gen test_parts parts "$TEST" 902 test
+if ! done_flag gen_test_meshes; then  # scenes of meshes no training scene has (scripts/example_meshes.py)
+  phase "generate test_meshes ($TEST scenes of scripts/example_meshes.py, seed 950, split test)"
+  "$BIN/python" scripts/example_meshes.py "$OUT/meshes" > "$OUT/gen_test_meshes.log" 2>&1
+  "$BIN/odd-one-out" generate --shapes "$OUT/meshes" --scenes "$TEST" --seed 950 --split test \
+    --out "$OUT/data/test_meshes" --workers 2 >> "$OUT/gen_test_meshes.log" 2>&1
+  mark gen_test_meshes
+fi
 
 # 2. training: two one-thread ranks (torchrun), every stage resumable from RUN/last_stage<k>.pt
 RUN="$OUT/run"
@@ -52,17 +63,28 @@ train() {  # stage steps [init [extra flags]]
     --views "$VIEWS" --threads 1 --checkpoint-every 50 $flags "${extra[@]}" > "$OUT/stage$stage.log" 2>&1
   mark "stage$stage"
 }
-tune() {  # in out
-  done_flag "tune_$(basename "$2")" && return 0
-  phase "tune-boxes $(basename "$1") -> $(basename "$2")"
-  "$BIN/odd-one-out" tune-boxes --checkpoint "$1" --data "$OUT/data/toys" --scenes "$TUNE" --views 5 --out "$2" \
-    ${3:-} > "$2.log" 2>&1
-  mark "tune_$(basename "$2")"
-}
 train 1 "$STEPS1"
-tune "$RUN/stage1.pt" "$RUN/stage1_tuned.pt"
-train 2 "$STEPS2" "$RUN/stage1_tuned.pt" "--prior on"
-tune "$RUN/stage2.pt" "$OUT/cpu_default.pt" --half
+train 2 "$STEPS2" "$RUN/stage1.pt" "--prior on"
+# the learned box head on the final volumes: two one-thread processes cache them, then the head trains alone
+boxes() {
+  done_flag boxes && return 0
+  phase "box head: cache volumes, $BOXSTEPS steps, refiner $REFINESTEPS steps (progress: $OUT/boxes.log)"
+  local data=(--checkpoint "$RUN/stage2.pt" --data "$OUT/data/toys" --data "$OUT/data/parts" --cache "$OUT/box_cache")
+  "$BIN/odd-one-out" train-boxes "${data[@]}" --cache-only --shard 0/2 --threads 1 > "$OUT/boxes_cache0.log" 2>&1 &
+  local first=$!
+  "$BIN/odd-one-out" train-boxes "${data[@]}" --cache-only --shard 1/2 --threads 1 > "$OUT/boxes_cache1.log" 2>&1
+  wait "$first"
+  OMP_NUM_THREADS=2 "$BIN/odd-one-out" train-boxes "${data[@]}" --out "$RUN/boxes.pt" --steps "$BOXSTEPS" \
+    --refine-steps "$REFINESTEPS" --threads 2 > "$OUT/boxes.log" 2>&1
+  mark boxes
+}
+boxes
+if ! done_flag tune; then
+  phase "tune-boxes (score threshold on $TUNE toys + $TUNE parts training scenes) -> cpu_default.pt"
+  "$BIN/odd-one-out" tune-boxes --checkpoint "$RUN/boxes.pt" --data "$OUT/data/toys" --data "$OUT/data/parts" \
+    --scenes "$TUNE" --views 5 --out "$OUT/cpu_default.pt" --half > "$OUT/tune.log" 2>&1
+  mark tune
+fi
 
 # 3. evaluation on the held-out seeds: the model's own boxes, the baseline on the same boxes, 5 and 10 views;
 # two sets at a time (one thread each)
@@ -72,10 +94,11 @@ evaluate() {  # set split views
   "$BIN/odd-one-out" evaluate --checkpoint "$OUT/cpu_default.pt" --data "$OUT/data/$1" --split "$2" --views "$3" \
     --threads 1 --baseline --json "$js.tmp" > "$OUT/eval_$1_v$3.log" 2>&1 && mv "$js.tmp" "$js"
 }
-phase "evaluate (held-out seeds 900-902, 5 and 10 views)"
+phase "evaluate (held-out seeds 900-902 and 950, 5 and 10 views)"
 evaluate test_toys_seen seen-test 5 & evaluate test_toys_unseen unseen-test 5 & wait
-evaluate test_parts test 5 & evaluate test_toys_seen seen-test 10 & wait
-evaluate test_toys_unseen unseen-test 10 & evaluate test_parts test 10 & wait
+evaluate test_parts test 5 & evaluate test_meshes test 5 & wait
+evaluate test_toys_seen seen-test 10 & evaluate test_toys_unseen unseen-test 10 & wait
+evaluate test_parts test 10 & evaluate test_meshes test 10 & wait
 if [ ! -f "$OUT/eval_toysad8k.json" ]; then
   "$BIN/odd-one-out" evaluate --checkpoint "$OUT/cpu_default.pt" --data odd_one_out_ros/assets/toysad8k_sample \
     --views 5 --threads 2 --baseline --json "$OUT/eval_toysad8k.json" > "$OUT/eval_toysad8k.log" 2>&1

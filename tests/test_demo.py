@@ -41,6 +41,12 @@ def test_demo_runs_end_to_end(tmp_path, ros_domain):
     assert audit[0]["run_id"] and audit[0]["node"] == report["node"]
     assert find_view_bags(tmp_path / "bags")[0] == Path(audit[0]["bag"])
     assert "anomalous (fracture)" in r.stdout and "object.005" in r.stdout
+    if not summary["untrained_model"]:  # the shipped checkpoint's decisions on its own demo scene (README)
+        rows = [row for row in summary["objects"] if row["object"] != "-"]
+        assert all(row["detection"] is not None for row in rows), rows  # every object boxed
+        assert [row["label"] for row in rows] == [
+            "anomalous" if row["truth"].startswith("anomalous") else "normal" for row in rows], rows
+        assert len(summary["objects"]) == len(rows)  # no box where there is no object
 
 
 def test_demo_bad_input_is_a_clear_error(tmp_path, ros_domain):

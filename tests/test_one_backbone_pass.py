@@ -97,7 +97,8 @@ def test_an_inspection_runs_the_backbone_once_per_image():
     images, K, T, boxes = bench.synthetic_inputs(net.cfg, 5, 4, "cpu")
     calls = BackboneCalls(net)
     with torch.no_grad():
-        _, logits, raw = net(images, K, T, [boxes], return_prior_raw=True)
+        _, logits, extras = net(images, K, T, [boxes], return_extras=True)
+        raw = extras["prior_raw"]
     assert calls.images == {"backbone": 5, "teacher": 0}
     # the prior's raw scores: the comparison on the backbone's own levels (grid 7, a stride-4 map and 8+16)
     with torch.no_grad():

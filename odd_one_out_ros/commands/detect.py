@@ -42,15 +42,17 @@ def run(args) -> int:
     rows = []
     for i, o in enumerate(res.objects):
         truth = meta.objects[truth_of[i]] if i in truth_of else None
-        rows.append({"id": i, **o.box.to_dict(), "score": o.score, "label": "anomalous" if o.anomalous else "normal",
+        rows.append({"id": i, **o.box.to_dict(), "score": o.score, "box_score": o.box_score,
+                     "label": "anomalous" if o.anomalous else "normal",
                      "truth_object": truth.name if truth else None,
                      "truth": (f"anomalous ({truth.anomaly_type})" if truth.anomalous else "normal") if truth else None,
                      "iou": iou_3d(o.box, truth.box) if truth else None})
     print(f"{len(res.objects)} objects found in {res.latency_s * 1000:.0f} ms from {len(posed)} views "
           f"({len(gt)} in the ground truth)")
-    print(f"{'id':>3} {'label':<10} {'score':>6}  {'centre (m)':<24} {'truth':<22} {'IoU':>5}")
+    print(f"{'id':>3} {'label':<10} {'score':>6} {'box':>5}  {'centre (m)':<24} {'truth':<22} {'IoU':>5}")
     for r in rows:
-        print(f"{r['id']:>3} {r['label']:<10} {r['score']:6.3f}  {' '.join(f'{c:+.3f}' for c in r['center']):<24} "
+        print(f"{r['id']:>3} {r['label']:<10} {r['score']:6.3f} {r['box_score']:5.2f}  "
+              f"{' '.join(f'{c:+.3f}' for c in r['center']):<24} "
               f"{r['truth'] or '-':<22} {r['iou'] if r['iou'] is None else round(r['iou'], 2)!s:>5}")
     if args.json:
         Path(args.json).write_text(json.dumps({"scene": str(args.scene), "views": views,
@@ -60,7 +62,7 @@ def run(args) -> int:
         for v in posed:
             img = v.image.copy()
             for o in res.objects:
-                draw_box(img, v.camera, o.box, RED if o.anomalous else GREEN, f"{o.score:.2f}")
+                draw_box(img, v.camera, o.box, RED if o.anomalous else GREEN, f"{o.score:.2f} box {o.box_score:.2f}")
             imgs.append(img)
         cv2.imwrite(args.image, cv2.cvtColor(contact_sheet(imgs, 5, [v.source for v in posed]), cv2.COLOR_RGB2BGR))
     return 0

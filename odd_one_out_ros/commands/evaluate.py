@@ -87,7 +87,7 @@ def run(args) -> int:
                   [int(o.anomalous) for o in meta.objects], [o.anomaly_type for o in meta.objects], list(boxes))
         r = SceneResult(*common, scores, inspector.threshold)
         results.append(r)
-        pred = [{"score": s, **b.to_dict()} for s, b in zip(scores, boxes)]
+        pred = [{"score": o.score, "box_score": o.box_score, **o.box.to_dict()} for o in res.objects]
         row = {"scene": d.name, "split": r.split, "category": r.category, "latency_s": latency}
         if scorer is not None:
             if shared:  # the model's prior compared the same boxes' features already

@@ -1,5 +1,6 @@
 """The detector's overlay image: every object's 3D box drawn on the views (red anomalous, green normal,
-"id score" next to it), tiled into one image. Pure (numpy + OpenCV), RGB uint8."""
+"id score" next to it, and "box" with the box estimator's own score when given), tiled into one image.
+Pure (numpy + OpenCV), RGB uint8."""
 from __future__ import annotations
 
 import cv2
@@ -13,9 +14,10 @@ __all__ = ["overlay_image"]
 
 
 def overlay_image(views: list[PosedView], boxes: list[Box3D], scores: list[float], anomalous: list[bool],
-                  max_views: int = 6, tile_width: int = 384) -> np.ndarray:
+                  max_views: int = 6, tile_width: int = 384, box_scores: list[float] | None = None) -> np.ndarray:
     """Up to `max_views` views resized to tiles of the first view's aspect ratio, at most tile_width wide,
-    in rows of at most 5 of about equal length."""
+    in rows of at most 5 of about equal length. box_scores: each box's score from the box estimator (drawn as
+    "box 0.87"), or None."""
     if not views:
         raise ValueError("overlay needs at least one view")
     views = views[:max_views]
@@ -27,7 +29,8 @@ def overlay_image(views: list[PosedView], boxes: list[Box3D], scores: list[float
         img = cv2.resize(v.image, (tw, th), interpolation=cv2.INTER_AREA)
         cam = v.camera.resized(tw, th)
         for i, (box, score, bad) in enumerate(zip(boxes, scores, anomalous)):
-            draw_box(img, cam, box, RED if bad else GREEN, f"{i} {score:.2f}", thickness=2 if bad else 1)
+            text = f"{i} {score:.2f}" + (f" box {box_scores[i]:.2f}" if box_scores is not None else "")
+            draw_box(img, cam, box, RED if bad else GREEN, text, thickness=2 if bad else 1)
         tiles.append(img)
         captions.append(v.source)
     rows = -(-len(tiles) // 5)

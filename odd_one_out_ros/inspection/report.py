@@ -8,7 +8,8 @@ detector's `~/detections` topic, appended to the audit log and stored in each vi
      "anomaly_detected": true, "n_objects": 3, "n_anomalous": 1,
      "threshold": 0.5,                         # score > threshold -> "anomalous"
      "objects": [{"id": 0, "center": [x, y, z], "size": [dx, dy, dz], "yaw": 0.3,   # metres, radians
-                  "score": 0.91, "label": "anomalous"}],                              # score in [0, 1]
+                  "score": 0.91, "label": "anomalous",                                # score in [0, 1]
+                  "box_score": 0.87}],    # the box estimator's confidence in [0, 1] (1.0: the density estimator)
      "views": [{"camera": "cam0", "stamp": 1764336000.25, "width": 256, "height": 256,
                 "position": [x, y, z], "pose_source": "static"}],                   # camera centre in frame_id
      "missing_views": [{"camera": "cam4", "reason": "encoding: unsupported image encoding 'yuv422' ..."}],
@@ -46,9 +47,9 @@ def _floats(v, n: int | None = None) -> list[float]:
     return out
 
 
-def object_record(index: int, box: Box3D, score: float, anomalous: bool) -> dict:
+def object_record(index: int, box: Box3D, score: float, anomalous: bool, box_score: float = 1.0) -> dict:
     return {"id": int(index), "center": _floats(box.center, 3), "size": _floats(box.size, 3), "yaw": float(box.yaw),
-            "score": float(score), "label": LABELS[bool(anomalous)]}
+            "score": float(score), "label": LABELS[bool(anomalous)], "box_score": float(box_score)}
 
 
 def view_record(view, pose_source: str, **extra) -> dict:
@@ -63,7 +64,7 @@ def build_report(*, inspection_id: int, stamp: float, frame_id: str, objects: It
                  missing_views: list[dict] = ()) -> dict:
     """objects: anything with .box, .score, .anomalous (model.inference.ObjectResult); views: view_record()s;
     missing_views: [{"camera": name, "reason": text}] of the cameras that gave no usable view."""
-    objs = [object_record(i, o.box, o.score, o.anomalous) for i, o in enumerate(objects)]
+    objs = [object_record(i, o.box, o.score, o.anomalous, getattr(o, "box_score", 1.0)) for i, o in enumerate(objects)]
     n_anom = sum(o["label"] == "anomalous" for o in objs)
     return {"schema": SCHEMA, "inspection_id": int(inspection_id), "stamp": float(stamp), "frame_id": str(frame_id),
             "anomaly_detected": n_anom > 0, "n_objects": len(objs), "n_anomalous": n_anom,
@@ -98,6 +99,8 @@ def validate_report(d: Any) -> dict:
         _check(isinstance(o.get("yaw"), (int, float)) and math.isfinite(o["yaw"]), f"objects[{i}].yaw")
         _check(isinstance(o.get("score"), (int, float)) and 0.0 <= o["score"] <= 1.0, f"objects[{i}].score")
         _check(o.get("label") in LABELS, f"objects[{i}].label is {o.get('label')!r}")
+        _check("box_score" not in o or (isinstance(o["box_score"], (int, float)) and 0.0 <= o["box_score"] <= 1.0),
+               f"objects[{i}].box_score")
     n_anom = sum(o["label"] == "anomalous" for o in d["objects"])
     _check(d["n_objects"] == len(d["objects"]) and d["n_anomalous"] == n_anom, "counts disagree with objects")
     _check(d["anomaly_detected"] == (n_anom > 0), "anomaly_detected disagrees with the labels")

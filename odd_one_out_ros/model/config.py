@@ -82,8 +82,28 @@ class MatcherConfig:
     """cells per box axis of the comparison (BaselineConfig.grid)"""
 
 
+BOX_ESTIMATORS = ("density", "heatmap")
+
+
 @dataclass(frozen=True)
 class BoxConfig:
+    estimator: str = "density"
+    """"density" = the paper's box estimator (the density threshold + DBSCAN below; model/box_estimator.py) or
+    "heatmap" = a learned bird's-eye-view centre heatmap on the scene volume (model/box_head.py; the cpu preset)"""
+    score_threshold: float = 0.3
+    """heatmap: a peak is an object when its heatmap probability exceeds this (set by tune-boxes)"""
+    head_column: int = 8
+    """heatmap: channels per voxel before each column's Z levels are stacked"""
+    head_channels: int = 32
+    """heatmap: channels of the 2D convolutions"""
+    head_blocks: int = 4
+    """heatmap: residual blocks of the 2D convolutions (dilations 1, 2, 4, ...)"""
+    refine: bool = False
+    """heatmap: a second look at each box (model/box_head.py BoxRefiner) corrects its centre, size and yaw"""
+    refine_size: int = 8
+    """heatmap with refine: the refiner samples each box's surroundings at refine_size^3 points"""
+    refine_passes: int = 2
+    """heatmap with refine: the refiner looks again at the box it corrected this many times in all"""
     occupancy_threshold: float = 0.5
     """a voxel is occupied when its opacity 1 - exp(-density * voxel_size) exceeds this"""
     eps_voxels: float = 1.5
@@ -197,7 +217,7 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
             render=RenderConfig(n_samples=48, rgb_size=64, feature_size=32),
             matcher=MatcherConfig(roi_size=8, dim=64, blocks=3, heads=8, k=20, max_partners=5, head_hidden=128,
                                   prior=True),
-            boxes=BoxConfig(min_voxels=8))
+            boxes=BoxConfig(estimator="heatmap", min_voxels=8))
     if name == "tiny":
         return ModelConfig(
             name="tiny", variant=variant, image_size=64,
@@ -206,7 +226,7 @@ def preset(name: str, variant: str = "full") -> ModelConfig:
             unet_channels=(8, 16), unet_blocks=(1, 1), volume_channels=8, teacher_dim=16,
             render=RenderConfig(n_samples=16, rgb_size=16, feature_size=8),
             matcher=MatcherConfig(roi_size=4, dim=16, blocks=2, heads=4, k=4, max_partners=0, head_hidden=16),
-            boxes=BoxConfig(min_voxels=2, min_extent_voxels=1.0))
+            boxes=BoxConfig(min_voxels=2, min_extent_voxels=1.0, head_column=2, head_channels=8, head_blocks=1))
     raise ValueError(f"unknown config {name!r}; choose paper, cpu or tiny")
 
 
@@ -281,8 +301,8 @@ def _check_ranges(c: "ModelConfig") -> None:
     need(c.encoder.stride in ENCODER_STRIDES, "encoder.stride", f"one of {ENCODER_STRIDES}")
     for name in ("encoder.out_channels", "encoder.fpn_channels", "volume_channels", "teacher_dim", "render.n_samples",
                  "render.rgb_size", "render.feature_size", "matcher.roi_size", "matcher.dim", "matcher.heads",
-                 "matcher.k", "matcher.head_hidden", "boxes.min_samples", "boxes.min_voxels", "boxes.upsample",
-                 "boxes.max_objects"):
+                 "matcher.k", "matcher.head_hidden", "boxes.head_column", "boxes.head_channels", "boxes.refine_size",
+                 "boxes.refine_passes", "boxes.min_samples", "boxes.min_voxels", "boxes.upsample", "boxes.max_objects"):
         obj, attr = (getattr(c, name.split(".")[0]), name.split(".")[1]) if "." in name else (c, name)
         need(getattr(obj, attr) >= 1, name, "an integer >= 1")
     need(all(n >= 1 for n in c.unet_channels), "unet_channels", "channel counts >= 1")
@@ -297,6 +317,9 @@ def _check_ranges(c: "ModelConfig") -> None:
     groups = prior_level_groups(c.matcher.prior_levels)
     need(all(s >= c.encoder.stride for g in groups for s in g), "matcher.prior_levels",
          f"strides the encoder computes (>= encoder.stride {c.encoder.stride})")
+    need(c.boxes.estimator in BOX_ESTIMATORS, "boxes.estimator", f"one of {BOX_ESTIMATORS}")
+    need(0 < c.boxes.score_threshold < 1, "boxes.score_threshold", "strictly between 0 and 1")
+    need(c.boxes.head_blocks >= 0, "boxes.head_blocks", "an integer >= 0")
     need(0 < c.boxes.occupancy_threshold < 1, "boxes.occupancy_threshold", "strictly between 0 and 1")
     need(0 < c.boxes.boundary_level < 1, "boxes.boundary_level", "strictly between 0 and 1")
     need(c.boxes.eps_voxels > 0, "boxes.eps_voxels", "> 0 (voxels)")

@@ -26,6 +26,7 @@ class ObjectResult:
     box: Box3D
     score: float  # probability of being anomalous
     anomalous: bool
+    box_score: float = 1.0  # the box estimator's confidence in [0, 1] (1.0 for given boxes and the density estimator)
 
 
 @dataclass
@@ -75,8 +76,9 @@ class Inspector:
         boxes instead of its own (e.g. ground-truth boxes in an evaluation)."""
         t0 = time.perf_counter()
         images, K, T = views_to_tensors(views, self.net.cfg.image_size, self.device)
-        found, logits, raw = self.net(images, K, T, None if boxes is None else [list(boxes)], return_prior_raw=True)
-        boxes, logits = found[0], logits[0]
+        found, logits, extras = self.net(images, K, T, None if boxes is None else [list(boxes)], return_extras=True)
+        boxes, logits, raw = found[0], logits[0], extras["prior_raw"]
         scores = torch.sigmoid(logits.float()).cpu().numpy() if len(boxes) else np.zeros(0)
-        objects = [ObjectResult(b, float(s), bool(s > self.threshold)) for b, s in zip(boxes, scores)]
+        objects = [ObjectResult(b, float(s), bool(s > self.threshold), float(bs))
+                   for b, s, bs in zip(boxes, scores, extras["box_scores"][0])]
         return InspectionResult(objects, len(views), time.perf_counter() - t0, None if raw is None else raw[0])

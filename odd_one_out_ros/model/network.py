@@ -4,7 +4,8 @@
       --back-projection (mean over views)-->  (B, d, Z, Y, X) + seen mask
       --E_3D-->  F_v (B, c, Z, Y, X)  --heads-->  density (B, 1, ...), colour (B, 3, ...), V_f = beta(F_v)
       --renderer-->  RGB, mask, features at any camera (training)
-      --box estimator-->  boxes per scene  --RoI pooling-->  z (N, c + d_f + 1, r, r, r)
+      --box estimator (the learned heatmap head, or density threshold + DBSCAN)-->  boxes per scene
+      --RoI pooling-->  z (N, c + d_f + 1, r, r, r)
       --cross-instance matching-->  one anomaly logit per object
       (+ with matcher.prior: the training-free comparison of the boxes' frozen 2D features, model/baseline.py;
          with matcher.prior_features "trunk" those are the backbone levels of the same pass: one pass per image)
@@ -20,9 +21,10 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.autograd.profiler import record_function
 
-from ..geometry import Box3D, boxes_to_tensor, scale_intrinsics
+from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, scale_intrinsics
 from .baseline import BaselineConfig, baseline_scores, default_extractor, extract, robust_z
 from .box_estimator import estimate_boxes
+from .box_head import BoxHead, BoxRefiner, apply_residuals, decode, refine_regions
 from .config import ModelConfig, prior_level_groups
 from .encoder2d import FPNEncoder
 from .heads import ColourHead, DensityHead, Projector
@@ -47,6 +49,9 @@ class OddOneOutNet(nn.Module):
         self.renderer = VolumeRenderer(self.grid, cfg.render.n_samples)
         obj_channels = c + 1 + (cfg.teacher_dim if cfg.distill else 0)
         self.matcher = CrossInstanceMatcher(cfg, obj_channels)
+        heatmap = cfg.boxes.estimator == "heatmap"
+        self.box_head = BoxHead(c, self.grid, cfg.boxes) if heatmap else None
+        self.box_refiner = BoxRefiner(c, cfg.boxes) if heatmap and cfg.boxes.refine else None
         m = cfg.matcher
         self.prior_trunk = m.prior_features == "trunk"
         self.prior_groups = prior_level_groups(m.prior_levels)
@@ -109,10 +114,38 @@ class OddOneOutNet(nn.Module):
     # ------------------------------------------------------------------ objects
     @torch.no_grad()
     def estimate_boxes(self, vol: SceneVolume) -> list[list[Box3D]]:
-        """Boxes per scene of the batch from the density volume (box estimator B)."""
+        """Boxes per scene of the batch (`detect_boxes` without the scores)."""
+        return [boxes for boxes, _ in self.detect_boxes(vol)]
+
+    @torch.no_grad()
+    def detect_boxes(self, vol: SceneVolume) -> list[tuple[list[Box3D], np.ndarray]]:
+        """Per scene of the batch: its boxes (world frame) and their scores (N,) float64 in [0, 1], by
+        cfg.boxes.estimator: "heatmap" = the learned head's peaks and their heatmap probability; "density" = the
+        paper's estimator B (density threshold + DBSCAN), which has no confidence: every score 1.0."""
         with record_function("boxes"):
+            if self.box_head is not None:
+                x = BoxHead.inputs(vol, self.grid.voxel_size)
+                found = decode(*self.box_head(x), self.grid, self.cfg.boxes)
+                return found if self.box_refiner is None else [self.refine_boxes(x[b:b + 1], *f)
+                                                               for b, f in enumerate(found)]
             dens = vol.density[:, 0].float().cpu().numpy()
-            return [estimate_boxes(d, self.grid, self.cfg.boxes) for d in dens]
+            found = [estimate_boxes(d, self.grid, self.cfg.boxes) for d in dens]
+            return [(bs, np.ones(len(bs))) for bs in found]
+
+    @torch.no_grad()
+    def refine_boxes(self, x: torch.Tensor, boxes: list[Box3D], scores: np.ndarray
+                     ) -> tuple[list[Box3D], np.ndarray]:
+        """One scene's boxes and scores (N,) corrected by the box refiner (BoxConfig.refine, refine_passes times), x
+        (1, c + 2, Z, Y, X) = BoxHead.inputs; returned sorted by centre (x, then y) as the estimators return them."""
+        if not boxes:
+            return boxes, scores
+        t = boxes_to_tensor(boxes, x.device, x.dtype)
+        for _ in range(self.cfg.boxes.refine_passes):
+            t = apply_residuals(t, self.box_refiner(refine_regions(x, t, self.grid, self.cfg.boxes.refine_size), t))
+        refined = boxes_from_tensor(t)
+        order = sorted(range(len(refined)), key=lambda i: (round(refined[i].center[0], 6),
+                                                           round(refined[i].center[1], 6)))
+        return [refined[i] for i in order], scores[order]
 
     def object_volumes(self, vol: SceneVolume, b: int, boxes: torch.Tensor
                        ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -270,17 +303,24 @@ class OddOneOutNet(nn.Module):
         return terms
 
     def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
-                boxes: list[list[Box3D]] | None = None, return_prior_raw: bool = False) -> tuple:
+                boxes: list[list[Box3D]] | None = None, return_extras: bool = False) -> tuple:
         """Inference: boxes per scene (the model's own, or the given ones, world frame) and their anomaly logits;
-        with return_prior_raw a third item, the prior's raw scores per scene (prior_raw_scores; None without
-        matcher.prior): the training-free baseline's scores of the same boxes, at no extra cost. The backbone runs
-        once per image: its levels feed the feature pyramid and, with prior_features "trunk", the comparison."""
+        with return_extras a third item, a dict: "prior_raw" = the prior's raw scores per scene
+        (prior_raw_scores; None without matcher.prior): the training-free baseline's scores of the same boxes, at
+        no extra cost; "box_scores" = per scene the boxes' scores (N_b,) float64 (`detect_boxes`; 1.0 for given
+        boxes). The backbone runs once per image: its levels feed the feature pyramid and, with prior_features
+        "trunk", the comparison."""
         levels, vol = self.inspection_volume(images, K, T_cw)
         if boxes is None:
-            boxes = self.estimate_boxes(vol)
+            found = self.detect_boxes(vol)
+            boxes, box_scores = [bs for bs, _ in found], [sc for _, sc in found]
+        else:
+            box_scores = [np.ones(len(bs)) for bs in boxes]
         raw, prior = self.inspection_prior(images, K, T_cw, boxes, levels)
         logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
-        return (boxes, logits, raw) if return_prior_raw else (boxes, logits)
+        if return_extras:
+            return boxes, logits, {"prior_raw": raw, "box_scores": box_scores}
+        return boxes, logits
 
     @torch.no_grad()
     def inspection_volume(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor

@@ -62,7 +62,8 @@ class DetectorPublishers:
         if self.overlay_max_views:
             try:
                 sheet = overlay_image(views, [o.box for o in result.objects], [o.score for o in result.objects],
-                                      [o["label"] == "anomalous" for o in objects], self.overlay_max_views)
+                                      [o["label"] == "anomalous" for o in objects], self.overlay_max_views,
+                                      box_scores=[o.box_score for o in result.objects])
             except Exception as e:  # a picture that cannot be drawn (e.g. cv2 on absurd pixels) is no failed inspection
                 why = one_line(e)
                 if why != self._overlay_problem:  # said once per kind of problem, not per inspection

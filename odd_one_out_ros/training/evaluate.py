@@ -32,11 +32,32 @@ class SceneResult:
     threshold: float = 0.5
     matches: list[int] = field(default_factory=list)  # per gt: index of its IoU > 0.5 match, or -1
     best: list[int] = field(default_factory=list)  # per gt: index of the highest-IoU prediction, or -1
+    matched_at: dict = field(default_factory=dict)  # IoU gate -> number of gt objects matched one-to-one above it
 
     def __post_init__(self):
         M = iou_matrix(self.gt_boxes, self.pred_boxes) if self.pred_boxes else np.zeros((len(self.gt_boxes), 0))
         self.best = [int(np.argmax(r)) if len(r) else -1 for r in M]
         self.matches = greedy_match(M, 0.5, strict=True)  # = geometry.match_truth, reusing M
+        self.matched_at = {t: sum(j >= 0 for j in greedy_match(M, t, strict=True)) for t in RECALL_IOUS}
+
+    @property
+    def unmatched_boxes(self) -> int:
+        """Predicted boxes matched to no true object at IoU > 0.5."""
+        return len(self.pred_boxes) - sum(j >= 0 for j in self.matches)
+
+
+RECALL_IOUS = (0.25, 0.5, 0.7)
+
+
+def box_metrics(rs: list[SceneResult]) -> dict:
+    """Box quality over scene results (percentages): recall at each IoU gate of RECALL_IOUS (one-to-one matches),
+    unmatched predicted boxes per scene (IoU 0.5), the share of scenes with exactly as many boxes as objects."""
+    n_gt = sum(len(r.gt_boxes) for r in rs)
+    out = {f"recall_iou{int(round(100 * t))}": (100 * sum(r.matched_at[t] for r in rs) / n_gt if n_gt else None)
+           for t in RECALL_IOUS}
+    out["unmatched_per_scene"] = float(np.mean([r.unmatched_boxes for r in rs])) if rs else None
+    out["exact_count"] = float(100 * np.mean([len(r.pred_boxes) == len(r.gt_boxes) for r in rs])) if rs else None
+    return out
 
 
 def _auc(labels, scores) -> float | None:
@@ -77,6 +98,7 @@ def evaluate(results: list[SceneResult]) -> dict:
             "reference": {"auc": _auc(r_labels, r_scores),
                           "accuracy": float(100 * np.mean(r_pred == np.asarray(r_labels, bool))) if n_gt else None},
             "box_recall_iou50": float(100 * recall_hits / n_gt) if n_gt else None,
+            "boxes": box_metrics(rs),
         }
 
     out = {"all": block(results)}
@@ -84,6 +106,10 @@ def evaluate(results: list[SceneResult]) -> dict:
     for r in results:
         by_split.setdefault(r.split or "unknown", []).append(r)
     out["by_split"] = {k: block(v) for k, v in sorted(by_split.items())}
+    by_category = {}
+    for r in results:
+        by_category.setdefault(r.category or "unknown", []).append(r)
+    out["boxes_by_category"] = {k: box_metrics(v) for k, v in sorted(by_category.items())}
     # per anomaly type: that type's anomalies against all normal objects (paper protocol scores)
     types = sorted({t for r in results for t in r.anomaly_types if t})
     per_type = {}
@@ -144,6 +170,49 @@ def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[floa
     return best[0], best[1], table
 
 
+SCORE_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+
+
+def tune_score_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = SCORE_THRESHOLDS,
+                         tolerance: float = 1.0) -> tuple[float, dict]:
+    """The learned box head's score threshold (BoxConfig.score_threshold) for `scenes` (SceneMeta list, e.g. a mix
+    of toys and parts training scenes): of the thresholds within `tolerance` points of the best box recall at IoU
+    0.5, the one with the fewest unmatched boxes, then the highest recall.
+    Returns (threshold, {threshold: {"recall", "unmatched_per_scene"}})."""
+    import dataclasses
+
+    import torch
+
+    from ..model.box_head import decode
+    from ..model.inference import views_to_tensors
+
+    outs = []
+    with torch.no_grad():
+        for meta in scenes:
+            images, K, T = views_to_tensors(meta.posed_views(meta.even_views(views)), net.cfg.image_size,
+                                            next(net.parameters()).device)
+            _, vol = net.inspection_volume(images, K, T)
+            x = net.box_head.inputs(vol, net.grid.voxel_size)
+            outs.append((meta, x, net.box_head(x)))
+    table = {}
+    for c in candidates:
+        bcfg = dataclasses.replace(net.cfg.boxes, score_threshold=c)
+        hits = unmatched = n = 0
+        for meta, x, (heat, reg) in outs:
+            pred, scores = decode(heat, reg, net.grid, bcfg)[0]
+            if net.box_refiner is not None:  # the boxes an inspection gives (OddOneOutNet.detect_boxes)
+                pred, _ = net.refine_boxes(x, pred, scores)
+            found = sum(j >= 0 for j in match_truth([o.box for o in meta.objects], pred))
+            hits += found
+            unmatched += len(pred) - found
+            n += len(meta.objects)
+        table[c] = {"recall": 100 * hits / max(n, 1), "unmatched_per_scene": unmatched / max(len(outs), 1)}
+    top = max(row["recall"] for row in table.values())
+    best = min((c for c in table if table[c]["recall"] >= top - tolerance),
+               key=lambda c: (table[c]["unmatched_per_scene"], -table[c]["recall"]))
+    return best, table
+
+
 def format_table(metrics: dict, baseline: dict | None = None, boxes: str = "predicted") -> str:
     """The evaluation table: the model's metrics and, when given, the baseline's beside them (same boxes)."""
     def f(x):
@@ -158,6 +227,13 @@ def format_table(metrics: dict, baseline: dict | None = None, boxes: str = "pred
     out = [f"{a['scenes']} scenes, {a['objects']} objects ({a['anomalies']} anomalous), {boxes} boxes"]
     for name, m in rows:
         out.append(line(name, m["all"]))
+    bx = a["boxes"]
+    out.append(f"  boxes: recall@0.25 {f(bx['recall_iou25'])} @0.5 {f(bx['recall_iou50'])} @0.7 "
+               f"{f(bx['recall_iou70'])} | unmatched per scene {f(bx['unmatched_per_scene'])} | exact count "
+               f"{f(bx['exact_count'])} % of scenes")
+    if len(metrics["boxes_by_category"]) > 1:
+        out.append("  box recall@0.5 by category: " + ", ".join(
+            f"{k} {f(v['recall_iou50']).strip()}" for k, v in metrics["boxes_by_category"].items()))
     for k in metrics["by_split"]:
         v = metrics["by_split"][k]
         out.append(f"{k} ({v['scenes']} scenes, {v['objects']} objects, {v['anomalies']} anomalous)")

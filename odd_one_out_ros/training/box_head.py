@@ -1,0 +1,270 @@
+"""Training the learned box head (BoxConfig.estimator "heatmap", model/box_head.py) on cached frozen volumes.
+
+1. `cache_volumes`: each training scene's inspection volume (the frozen encoder, back-projection and 3D network of
+   a trained checkpoint) for `subsets` sets of `views` input views, stored as float16 head inputs
+   (S, c + 2, Z, Y, X) with the scene's true boxes: one file per scene, resumable, shardable across processes.
+2. `train_box_head`: the head alone on those caches (Gaussian focal loss + L1 regression, model/box_head.py), with
+   the grid's symmetries as augmentation (turns by 90 degrees about z and a mirror, applied to the volume and the
+   boxes alike); AdamW with a cosine schedule; a resume file every `checkpoint_every` steps.
+The rest of the network is not touched: the result is the input checkpoint with a box head (and the "heatmap"
+estimator) added. docs/training.md "Learned boxes".
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.dataset import augment_world
+from ..data.scene_meta import SceneFormatError, read_scene_meta
+from ..fileio import atomic_path
+from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, match_truth
+from ..model.box_head import BoxHead, decode, head_loss, refine_regions, residual_targets, targets
+from ..model.inference import views_to_tensors
+from ..model.network import OddOneOutNet
+
+
+@dataclass(frozen=True)
+class BoxHeadTrainConfig:
+    steps: int = 3000
+    batch: int = 16
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    reg_weight: float = 0.5
+    """weight of the L1 regression beside the heatmap's focal loss"""
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+def view_subsets(n_cameras: int, views: int, subsets: int, rng: np.random.Generator) -> list[list[int]]:
+    """`subsets` sets of `views` view indices of a scene with n_cameras: the first spread evenly (as `evaluate`
+    picks them) from a random start, the others drawn at random."""
+    out = []
+    for i in range(subsets):
+        if i == 0:
+            start = int(rng.integers(n_cameras))
+            out.append(sorted({(start + int(round(j * n_cameras / views))) % n_cameras for j in range(views)}))
+        else:
+            out.append(sorted(rng.choice(n_cameras, size=min(views, n_cameras), replace=False).tolist()))
+    return out
+
+
+@torch.no_grad()
+def cache_volumes(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, subsets: int = 2, seed: int = 0,
+                  shard: tuple[int, int] = (0, 1), progress=None) -> int:
+    """Write out/<scene>.pt = {"x": (S, c + 2, Z, Y, X) float16 head inputs, "boxes": (N, 7) float32} for the scenes
+    of this shard (every n-th from i); scenes already cached are kept. Returns the number written. A scene that
+    cannot be read is skipped with a message (progress, or stdout)."""
+    net.eval()
+    out.mkdir(parents=True, exist_ok=True)
+    i, n = shard
+    written = 0
+    for d in dirs[i::n]:
+        dest = out / f"{d.name}.pt"
+        if dest.exists():
+            continue
+        try:
+            meta = read_scene_meta(d)
+        except SceneFormatError as e:
+            (progress or print)(f"skipping {d}: {e}")
+            continue
+        rng = np.random.default_rng([seed, int.from_bytes(d.name.encode()[-8:], "little")])
+        xs = []
+        for vs in view_subsets(len(meta.cameras), views, subsets, rng):
+            images, K, T = views_to_tensors(meta.posed_views(vs), net.cfg.image_size, "cpu")
+            _, vol = net.inspection_volume(images, K, T)
+            xs.append(BoxHead.inputs(vol, net.grid.voxel_size)[0].half())
+        blob = {"x": torch.stack(xs), "boxes": boxes_to_tensor([o.box for o in meta.objects])}
+        with atomic_path(dest) as tmp:
+            torch.save(blob, tmp)
+        written += 1
+        if progress:
+            progress(f"cached {d.name}")
+    return written
+
+
+def turned(x: torch.Tensor, boxes: list[Box3D], quarter_turns: int, mirror: bool
+           ) -> tuple[torch.Tensor, list[Box3D]]:
+    """A tensor x (..., Y, X) on the grid's columns (a head input (C, Z, Y, X) or its column features; the grid is
+    centred on the world origin) and its boxes, mirrored (y -> -y) and then turned by quarter_turns x 90 degrees
+    about world +z (counter-clockwise seen from above): the same scene seen in a turned world (the grid maps onto
+    itself for square X = Y)."""
+    if mirror:
+        x = torch.flip(x, dims=(-2,))
+    # a counter-clockwise turn of the world moves the content of cell (y, x) to the cell that rot90 by -1 in the
+    # (Y, X) index plane gives (tests/test_box_head.py pins this against the targets of the turned boxes)
+    x = torch.rot90(x, -quarter_turns, dims=(-2, -1))
+    _, boxes = augment_world([], boxes, quarter_turns * math.pi / 2, np.zeros(2), mirror)
+    return x, boxes
+
+
+def load_caches(cache_dirs: list[Path]) -> list[dict]:
+    """Every cache file under cache_dirs -> [{"x": (S, C, Z, Y, X) float16, "boxes": list[Box3D]}]."""
+    items = []
+    for d in cache_dirs:
+        for f in sorted(Path(d).glob("*.pt")):
+            blob = torch.load(f, map_location="cpu", weights_only=True)
+            items.append({"x": blob["x"], "boxes": boxes_from_tensor(blob["boxes"])})
+    if not items:
+        raise ValueError(f"no cached volumes in {[str(d) for d in cache_dirs]}")
+    return items
+
+
+def with_box_head(net: OddOneOutNet, **box_fields) -> OddOneOutNet:
+    """A copy of net with the "heatmap" estimator and the given BoxConfig fields (e.g. score_threshold,
+    head_blocks, refine): its weights, and a box head (net's own when it has one and its shape is kept, else new)
+    and, with refine, a box refiner (net's own when it has one, else new)."""
+    cfg = net.cfg.changed("boxes", estimator="heatmap", **box_fields)
+    new = OddOneOutNet(cfg)
+    state = net.state_dict()
+    if any(f.startswith("head_") for f in box_fields):  # a head of another shape starts anew
+        state = {k: v for k, v in state.items() if not k.startswith("box_head.")}
+    if not cfg.boxes.refine:
+        state = {k: v for k, v in state.items() if not k.startswith("box_refiner.")}
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    if unexpected or any(not k.startswith(("box_head.", "box_refiner.")) for k in missing):
+        raise ValueError(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return new
+
+
+def batch_targets(boxes: list[list[Box3D]], grid, device) -> dict[str, torch.Tensor]:
+    ts = [targets(bs, grid) for bs in boxes]
+    return {k: torch.from_numpy(np.stack([t[k] for t in ts])).to(device) for k in ts[0]}
+
+
+def _fit(module: torch.nn.Module, batch_loss, cfg: BoxHeadTrainConfig, resume_file: Path | None, log) -> None:
+    """AdamW with 100 warm-up steps and a cosine schedule over cfg.steps on module's parameters; batch_loss(rng) ->
+    loss terms with "total" for one batch. resume_file: written every cfg.checkpoint_every steps and at the end,
+    read at the start when it exists (same items and cfg: an exact resume of weights, optimiser and random
+    state)."""
+    module.train()
+    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
+    rng = np.random.default_rng(cfg.seed)
+    step = 0
+    if resume_file is not None and resume_file.exists():
+        st = torch.load(resume_file, map_location="cpu", weights_only=True)
+        module.load_state_dict(st["module"])
+        opt.load_state_dict(st["opt"])
+        sched.load_state_dict(st["sched"])
+        rng.bit_generator.state = st["rng"]
+        step = st["step"]
+        log(f"resumed at step {step}")
+    t0, acc = time.perf_counter(), {}
+    while step < cfg.steps:
+        terms = batch_loss(rng)
+        opt.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        opt.step()
+        sched.step()
+        step += 1
+        for k, v in terms.items():
+            acc[k] = acc.get(k, 0.0) + float(v.detach())
+        if resume_file is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
+            with atomic_path(resume_file) as tmp:
+                torch.save({"module": module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                            "rng": rng.bit_generator.state, "step": step}, tmp)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+            log(f"step {step}/{cfg.steps} " + " ".join(f"{k} {v / n:.4f}" for k, v in acc.items())
+                + f" lr {sched.get_last_lr()[0]:.2e} {(time.perf_counter() - t0) / n:.2f} s/step")
+            acc, t0 = {}, time.perf_counter()
+    module.eval()
+
+
+def train_box_head(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainConfig, resume_file: Path | None = None,
+                   log=print, device: str = "cpu") -> OddOneOutNet:
+    """Train net.box_head (net must have the "heatmap" estimator, e.g. `with_box_head`) on cached items
+    (`load_caches`); only the head's parameters change. resume_file: see `_fit`."""
+    head = net.box_head
+    if head is None:
+        raise ValueError("the network has no box head (boxes.estimator is not 'heatmap')")
+    head.to(device)
+
+    def batch_loss(rng):
+        picks = rng.integers(len(items), size=cfg.batch)
+        x = torch.stack([items[i]["x"][int(rng.integers(items[i]["x"].shape[0]))] for i in picks])
+        col = head.columns(x.to(device, torch.float32))  # per voxel, so it commutes with the turns below
+        cols, bs = [], []
+        for j, i in enumerate(picks):
+            c, boxes = turned(col[j], items[i]["boxes"], int(rng.integers(4)), bool(rng.integers(2)))
+            cols.append(c)
+            bs.append(boxes)
+        heat, reg = head.from_columns(torch.stack(cols))
+        return head_loss(heat, reg, batch_targets(bs, net.grid, device), cfg.reg_weight)
+
+    _fit(head, batch_loss, cfg, resume_file, log)
+    return net
+
+
+PROPOSAL_THRESHOLD, PROPOSAL_MIN_IOU = 0.1, 0.1
+"""the refiner trains on the head's boxes above this heatmap score that overlap a true box by this IoU"""
+
+
+@torch.no_grad()
+def proposals(net: OddOneOutNet, items: list[dict], device: str = "cpu") -> list[list[tuple[list, list]]]:
+    """For each cached item and view set: (the trained head's boxes, their true boxes), the pairs of
+    geometry.match_truth at IoU PROPOSAL_MIN_IOU among the head's peaks above PROPOSAL_THRESHOLD."""
+    bcfg = dataclasses.replace(net.cfg.boxes, score_threshold=PROPOSAL_THRESHOLD)
+    net.box_head.eval()
+    out = []
+    for it in items:
+        per = []
+        for x in it["x"]:
+            found = decode(*net.box_head(x[None].to(device, torch.float32)), net.grid, bcfg)[0][0]
+            pairs = [(found[j], g) for g, j in zip(it["boxes"], match_truth(it["boxes"], found, PROPOSAL_MIN_IOU))
+                     if j >= 0]
+            per.append(([p for p, _ in pairs], [g for _, g in pairs]))
+        out.append(per)
+    return out
+
+
+def jittered(box: Box3D, rng: np.random.Generator) -> Box3D:
+    """A true box moved by about a centimetre, scaled by about 10 % and turned by about 0.15 rad: a proposal."""
+    return Box3D(box.center + rng.normal(0, 0.01, 3), box.size * np.exp(rng.normal(0, 0.1, 3)),
+                 box.yaw + rng.normal(0, 0.15))
+
+
+def train_box_refiner(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainConfig, resume_file: Path | None = None,
+                      log=print, device: str = "cpu") -> OddOneOutNet:
+    """Train net.box_refiner (BoxConfig.refine) on cached items: the trained head's boxes (`proposals`) and
+    jittered true boxes, each regressed to its true box (smooth L1 of model/box_head.py residual_targets), with the
+    head's symmetries as augmentation; cfg.batch scenes per step. Only the refiner's parameters change."""
+    refiner = net.box_refiner
+    if refiner is None:
+        raise ValueError("the network has no box refiner (boxes.refine is off)")
+    props = proposals(net, items, device)
+    log(f"proposals: {sum(len(p) for per in props for p, _ in per)} boxes of the head matched to true boxes")
+    refiner.to(device)
+    r = net.cfg.boxes.refine_size
+
+    def batch_loss(rng):
+        rois, boxes, truth = [], [], []
+        for i in rng.integers(len(items), size=cfg.batch):
+            s = int(rng.integers(items[i]["x"].shape[0]))
+            found, gts = props[i][s]
+            gt_all = items[i]["boxes"]
+            pb = list(found) + [jittered(g, rng) for g in gt_all]
+            tb = list(gts) + list(gt_all)
+            k, mirror = int(rng.integers(4)), bool(rng.integers(2))
+            x, pb = turned(items[i]["x"][s].to(device, torch.float32), pb, k, mirror)
+            _, tb = turned(x[:0], tb, k, mirror)
+            pt = boxes_to_tensor(pb, device)
+            rois.append(refine_regions(x[None], pt, net.grid, r))
+            boxes.append(pt)
+            truth.append(boxes_to_tensor(tb, device))
+        boxes, truth = torch.cat(boxes), torch.cat(truth)
+        res = refiner(torch.cat(rois), boxes)
+        loss = torch.nn.functional.smooth_l1_loss(res, residual_targets(boxes, truth), beta=0.05,
+                                                  reduction="none").sum(1).mean()
+        return {"total": loss}
+
+    _fit(refiner, batch_loss, cfg, resume_file, log)
+    return net
