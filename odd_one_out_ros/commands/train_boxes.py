@@ -68,6 +68,8 @@ def run(args) -> int:
         sets = [(Path(d), scene_dirs(d, args.split)) for d in args.data]
     except (CheckpointError, ValueError) as e:
         raise CommandError(str(e)) from None
+    if not args.cache_only and args.steps == 0 and net.box_head is None:  # before any caching or loading
+        raise CommandError("--steps 0 keeps the checkpoint's box head, but it has none")
     caches = []
     for root, dirs in sets:
         cache = Path(args.cache) / root.name
@@ -82,8 +84,6 @@ def run(args) -> int:
     print(f"training the box head on {len(items)} scenes", flush=True)
     shape = {k: v for k, v in (("head_channels", args.head_channels), ("head_blocks", args.head_blocks))
              if v is not None}
-    if args.steps == 0 and net.box_head is None:
-        raise CommandError("--steps 0 keeps the checkpoint's box head, but it has none")
     net = with_box_head(net, **shape)
     out = Path(args.out)
     log = lambda s: print(s, flush=True)  # noqa: E731
