@@ -65,7 +65,8 @@ STAGES = ("volume", "boxes", "prior", "classify")
 @torch.no_grad()
 def _inspect(net: OddOneOutNet, images, K, T, box_list: list[Box3D], boxes: torch.Tensor, device) -> list[float]:
     """One inspection as OddOneOutNet.forward runs it (one backbone pass, a volume for inspection only), except that
-    the given boxes are classified; returns the seconds of each of STAGES."""
+    the given boxes are classified; returns the seconds of each of STAGES (with matcher.comparator: "prior" makes
+    the comparison's cells, "classify" runs the comparator)."""
     _sync(device)
     t0 = time.perf_counter()
     levels, vol = net.inspection_volume(images, K, T)
@@ -73,10 +74,16 @@ def _inspect(net: OddOneOutNet, images, K, T, box_list: list[Box3D], boxes: torc
     t1 = time.perf_counter()
     net.estimate_boxes(vol)
     t2 = time.perf_counter()
-    _, prior = net.inspection_prior(images, K, T, [box_list], levels)
+    if net.comparator is not None:  # matcher.comparator: the comparison's cells, then the comparator on them
+        cells, valid = net.prior_cells(images, K, T, [box_list], levels)[0]
+    else:
+        _, prior = net.inspection_prior(images, K, T, [box_list], levels)
     _sync(device)
     t3 = time.perf_counter()
-    net.classify(vol, [boxes], prior)
+    if net.comparator is not None:
+        net.comparator(cells, valid)
+    else:
+        net.classify(vol, [boxes], prior)
     _sync(device)
     t4 = time.perf_counter()
     return [t1 - t0, t2 - t1, t3 - t2, t4 - t3]

@@ -25,6 +25,8 @@ SUBCOMMANDS = {
     "tune-boxes": ("odd_one_out_ros.commands.tune_boxes", "pick a checkpoint's box threshold by box recall on a split"),
     "train-boxes": ("odd_one_out_ros.commands.train_boxes",
                     "train the learned box head of a checkpoint on cached volumes"),
+    "train-comparator": ("odd_one_out_ros.commands.train_comparator",
+                         "train the learned comparator of a checkpoint on cached cells (stage 2 on a CPU)"),
     "generate": ("odd_one_out_ros.commands.generate", "generate a benchmark of scenes (toys, parts or your meshes)"),
     "show": ("odd_one_out_ros.commands.show", "contact sheet of a scene's views with its 3D boxes and labels"),
     "calibrate": ("odd_one_out_ros.commands.calibrate", "camera intrinsics, or the poses of a fixed rig, from images"),

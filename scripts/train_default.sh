@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Rebuild the shipped checkpoint (odd_one_out_ros/assets/checkpoints/cpu_default.pt) from nothing, on 2 CPU cores:
-# data, stage 1, stage 2, the learned box head on cached volumes, box tuning on a toys + parts mix, evaluation on
-# held-out seeds. docs/training.md "The default recipe".
+# data, stage 1, stage 2, the learned box head on cached volumes, box tuning on a toys + parts mix, the learned
+# comparator on cached cells, evaluation on held-out seeds. docs/training.md "The default recipe".
 #   usage: scripts/train_default.sh OUT        (e.g. /root/ooo/recipe; rerun the same command to resume)
 #   result: OUT/cpu_default.pt, OUT/metrics.md (the model card's tables), OUT/recipe.log (one line per phase)
 # Budget knobs (environment): TOYS PARTS (training scenes), STEPS1 STEPS2 (optimiser steps, two scenes each),
-# BOXSTEPS REFINESTEPS (steps of the box head and its refiner, 16 volumes / 8 scenes each), TEST (scenes per held-out set), VIEWS (input,target views while
+# BOXSTEPS REFINESTEPS (steps of the box head and its refiner, 16 volumes / 8 scenes each), CMPSTEPS (steps of the
+# comparator, 8 inspections each), TEST (scenes per held-out set), VIEWS (input,target views while
 # training), TUNE (scenes of each kind for box tuning), BIN (the venv's bin folder).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,7 @@ STEPS1=${STEPS1:-1100}
 STEPS2=${STEPS2:-300}
 BOXSTEPS=${BOXSTEPS:-3000}
 REFINESTEPS=${REFINESTEPS:-3000}
+CMPSTEPS=${CMPSTEPS:-2000}
 TEST=${TEST:-20}
 VIEWS=${VIEWS:-4,3}
 TUNE=${TUNE:-16}
@@ -28,7 +30,7 @@ phase() { echo "$(date '+%F %T') $*" | tee -a "$LOG"; }
 done_flag() { [ -f "$OUT/.done_$1" ]; }
 mark() { touch "$OUT/.done_$1"; }
 
-phase "start (TOYS=$TOYS PARTS=$PARTS STEPS1=$STEPS1 STEPS2=$STEPS2 BOXSTEPS=$BOXSTEPS TEST=$TEST VIEWS=$VIEWS)"
+phase "start (TOYS=$TOYS PARTS=$PARTS STEPS1=$STEPS1 STEPS2=$STEPS2 BOXSTEPS=$BOXSTEPS CMPSTEPS=$CMPSTEPS TEST=$TEST VIEWS=$VIEWS)"
 # 1. data: training seeds 100/101; held-out seeds 900-902 are never trained or tuned on
 gen() {  # name kind scenes seed split
   done_flag "gen_$1" && return 0
@@ -65,26 +67,42 @@ train() {  # stage steps [init [extra flags]]
 }
 train 1 "$STEPS1"
 train 2 "$STEPS2" "$RUN/stage1.pt" "--prior on"
+cache_in_two() {  # subcommand log-prefix args...: its --cache-only caching in two one-thread processes
+  local cmd=$1 log=$2; shift 2
+  "$BIN/odd-one-out" "$cmd" "$@" --cache-only --shard 0/2 --threads 1 > "$OUT/${log}0.log" 2>&1 &
+  local first=$!
+  "$BIN/odd-one-out" "$cmd" "$@" --cache-only --shard 1/2 --threads 1 > "$OUT/${log}1.log" 2>&1
+  wait "$first"
+}
 # the learned box head on the final volumes: two one-thread processes cache them, then the head trains alone
 boxes() {
   done_flag boxes && return 0
   phase "box head: cache volumes, $BOXSTEPS steps, refiner $REFINESTEPS steps (progress: $OUT/boxes.log)"
   local data=(--checkpoint "$RUN/stage2.pt" --data "$OUT/data/toys" --data "$OUT/data/parts" --cache "$OUT/box_cache")
-  "$BIN/odd-one-out" train-boxes "${data[@]}" --cache-only --shard 0/2 --threads 1 > "$OUT/boxes_cache0.log" 2>&1 &
-  local first=$!
-  "$BIN/odd-one-out" train-boxes "${data[@]}" --cache-only --shard 1/2 --threads 1 > "$OUT/boxes_cache1.log" 2>&1
-  wait "$first"
+  cache_in_two train-boxes boxes_cache "${data[@]}"
   OMP_NUM_THREADS=2 "$BIN/odd-one-out" train-boxes "${data[@]}" --out "$RUN/boxes.pt" --steps "$BOXSTEPS" \
     --refine-steps "$REFINESTEPS" --threads 2 > "$OUT/boxes.log" 2>&1
   mark boxes
 }
 boxes
 if ! done_flag tune; then
-  phase "tune-boxes (score threshold on $TUNE toys + $TUNE parts training scenes) -> cpu_default.pt"
+  phase "tune-boxes (score threshold on $TUNE toys + $TUNE parts training scenes)"
   "$BIN/odd-one-out" tune-boxes --checkpoint "$RUN/boxes.pt" --data "$OUT/data/toys" --data "$OUT/data/parts" \
-    --scenes "$TUNE" --views 5 --out "$OUT/cpu_default.pt" --half > "$OUT/tune.log" 2>&1
+    --scenes "$TUNE" --views 5 --out "$RUN/tuned.pt" > "$OUT/tune.log" 2>&1
   mark tune
 fi
+# the learned comparator (stage 2 on a CPU) on the tuned model's boxes: two one-thread processes cache the cells,
+# then it trains alone
+comparator() {
+  done_flag comparator && return 0
+  phase "comparator: cache cells, $CMPSTEPS steps -> cpu_default.pt (progress: $OUT/comparator.log)"
+  local data=(--checkpoint "$RUN/tuned.pt" --data "$OUT/data/toys" --data "$OUT/data/parts" --cache "$OUT/cell_cache")
+  cache_in_two train-comparator cmp_cache "${data[@]}"
+  "$BIN/odd-one-out" train-comparator "${data[@]}" --out "$OUT/cpu_default.pt" --steps "$CMPSTEPS" --threads 1 \
+    --half > "$OUT/comparator.log" 2>&1
+  mark comparator
+}
+comparator
 
 # 3. evaluation on the held-out seeds: the model's own boxes, the baseline on the same boxes, 5 and 10 views;
 # two sets at a time (one thread each)

@@ -27,12 +27,13 @@ def run(script, *args, **knobs):
 
 def test_default_recipe_at_tiny_size(tmp_path):
     out = tmp_path / "recipe"
-    knobs = dict(TOYS=2, PARTS=1, TEST=1, STEPS1=1, STEPS2=1, BOXSTEPS=2, REFINESTEPS=2, TUNE=1)
+    knobs = dict(TOYS=2, PARTS=1, TEST=1, STEPS1=1, STEPS2=1, BOXSTEPS=2, REFINESTEPS=2, TUNE=1, CMPSTEPS=2)
     run("train_default.sh", out, **knobs)
     blob = read_checkpoint(out / "cpu_default.pt")
     assert blob["config"].name == "cpu" and blob["config"].matcher.prior
     assert blob["config"].boxes.estimator == "heatmap" and "box_head_trained_on" in blob["meta"]
     assert "box_recall_by_score_threshold" in blob["meta"]  # tune-boxes set the head's threshold
+    assert blob["config"].matcher.comparator and "comparator_trained_on" in blob["meta"]  # stage 2 on a CPU
     assert all(v.dtype == torch.float16 for v in blob["model"].values() if v.is_floating_point())  # shipping size
     report = (out / "metrics.md").read_text()
     for label in ("toys, seen categories", "toys, unseen categories", "parts"):
@@ -41,7 +42,7 @@ def test_default_recipe_at_tiny_size(tmp_path):
     assert "Recipe wall time" in report
     log = (out / "recipe.log").read_text()
     assert "stage 1: 1 steps" in log and "stage 2: 1 steps" in log and log.rstrip().endswith("metrics.md")
-    assert "box head: cache volumes, 2 steps, refiner 2 steps" in log
+    assert "box head: cache volumes, 2 steps, refiner 2 steps" in log and "comparator: cache cells, 2 steps" in log
     stamp = (out / "cpu_default.pt").stat().st_mtime_ns
     again = run("train_default.sh", out, **knobs)
     assert "stage 1" not in again.stdout and "generate" not in again.stdout  # everything was done: resumed

@@ -87,12 +87,14 @@ def run(args) -> int:
         if source == str(last):
             raise CommandError(f"{source} was trained with --prior {'on' if mcfg.matcher.prior else 'off'}; "
                                "resume without --prior")
-        mcfg = mcfg.changed("matcher", prior=args.prior == "on")
+        mcfg = mcfg.changed("matcher", prior=args.prior == "on",  # the comparator needs the prior's cells
+                            comparator=mcfg.matcher.comparator and args.prior == "on")
     if args.prior_features and args.prior_features != mcfg.matcher.prior_features:
         if source == str(last):
             raise CommandError(f"{source} was trained with --prior-features {mcfg.matcher.prior_features}; "
                                "resume without --prior-features")
-        mcfg = mcfg.changed("matcher", **PRIOR_VARIANTS[args.prior_features])
+        mcfg = mcfg.changed("matcher", **PRIOR_VARIANTS[args.prior_features],
+                            comparator=mcfg.matcher.comparator and args.prior_features == "teacher")
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)

@@ -50,6 +50,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="weight of the box regression beside the heatmap loss (default %(default)s)")
 
 
+def cache_sets(sets: list[tuple[Path, list[Path]]], args, cache_fn) -> list[Path]:
+    """Cache each (root, scene dirs) of --data into CACHE/<root name> with cache_fn(dirs, folder) -> number newly
+    written (train-boxes, train-comparator); -> the cache folders."""
+    caches = []
+    for root, dirs in sets:
+        cache = Path(args.cache) / root.name
+        n = cache_fn(dirs, cache)
+        print(f"{root}: {len(dirs)} scenes, {n} newly cached in {cache}", flush=True)
+        caches.append(cache)
+    return caches
+
+
 def run(args) -> int:
     import dataclasses
     import os
@@ -57,7 +69,7 @@ def run(args) -> int:
     import torch
 
     from ..data.dataset import scene_dirs
-    from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ..model.checkpoint import CheckpointError, extra_items, load_checkpoint, save_checkpoint
     from ..training.box_head import cache_volumes, load_caches, train_box_head, train_box_refiner, with_box_head
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
@@ -70,12 +82,8 @@ def run(args) -> int:
         raise CommandError(str(e)) from None
     if not args.cache_only and args.steps == 0 and net.box_head is None:  # before any caching or loading
         raise CommandError("--steps 0 keeps the checkpoint's box head, but it has none")
-    caches = []
-    for root, dirs in sets:
-        cache = Path(args.cache) / root.name
-        n = cache_volumes(net, dirs, cache, args.views, args.subsets, args.seed, args.shard)
-        print(f"{root}: {len(dirs)} scenes, {n} newly cached in {cache}", flush=True)
-        caches.append(cache)
+    caches = cache_sets(sets, args, lambda dirs, cache: cache_volumes(net, dirs, cache, args.views, args.subsets,
+                                                                       args.seed, args.shard))
     if args.cache_only:
         return 0
     cfg = BoxHeadTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
@@ -95,7 +103,7 @@ def run(args) -> int:
         train_box_refiner(net, items, dataclasses.replace(cfg, steps=args.refine_steps, batch=args.refine_batch),
                           log=log,
                           resume_file=out.with_name(out.name + ".refine.resume"))
-    extra = {k: v for k, v in blob.items() if k not in ("format", "config", "model", "meta")}
+    extra = extra_items(blob)
     meta = {**blob.get("meta", {}), "box_head_trained_on": f"{[str(d) for d in args.data]} {args.split} "
             f"({len(items)} scenes x {args.subsets} view sets of {args.views}, {cfg.steps} steps, refiner "
             f"{args.refine_steps} steps)"}

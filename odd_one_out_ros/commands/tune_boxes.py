@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     from ..data.dataset import scene_dirs
     from ..data.scene_meta import read_scene_meta
-    from ..model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from ..model.checkpoint import CheckpointError, extra_items, load_checkpoint, save_checkpoint
     from ..training.evaluate import tune_box_threshold, tune_score_threshold
 
     try:
@@ -49,7 +49,7 @@ def run(args) -> int:
         chosen = f"occupancy threshold {best}, soft height {'on' if soft else 'off'}"
         meta = {"box_threshold_tuned_on": tuned_on,
                 "box_recall_by_threshold": {f"{c}{' soft' if sh else ''}": v for (c, sh), v in table.items()}}
-    extra = {k: v for k, v in blob.items() if k not in ("format", "config", "model", "meta")}
+    extra = extra_items(blob)
     save_checkpoint(args.out, net, meta={**blob.get("meta", {}), **meta}, half=args.half, **extra)
     print(f"wrote {args.out} ({chosen})")
     return 0

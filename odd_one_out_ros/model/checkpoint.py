@@ -39,6 +39,12 @@ def save_checkpoint(path: str | os.PathLike, net: OddOneOutNet, meta: dict | Non
     return path
 
 
+def extra_items(blob: dict) -> dict:
+    """A checkpoint dict's items beside format, config, model and meta (e.g. the baseline's calibration), to carry
+    into a checkpoint derived from it (save_checkpoint(..., **extra_items(blob)))."""
+    return {k: v for k, v in blob.items() if k not in ("format", "config", "model", "meta")}
+
+
 def read_checkpoint(path: str | os.PathLike) -> dict:
     """The raw checkpoint dict (tensors on the CPU), validated for format, structure, config and finite weights."""
     path = Path(path)

@@ -80,6 +80,14 @@ class MatcherConfig:
     the stride-8 map with the stride-16 one upsampled to it, which is the MobileNetV2 teacher's map)"""
     prior_grid: int = 6
     """cells per box axis of the comparison (BaselineConfig.grid)"""
+    comparator: bool = False
+    """score the objects with the learned comparator on the comparison's cells (model/comparator.py, trained on
+    cached cells: `odd-one-out train-comparator`) instead of the volume matcher; needs prior and prior_features
+    "teacher". Checkpoints made before 2026-12-06 load without it."""
+    comparator_dim: int = 32
+    """the comparator's learned projection of the cell descriptors"""
+    comparator_hidden: int = 32
+    """channels of the comparator's cell network"""
 
 
 BOX_ESTIMATORS = ("density", "heatmap")
@@ -314,6 +322,10 @@ def _check_ranges(c: "ModelConfig") -> None:
     need(c.matcher.roi_margin >= 0, "matcher.roi_margin", ">= 0 (voxels)")
     need(c.matcher.prior_features in PRIOR_FEATURES, "matcher.prior_features", f"one of {PRIOR_FEATURES}")
     need(c.matcher.prior_grid >= 2, "matcher.prior_grid", "an integer >= 2")
+    need(not c.matcher.comparator or (c.matcher.prior and c.matcher.prior_features == "teacher"),
+         "matcher.comparator", "off unless matcher.prior is on with prior_features \"teacher\" (one map of cells)")
+    need(c.matcher.comparator_dim >= 1 and c.matcher.comparator_hidden >= 1, "matcher.comparator_dim",
+         "comparator_dim and comparator_hidden >= 1")
     groups = prior_level_groups(c.matcher.prior_levels)
     need(all(s >= c.encoder.stride for g in groups for s in g), "matcher.prior_levels",
          f"strides the encoder computes (>= encoder.stride {c.encoder.stride})")

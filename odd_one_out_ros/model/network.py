@@ -22,9 +22,10 @@ import torch.nn.functional as F
 from torch.autograd.profiler import record_function
 
 from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, scale_intrinsics
-from .baseline import BaselineConfig, baseline_scores, default_extractor, extract, robust_z
+from .baseline import BaselineConfig, baseline_scores, cell_features, default_extractor, extract, robust_z
 from .box_estimator import estimate_boxes
 from .box_head import BoxHead, BoxRefiner, apply_residuals, decode, refine_regions
+from .comparator import CellComparator
 from .config import ModelConfig, prior_level_groups
 from .encoder2d import FPNEncoder
 from .heads import ColourHead, DensityHead, Projector
@@ -57,6 +58,12 @@ class OddOneOutNet(nn.Module):
         self.prior_groups = prior_level_groups(m.prior_levels)
         # the comparison's settings; in trunk mode its maps are the backbone's (BaselineConfig.scales unused)
         self.prior_cfg = BaselineConfig(grid=m.prior_grid, scales=(1.0,) if self.prior_trunk else (2.0,))
+        self.comparator = None
+        if m.comparator:
+            from .teacher import MobileNetTeacher
+
+            self.comparator = CellComparator(MobileNetTeacher.dim, m.prior_grid, m.comparator_dim,
+                                             m.comparator_hidden, self.prior_cfg.mad_floor, self.prior_cfg.z0)
         self._frozen: dict = {}  # the prior's extractor: frozen weights from a package, kept out of state_dict
 
     # ------------------------------------------------------------------ 3D scene volume
@@ -316,8 +323,7 @@ class OddOneOutNet(nn.Module):
             boxes, box_scores = [bs for bs, _ in found], [sc for _, sc in found]
         else:
             box_scores = [np.ones(len(bs)) for bs in boxes]
-        raw, prior = self.inspection_prior(images, K, T_cw, boxes, levels)
-        logits = self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
+        raw, logits = self.score_objects(vol, images, K, T_cw, boxes, levels)
         if return_extras:
             return boxes, logits, {"prior_raw": raw, "box_scores": box_scores}
         return boxes, logits
@@ -330,6 +336,51 @@ class OddOneOutNet(nn.Module):
         with record_function("encoder"):
             levels = self.encoder.backbone_levels(images.flatten(0, 1))  # the one backbone pass per image
         return levels, self.build_volume(images, K, T_cw, levels, inspect_only=True)
+
+    @torch.no_grad()
+    def score_objects(self, vol: SceneVolume, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
+                      boxes: list[list[Box3D]], levels: list[torch.Tensor] | None = None) -> tuple:
+        """An inspection's anomaly logits of the given boxes (per scene (N_b,)) and the comparison's raw scores per
+        scene (None without matcher.prior): with matcher.comparator the comparator on the comparison's cells
+        (`compare`), else the volume matcher (`classify`) with the prior of `inspection_prior`."""
+        if self.comparator is not None:
+            return self.compare(images, K, T_cw, boxes, levels)
+        raw, prior = self.inspection_prior(images, K, T_cw, boxes, levels)
+        return raw, self.classify(vol, [boxes_to_tensor(bs, images.device) for bs in boxes], prior)
+
+    @torch.no_grad()
+    def compare(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
+                levels: list[torch.Tensor] | None = None) -> tuple[list[np.ndarray], list[torch.Tensor]]:
+        """matcher.comparator: images (B, V, 3, H, W), boxes per scene -> (the comparison's raw scores per scene (N_b,)
+        float64, the same as prior_raw_scores; logits per scene (N_b,)). The cells are those of the training-free
+        comparison (model/baseline.py cell_features on `prior_maps`)."""
+        with record_function("compare"):
+            raws, logits = [], []
+            for cells, valid in self.prior_cells(images, K, T_cw, boxes, levels):
+                if cells.shape[0] == 0:
+                    raws.append(np.zeros(0))
+                    logits.append(images.new_zeros(0))
+                    continue
+                logit, raw = self.comparator(cells, valid)
+                raws.append(raw.double().numpy())
+                logits.append(logit.to(images.device))
+            return raws, logits
+
+    @torch.no_grad()
+    def prior_cells(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],
+                    levels: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The comparison's cells of each scene's boxes (one map of `prior_maps`): per scene (cells (N_b, P, C)
+        float32, valid (N_b, P) bool) on the CPU, P = prior_grid^3 (model/baseline.py cell_features)."""
+        maps = self.prior_maps(images, levels)
+        P, out = self.prior_cfg.grid ** 3, []
+        for b, bs in enumerate(boxes):
+            if not bs:
+                out.append((torch.zeros(0, P, maps[b][0].shape[1]), torch.zeros(0, P, dtype=torch.bool)))
+                continue
+            cells, valid = cell_features([m.float().cpu() for m in maps[b]], K[b], T_cw[b], tuple(images.shape[-2:]),
+                                         bs, self.prior_cfg)
+            out.append((cells[0], valid))
+        return out
 
     @torch.no_grad()
     def inspection_prior(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor, boxes: list[list[Box3D]],

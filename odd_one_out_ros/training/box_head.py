@@ -55,13 +55,11 @@ def view_subsets(n_cameras: int, views: int, subsets: int, rng: np.random.Genera
     return out
 
 
-@torch.no_grad()
-def cache_volumes(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, subsets: int = 2, seed: int = 0,
-                  shard: tuple[int, int] = (0, 1), progress=None) -> int:
-    """Write out/<scene>.pt = {"x": (S, c + 2, Z, Y, X) float16 head inputs, "boxes": (N, 7) float32} for the scenes
-    of this shard (every n-th from i); scenes already cached are kept. Returns the number written. A scene that
-    cannot be read is skipped with a message (progress, or stdout)."""
-    net.eval()
+def cache_scene_files(dirs: list[Path], out: Path, shard: tuple[int, int], seed: int, build, progress=None) -> int:
+    """The caching loop of train-boxes and train-comparator: out/<scene>.pt = build(meta, rng) for the scenes of
+    this shard (every n-th from i), written atomically; scenes already cached are kept; a scene that cannot be read
+    is skipped with a message (progress, or stdout). rng: seeded by seed and the scene's name. Returns the number
+    written."""
     out.mkdir(parents=True, exist_ok=True)
     i, n = shard
     written = 0
@@ -74,19 +72,31 @@ def cache_volumes(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5
         except SceneFormatError as e:
             (progress or print)(f"skipping {d}: {e}")
             continue
-        rng = np.random.default_rng([seed, int.from_bytes(d.name.encode()[-8:], "little")])
-        xs = []
-        for vs in view_subsets(len(meta.cameras), views, subsets, rng):
-            images, K, T = views_to_tensors(meta.posed_views(vs), net.cfg.image_size, "cpu")
-            _, vol = net.inspection_volume(images, K, T)
-            xs.append(BoxHead.inputs(vol, net.grid.voxel_size)[0].half())
-        blob = {"x": torch.stack(xs), "boxes": boxes_to_tensor([o.box for o in meta.objects])}
+        blob = build(meta, np.random.default_rng([seed, int.from_bytes(d.name.encode()[-8:], "little")]))
         with atomic_path(dest) as tmp:
             torch.save(blob, tmp)
         written += 1
         if progress:
             progress(f"cached {d.name}")
     return written
+
+
+@torch.no_grad()
+def cache_volumes(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, subsets: int = 2, seed: int = 0,
+                  shard: tuple[int, int] = (0, 1), progress=None) -> int:
+    """Write out/<scene>.pt = {"x": (S, c + 2, Z, Y, X) float16 head inputs, "boxes": (N, 7) float32} for the scenes
+    of this shard (`cache_scene_files`). Returns the number written."""
+    net.eval()
+
+    def build(meta, rng):
+        xs = []
+        for vs in view_subsets(len(meta.cameras), views, subsets, rng):
+            images, K, T = views_to_tensors(meta.posed_views(vs), net.cfg.image_size, "cpu")
+            _, vol = net.inspection_volume(images, K, T)
+            xs.append(BoxHead.inputs(vol, net.grid.voxel_size)[0].half())
+        return {"x": torch.stack(xs), "boxes": boxes_to_tensor([o.box for o in meta.objects])}
+
+    return cache_scene_files(dirs, out, shard, seed, build, progress)
 
 
 def turned(x: torch.Tensor, boxes: list[Box3D], quarter_turns: int, mirror: bool

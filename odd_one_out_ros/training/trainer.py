@@ -203,6 +203,8 @@ class Trainer:
                 state = {k: v for k, v in state.items() if not k.startswith("matcher.")}
             # matcher parameters the checkpoint lacks start at their init (another variant's matcher; or ones a
             # newer matcher added, e.g. the prior's two scalars when matcher.prior is switched on for stage 2)
+            if self.net.comparator is None:  # a comparator checkpoint trained without it (e.g. --prior off)
+                state = {k: v for k, v in state.items() if not k.startswith("comparator.")}
             missing, unexpected = self.net.load_state_dict(state, strict=False)
             if unexpected or any(not k.startswith("matcher.") for k in missing):
                 raise ValueError(f"{init}: does not fit variant {model_cfg.variant} (missing {missing[:3]}, "
@@ -285,9 +287,12 @@ class Trainer:
 
     # ------------------------------------------------------------------ parameters
     def stage_params(self) -> None:
-        """Stage 1 trains everything but the matcher; stage 2 trains everything."""
+        """Stage 1 trains everything but the matcher; stage 2 trains everything but the learned comparator (trained
+        on cached cells by `odd-one-out train-comparator`; kept as it is)."""
         for p in self.net.matcher.parameters():
             p.requires_grad_(self.cfg.stage == 2)
+        if self.net.comparator is not None:
+            self.net.comparator.requires_grad_(False)
 
     def _lr_factor(self) -> float:
         return lr_factor(self.step, self.cfg)
