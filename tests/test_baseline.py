@@ -97,8 +97,8 @@ def trunk_checkpoint(path) -> Path:
     from odd_one_out_ros.model.network import OddOneOutNet
 
     net, blob = load_checkpoint(DEFAULT_CHECKPOINT)
-    trunk = OddOneOutNet(net.cfg.changed("matcher", **PRIOR_VARIANTS["trunk"]))
-    trunk.load_state_dict(net.state_dict())
+    trunk = OddOneOutNet(net.cfg.changed("matcher", **PRIOR_VARIANTS["trunk"], comparator=False))  # one map only
+    trunk.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("comparator.")})
     return save_checkpoint(path, trunk, blob.get("meta"), half=True)
 
 

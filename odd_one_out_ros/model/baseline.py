@@ -198,6 +198,20 @@ def _aggregate(dist: torch.Tensor, k: int) -> torch.Tensor:
     return dist.topk(k, dim=-1, largest=False).values.mean(-1)
 
 
+def object_scores(cell: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
+    """Per-cell distances (N, P), valid (N, P) -> each object's score (N,): the mean of its top_fraction most
+    distant valid cells (0 for an object with none)."""
+    scores = []
+    for i in range(cell.shape[0]):
+        c = cell[i][valid[i]]
+        if c.numel() == 0:
+            scores.append(cell.new_zeros(()))
+            continue
+        n = max(1, int(round(cfg.top_fraction * c.numel())))
+        scores.append(c.topk(n).values.mean())
+    return torch.stack(scores)
+
+
 @torch.no_grad()
 def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
     """desc (N, P, C), valid (N, P) -> raw scores (N,)."""
@@ -255,15 +269,7 @@ def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) ->
         rev_obj = rev_mean.T.masked_fill(eye, float("inf"))  # (i, j)
         k = max(1, (N - 1) // 2) if cfg.k_nearest <= 0 else min(cfg.k_nearest, N - 1)
         rev_score = rev_obj.topk(k, dim=-1, largest=False).values.mean(-1)  # (N,)
-    scores = []
-    for i in range(N):
-        c = cell[i][valid[i]]
-        if c.numel() == 0:
-            scores.append(torch.tensor(0.0))
-            continue
-        n = max(1, int(round(cfg.top_fraction * c.numel())))
-        scores.append(c.topk(n).values.mean())
-    scores = torch.stack(scores)
+    scores = object_scores(cell, valid, cfg)
     if cfg.both_ways:
         scores = 0.5 * (scores + rev_score)
     return scores

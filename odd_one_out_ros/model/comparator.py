@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .baseline import _rotation_perms
+from .baseline import BaselineConfig, _rotation_perms, object_scores
 
 N_FEATURES = 8
 """per-cell features before the scene-relative copy: 4 distances x (nearest, nearer-half mean)"""
@@ -49,6 +49,7 @@ class CellComparator(nn.Module):
                  prior_shift: float = 3.0):
         super().__init__()
         self.g, self.mad_floor = grid, mad_floor
+        self.baseline_cfg = BaselineConfig(grid=grid)
         self.register_buffer("perms", torch.from_numpy(_rotation_perms(grid, 4)).long(), persistent=False)
         self.proj = nn.Sequential(nn.Linear(in_channels, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.cell_in = nn.Linear(2 * N_FEATURES + 1, hidden)
@@ -95,8 +96,7 @@ class CellComparator(nn.Module):
         # the baseline's raw score: mean over the valid cells of the distance to the nearest partner (fixed, turned)
         if N > 1:
             d0 = (1 - loc_fixed).clamp(min=0).masked_fill(eye, float("inf")).min(-1).values  # (N, P)
-            raw = (d0 * vm).sum(1) / vm.sum(1).clamp(min=1)
-            raw = torch.where(vm.sum(1) > 0, raw, torch.zeros_like(raw))
+            raw = object_scores(d0, valid, self.baseline_cfg)  # the baseline's own reduction: the same digits
         else:
             raw = cells.new_zeros(N)
         return x, raw
