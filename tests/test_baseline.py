@@ -181,7 +181,7 @@ def test_calibration():
 def _evaluate(data, out, *flags, checkpoint=DEFAULT_CHECKPOINT):
     r = subprocess.run([str(BIN / "odd-one-out"), "evaluate", "--checkpoint", str(checkpoint), "--data",
                         str(data), "--threads", "1", "--json", str(out), *flags], capture_output=True, text=True,
-                       timeout=600)
+                       timeout=240)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     return json.loads(out.read_text()), r.stdout
 
@@ -245,7 +245,7 @@ def test_evaluate_names_the_scenes_it_skips_and_fails_when_none_is_left(tmp_path
     shutil.rmtree(second / "RGB")
     r = subprocess.run([str(BIN / "odd-one-out"), "evaluate", "--checkpoint", str(DEFAULT_CHECKPOINT), "--data",
                         str(data), "--views", "3", "--threads", "1", "--json", str(tmp_path / "none.json")],
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=240)
     assert r.returncode == 2 and "no scene" in r.stderr and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert r.stderr.count(f"skipping {first}") == 1 and r.stderr.count(f"skipping {second}") == 1
     rep = json.loads((tmp_path / "none.json").read_text())

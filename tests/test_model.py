@@ -1,4 +1,5 @@
 """The model's pieces against brute-force or analytic references, on tiny CPU tensors."""
+import dataclasses
 import math
 
 import numpy as np
@@ -359,7 +360,6 @@ def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
     """matcher.prior: logit = head + a (z - b), z the boxes' robust z-scores of the training-free comparison;
     forward computes z from the images itself; a model without the prior has no prior parameters (old
     checkpoints load) and ignores nothing silently: a prior model without z refuses to classify."""
-    import dataclasses
 
     from odd_one_out_ros.benchmark import synthetic_inputs
     from odd_one_out_ros.model.baseline import baseline_scores, robust_z
@@ -391,4 +391,55 @@ def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
     from odd_one_out_ros.benchmark import bench_attention, bench_inspection
 
     assert set(bench_attention(cfg, [2, 3], repeat=1)["sparse"]) == {2, 3}
-    assert bench_inspection(net, 3, 4, warmup=0, repeat=1)["stage_ms_median"]["prior"] > 0
+    calls = []
+    real = net.prior_raw_scores
+
+    def counted(*a, **kw):  # the real comparison, counted: the benchmark's inspection must run it each time
+        calls.append(real(*a, **kw))
+        return calls[-1]
+
+    net.prior_raw_scores = counted
+    bench = bench_inspection(net, 3, 4, warmup=1, repeat=2, reference=False, memory=False)
+    assert len(calls) == 3 and all(c[0].shape == (4,) for c in calls)
+    assert set(bench["stage_ms_median"]) == {"volume", "boxes", "prior", "classify"}
+
+
+def test_paper_config_forward_and_backward_at_a_reduced_size():
+    """The paper's architecture (ResNet-50 + FPN, the four-scale 3D U-Net, feature distillation, sparse voxel
+    attention with every other instance, the density + DBSCAN boxes, no prior) runs forward and backward on a CPU at
+    a reduced image and grid size: its own boxes and logits, the training losses and gradients to the encoder."""
+    from odd_one_out_ros.model.losses import LossWeights
+
+    torch.manual_seed(0)
+    paper = preset("paper")
+    cfg = dataclasses.replace(paper, image_size=64, grid=GridConfig(shape=(16, 16, 8), voxel_size=0.05, z_min=-0.1),
+                              render=dataclasses.replace(paper.render, n_samples=16, rgb_size=16, feature_size=8))
+    assert (cfg.encoder, cfg.matcher, cfg.boxes, cfg.unet_channels) == (
+        paper.encoder, paper.matcher, paper.boxes, paper.unet_channels)
+    net = OddOneOutNet(cfg)
+    assert net.encoder.cfg.name == "resnet50_fpn" and cfg.distill and not cfg.matcher.prior
+    S = cfg.image_size
+    K, T, _ = ring_cameras(4, S)
+    images = torch.rand(1, 4, 3, S, S)
+    boxes = [Box3D([-0.2 + 0.2 * i, 0.05 * i, 0.08], [0.12, 0.1, 0.12], 0.3 * i) for i in range(3)]
+    net.eval()
+    with torch.no_grad():
+        found, logits, extras = net(images, K, T, [boxes], return_extras=True)
+        assert found[0] == boxes and logits[0].shape == (3,) and torch.isfinite(logits[0]).all()
+        assert extras["prior_raw"] is None
+        own, own_logits = net(images, K, T)  # the density estimator's boxes on an untrained volume: any number
+        assert own_logits[0].shape == (len(own[0]),) and torch.isfinite(own_logits[0]).all()
+    net.train()
+    vol = net.build_volume(images, K, T)
+    out = net.render(vol, K, T, (S, S), stratified=True)
+    r, f = cfg.render.rgb_size, cfg.render.feature_size
+    out = {"rgb": out["rgb"].flatten(3), "opacity": out["opacity"].flatten(3), "feat": out["feat"].flatten(3),
+           "logits": net.classify(vol, [boxes_to_tensor(boxes)])[0]}
+    targets = {"rgb": torch.rand(1, 4, 3, r * r), "mask": torch.ones(1, 4, 1, r * r),
+               "feat": torch.rand(1, 4, cfg.teacher_dim, f * f), "feat_weights": torch.ones(1, 4, 1, f * f),
+               "labels": torch.tensor([0.0, 1.0, 0.0])}
+    terms = net.get_loss_dict(vol, out, targets, LossWeights())
+    assert {"image", "feature", "bce", "total"} <= set(terms) and torch.isfinite(terms["total"])
+    terms["total"].backward()
+    assert sum(p.grad.abs().sum() for p in net.encoder.parameters() if p.grad is not None) > 0
+    assert sum(p.grad.abs().sum() for p in net.matcher.parameters() if p.grad is not None) > 0

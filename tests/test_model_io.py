@@ -266,7 +266,7 @@ def test_bench_command_writes_latency_and_attention(tmp_path):
     out = tmp_path / "bench.json"
     r = subprocess.run([str(Path(sys.executable).parent / "odd-one-out"), "bench", "--config", "tiny", "--views", "2",
                         "--objects", "3", "--repeat", "1", "--threads", "1", "--attention", "2,4", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300)
+                       capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stderr
     res = json.loads(out.read_text())
     assert res["views"] == 2 and res["objects"] == 3 and res["latency_ms_median"] > 0 and res["peak_memory_mb"] > 0

@@ -127,8 +127,12 @@ def test_block_upsampling_equals_whole_volume():
 def test_bench_reports_a_same_run_reference():
     cfg = preset("tiny")
     res = bench_inspection(OddOneOutNet(cfg), 2, 3, warmup=1, repeat=2)
-    assert res["reference_ms"] > 0 and len(res["reference_ms_all"]) == 2
-    assert res["ratio"] == pytest.approx(res["latency_ms_median"] / res["reference_ms"])
+    # both timed twice, interleaved: the medians lie within their own samples, and the reference is not the model
+    assert len(res["latency_ms_all"]) == len(res["reference_ms_all"]) == 2
+    assert min(res["latency_ms_all"]) <= res["latency_ms_median"] <= max(res["latency_ms_all"])
+    assert min(res["reference_ms_all"]) <= res["reference_ms"] <= max(res["reference_ms_all"])
+    assert res["reference_ms_all"] != res["latency_ms_all"] and res["threads"] == torch.get_num_threads()
+    assert res["ratio"] * res["reference_ms"] == pytest.approx(res["latency_ms_median"])  # the ratio's definition
     assert "ResNet-18" in res["reference"] and set(res["stage_ms_median"]) == {"volume", "boxes", "prior", "classify"}
     # peak memory from a fresh process, over the loaded model (tests/test_one_backbone_pass.py checks the method)
     assert "fresh process" in res["peak_memory_method"] and 0 < res["peak_memory_increase_mb"] < res["peak_memory_mb"]

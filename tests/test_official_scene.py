@@ -109,3 +109,20 @@ def test_bad_scene_folders_are_clear_errors(tmp_path):
     (tmp_path / "scene3d.metadata.json").write_text(json.dumps(meta))
     with pytest.raises(SceneFormatError, match="fx=0.0"):
         read_scene_meta(tmp_path)
+
+
+def test_shipped_checkpoint_flags_the_cracked_banana_and_only_it(scene):
+    """What the shipped model decides on real data (5 of the 20 views, its own boxes, no ground truth given): the box
+    on the cracked banana is the one anomalous box and the highest score. Its boxes are not all right yet (issue 21:
+    the middle banana is not boxed, the right one split in two), so only this decision is pinned."""
+    from odd_one_out_ros.inspection.loader import load_inspector
+
+    model = load_inspector(None, "cpu")  # the shipped checkpoint
+    res = model.guarded(scene.posed_views([0, 4, 8, 12, 16]))
+    cracked = next(o for o in scene.objects if o.anomalous)
+    assert res.objects, "no box on the sample"
+    dist = [np.linalg.norm(o.box.center[:2] - cracked.box.center[:2]) for o in res.objects]
+    on_cracked = int(np.argmin(dist))
+    assert dist[on_cracked] < 0.05, dist  # a box sits on the cracked banana
+    assert [o.anomalous for o in res.objects] == [i == on_cracked for i in range(len(res.objects))]
+    assert res.objects[on_cracked].score == max(o.score for o in res.objects) > model.threshold

@@ -34,7 +34,7 @@ def test_colcon_build_installs_executables_launch_and_calibration(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
     env["PATH"] = "/usr/bin:/bin"  # Debian's colcon with Debian's python, as in a ROS workspace
     r = subprocess.run(["colcon", "build", "--event-handlers", "console_direct-"], cwd=ws, env=env,
-                       capture_output=True, text=True, timeout=600)
+                       capture_output=True, text=True, timeout=240)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     inst = ws / "install" / "odd_one_out_ros"
     for exe in console_scripts():

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from odd_one_out_ros.model.checkpoint import read_checkpoint
@@ -17,14 +18,18 @@ ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+RECIPE_TIMEOUT = 1200  # s for one recipe script; each test's pytest timeout lies above the runs it makes
+
+
 def run(script, *args, **knobs):
     env = dict(os.environ, BIN=str(BIN), **{k: str(v) for k, v in knobs.items()})
     r = subprocess.run([str(ROOT / "scripts" / script), *map(str, args)], capture_output=True, text=True,
-                       timeout=1200, env=env)
+                       timeout=RECIPE_TIMEOUT, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return r
 
 
+@pytest.mark.timeout(2 * RECIPE_TIMEOUT + 120)  # the recipe, then its rerun
 def test_default_recipe_at_tiny_size(tmp_path):
     out = tmp_path / "recipe"
     knobs = dict(TOYS=2, PARTS=1, TEST=1, STEPS1=1, STEPS2=1, BOXSTEPS=2, REFINESTEPS=2, TUNE=1, CMPSTEPS=2)
@@ -49,6 +54,7 @@ def test_default_recipe_at_tiny_size(tmp_path):
     assert (out / "cpu_default.pt").stat().st_mtime_ns == stamp
 
 
+@pytest.mark.timeout(RECIPE_TIMEOUT + 120)
 def test_finetune_on_your_own_meshes_at_tiny_size(tmp_path):
     shapes = tmp_path / "meshes"
     shapes.mkdir()

@@ -100,9 +100,21 @@ class Probe:
     def reports(self):
         return [validate_report(json.loads(m.data)) for m in self.msgs["detections"]]
 
-    def diag_values(self):
-        s = self.msgs["diagnostics"][-1]
+    def diag_values(self, i: int = -1):
+        s = self.msgs["diagnostics"][i]
         return {kv.key: kv.value for kv in s.values}
+
+    def settled(self, timeout: float = 15.0) -> dict:
+        """After the cameras stopped: the diagnostics values once two reports in a row show nothing pending and the
+        same frames received (what DDS delivered is through the pipeline; a frame DDS lost on the way, which a
+        reliable keep-last writer may drop under load, is not the node's to count)."""
+        def quiet():
+            if len(self.msgs["diagnostics"]) < 2:
+                return False
+            a, b = self.diag_values(-2), self.diag_values(-1)
+            return a["frames_pending"] == b["frames_pending"] == "0" and a["frames_received"] == b["frames_received"]
+        wait_for(quiet, timeout, "a settled detector (nothing pending, nothing new received)")
+        return self.diag_values()
 
 
 def wait_for(pred, timeout: float = 30.0, what: str = "condition"):
@@ -173,6 +185,8 @@ def detector(graph, name="detector", inspect_fn=None, **params):
     of every other test); raises ValueError with the node's one line when a transition fails."""
     params.setdefault("audit_log", "")
     params.setdefault("autostart", False)
+    # "logged once" checks do not depend on a test ending within the default 30 s throttle
+    params.setdefault("error_log_period", 1e6)
     node = graph.add(DetectorNode(inspect_fn=inspect_fn, context=graph.ctx, parameter_overrides=sim_params(**params),
                                   cli_args=["--ros-args", "-r", f"__node:={name}"]))
     if not params["autostart"]:
@@ -444,13 +458,10 @@ def test_one_bad_camera_does_not_stop_the_rig(graph, tmp_path, capfd, fault):
         assert err.count("cam0: ") == 1 and words in err, err  # logged once, not per frame
     # the stream stops: once the last set is through, every frame received is inspected or counted as dropped
     driver.running = False
-    wait_for(lambda: p.diag_values()["frames_pending"] == "0"
-             and int(p.diag_values()["frames_received"]) == driver.images_sent, 10, "an idle detector")
-    time.sleep(0.3)
-    values = p.diag_values()
+    values = p.settled()
     assert values["frames_unaccounted"] == "0", values
     inspected, dropped = int(values["frames_inspected"]), int(values["frames_dropped"])
-    assert inspected + dropped == int(values["frames_received"]) == driver.images_sent
+    assert inspected + dropped == int(values["frames_received"]) <= driver.images_sent, (values, driver.images_sent)
     assert inspected == 4 * int(values["inspections"])
 
 
@@ -525,11 +536,10 @@ def test_cameras_whose_clock_is_off_are_named_and_the_majority_is_inspected(grap
     assert [(c, w) for c, _, w in said] == [("cam4", "ahead"), ("cam3", "ahead"), ("cam4", "behind")], lines
     assert all(4.0 <= off <= 6.0 for _, off, _ in said), lines
     driver.running = False
-    wait_for(lambda: p.diag_values()["frames_pending"] == "0"
-             and int(p.diag_values()["frames_received"]) == driver.images_sent, 10, "an idle detector")
-    time.sleep(0.3)
-    values = p.diag_values()
+    values = p.settled()
     assert values["frames_unaccounted"] == "0" and int(values["dropped/out_of_sync"]) > 0, values
+    assert int(values["frames_inspected"]) + int(values["frames_dropped"]) == int(values["frames_received"]) \
+        <= driver.images_sent, (values, driver.images_sent)
 
 
 def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(graph, tmp_path, capfd):
@@ -557,9 +567,13 @@ def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(
     assert "only 1 of 3 cameras usable (min_views 2)" in status.message and "cam1" in status.message
     assert "cam2" in status.message and not p.msgs["detections"]
     driver.faults["cam1"] = _bad_image(lambda m: setattr(m, "data", bytes(m.data)[:100]))  # another fault, same cam
-    wait_for(lambda: "image=" in p.diag_values()["cam1/errors"] and "camera_info=" in p.diag_values()["cam2/errors"],
-             10, "the second fault of cam1 and cam2's missing CameraInfo counted")
-    time.sleep(0.5)
+    def errors(cam, kind):
+        counts = dict(e.split("=") for e in p.diag_values()[f"{cam}/errors"].split(", ") if "=" in e)
+        return int(counts.get(kind, 0))
+
+    # several frames of each fault counted: each (camera, kind) is still logged once
+    wait_for(lambda: errors("cam1", "image") >= 3 and errors("cam2", "camera_info") >= 3, 15,
+             "repeated faults of cam1 (second fault) and cam2 (no CameraInfo) counted")
     err = capfd.readouterr().err
     assert err.count("cam1: unsupported image encoding '16UC1'") == 1 and err.count("image data has 100 bytes") == 1
     assert err.count("no CameraInfo received yet on cameras/cam2/camera_info") == 1
@@ -585,13 +599,22 @@ def test_moving_mode_resumes_after_each_camera_fault(graph, capfd, fault):
     p = Probe(graph)
     wait_for(lambda: len(p.msgs["detections"]) >= 1, 30, "a first inspection")
     driver.faults["cam0"] = fn
-    time.sleep(0.5)  # what was collected before goes through
-    n = len(p.msgs["detections"])
-    wait_for(lambda: p.diag_values()["cam0/state"] == "out" and p.msgs["diagnostics"][-1].level != b"\x00", 10,
-             "cam0 out")
+
+    def dropped():
+        return int(p.diag_values()[f"dropped/{counter}"]) if counter is not None else 0
+
+    # the fault has reached the node (cam0 out: no good frame for camera_timeout) and every inspection the node has
+    # counted has been received here (the views the selector still holds wait for a good frame that does not come)
+    wait_for(lambda: p.diag_values()["cam0/state"] == "out" and p.msgs["diagnostics"][-1].level != b"\x00"
+             and (counter is None or f"{counter}=" in p.diag_values()["cam0/errors"])
+             and int(p.diag_values()["inspections"]) == len(p.msgs["detections"]), 15,
+             "cam0 out, its fault counted, every inspection received")
     if counter is not None:
-        wait_for(lambda: f"{counter}=" in p.diag_values()["cam0/errors"], 10, f"{counter} counted")
         assert words in p.diag_values()["cam0/why"], p.diag_values()
+    n, before, reports = len(p.msgs["detections"]), dropped(), len(p.msgs["diagnostics"])
+    # more bad frames arrive and are counted (a silent camera: more diagnostics go by): none is inspected
+    wait_for(lambda: dropped() >= before + 3 if counter is not None else len(p.msgs["diagnostics"]) >= reports + 5,
+             15, "more bad frames counted")
     assert len(p.msgs["detections"]) == n  # nothing inspected from bad frames
     driver.faults.clear()
     wait_for(lambda: len(p.msgs["detections"]) >= n + 2, 30, "inspections after the fault")
@@ -643,8 +666,9 @@ def test_moving_camera_topic_poses_and_service_trigger(graph):
              views_required=4, min_view_angle_deg=40.0, max_view_age=30.0, trigger="service",
              diagnostics_period=0.2)
     p = Probe(graph)
-    wait_for(lambda: p.msgs["diagnostics"] and p.diag_values()["cam0/last_image_age_s"] != "never", 20, "images")
-    time.sleep(1.0)  # images flow for a while, but nothing is inspected until asked
+    # images flow for a while (ten received, through the pipeline), but nothing is inspected until asked
+    wait_for(lambda: p.msgs["diagnostics"] and int(p.diag_values()["frames_received"]) >= 10
+             and p.diag_values()["frames_pending"] == "0", 30, "ten images received")
     assert not calls and not p.msgs["detections"]
 
     client = p.node.create_client(Trigger, "/detector/inspect")
@@ -894,6 +918,7 @@ def test_lifecycle_transitions_through_the_services(graph, tmp_path, capfd):
 @pytest.mark.xfail(strict=False, reason="in three fresh-clone full runs (2026-12-06) the first executable did not end "
                    "within 20-60 s of SIGINT after a lifecycle shutdown; it passes alone and with its file: the cause "
                    "is not found yet (issue 25)")
+@pytest.mark.timeout(3 * 160 + 60)  # three executables, each up to 60 + 30 + 10 + 60 s of waits
 def test_lifecycle_shutdown_answers_a_waiting_inspect_call_and_the_node_exits_0(graph, checkpoints, tmp_path):
     """The detector executable, active with trigger service and no camera: ~/inspect waits; a lifecycle shutdown
     then answers it ("shutting down"), the node reaches finalized, and SIGINT ends it with 0, every time."""
@@ -921,8 +946,15 @@ def test_lifecycle_shutdown_answers_a_waiting_inspect_call_and_the_node_exits_0(
             assert not res.success and "shutting down" in res.message, res.message
             proc.send_signal(signal.SIGINT)
             # 60 s: twice in fresh-clone full runs (2026-12-06) the first executable took over 20 s to end here,
-            # never when this test or its file ran alone
-            out, err = proc.communicate(timeout=60)
+            # never when this test or its file ran alone; if it hangs again, its threads' stacks say where
+            try:
+                out, err = proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.send_signal(signal.SIGUSR1)  # node_main: faulthandler prints every thread's stack
+                time.sleep(2.0)
+                proc.kill()
+                out, err = proc.communicate()
+                pytest.fail(f"{name} did not end within 60 s of SIGINT; its threads:\n{err[-6000:]}")
         finally:
             if proc.poll() is None:
                 proc.kill()

@@ -1,4 +1,5 @@
 """The benchmark generator (shapes, anomalies, scenes, rendering, layout) and the dataset loader."""
+import colorsys
 import hashlib
 import json
 import os
@@ -8,10 +9,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
+import manifold3d as mf
 import numpy as np
 import pytest
 import torch
 import trimesh
+from scipy.spatial import cKDTree
 
 from odd_one_out_ros.data.dataset import DatasetConfig, SceneDataset, augment_world, scene_dirs
 from odd_one_out_ros.data.scene_meta import object_pixel_sizes, read_scene_meta
@@ -19,9 +22,10 @@ from odd_one_out_ros.fileio import read_mask
 from odd_one_out_ros.resources import SAMPLE_SCENE
 from odd_one_out_ros.synth import anomalies
 from odd_one_out_ros.synth.generate import generate
+from odd_one_out_ros.synth.materials import Material
 from odd_one_out_ros.synth.parts import make_part
 from odd_one_out_ros.synth.scene import GeneratorConfig, build_scene, load_user_shapes
-from odd_one_out_ros.synth.shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES, make_toy
+from odd_one_out_ros.synth.shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES, Part, Shape, make_toy
 
 BIN = Path(sys.executable).parent
 SMALL = dict(views=6, size=96, objects=(3, 5))
@@ -69,18 +73,412 @@ def test_every_anomaly_type_is_produced_and_keeps_meshes_watertight():
 
 
 def test_fracture_removes_10_to_90_percent_and_moved_parts_stay_attached():
+    """A fracture only takes material away (what is left lies inside the normal shape), 10-90 % of the volume."""
     rng = np.random.default_rng(3)
+    made = 0
     for seed in range(6):
         shape = make_toy("mug", np.random.default_rng(seed)).normalized(0.2)
         try:
             broken = anomalies.fracture(shape, rng)
         except anomalies.Rejected:
             continue
-        removed = 1 - anomalies._union(broken).volume() / anomalies._union(shape).volume()
+        made += 1
+        normal, left = _union(p.mesh for p in shape.parts), _union(p.mesh for p in broken.parts)
+        assert (left - normal).volume() < 1e-6 * normal.volume()
+        removed = 1 - left.volume() / normal.volume()
         assert 0.1 <= removed <= 0.9
         moved = anomalies.translated_part(shape, rng)
         i = next(k for k, p in enumerate(moved.parts) if not np.allclose(p.mesh.vertices, shape.parts[k].mesh.vertices))
         assert anomalies._attached(moved, i, 0.002 * 0.2)
+    assert made >= 4, made  # not passed on rejections alone
+
+
+# ----------------------------------------------------------------------------- what makes each anomaly type
+# Every operator is run on shapes normalized to SIZE and its output is measured with plain geometry (manifold3d
+# booleans and volumes, ray casts, KD-trees, cross-sections), never with the operator's own helpers. The magnitude
+# it "states" is the one it drew: a _RecordingRng hands the operator numpy's draws and keeps them, found by the
+# documented range they are drawn from (crack width uniform(0.05, 0.08) x size, bend uniform(25, 55) degrees, ...).
+# Each test counts the shapes the operator accepted (Rejected is allowed: the scene builder draws again) and needs
+# most of them, so no test can pass on rejections alone.
+SIZE = 0.2
+
+
+class _RecordingRng:
+    """A numpy Generator that records its uniform() and random() draws (other methods are passed through)."""
+
+    def __init__(self, seed: int):
+        self._rng = np.random.default_rng(seed)
+        self.uniform_draws: list[tuple[tuple[float, float], float]] = []
+        self.random_draws: list[float] = []
+
+    def uniform(self, low=0.0, high=1.0, size=None):
+        value = self._rng.uniform(low, high, size)
+        self.uniform_draws.append(((low, high), value))
+        return value
+
+    def random(self, size=None):
+        value = self._rng.random(size)
+        self.random_draws.append(value)
+        return value
+
+    def __getattr__(self, name):
+        return getattr(self._rng, name)
+
+    def drawn(self, low: float, high: float) -> float:
+        """The one value drawn from uniform(low, high)."""
+        values = [float(v) for r, v in self.uniform_draws if r == (low, high)]
+        assert len(values) == 1, f"expected one draw from uniform({low}, {high}), got {values}"
+        return values[0]
+
+
+def _made(op, hosts, at_least: int):
+    """(shape, out, rng) for each host the anomaly operator `op` accepts, rng a _RecordingRng seeded by the host's
+    index; fails when fewer than `at_least` are made, so no test passes on rejections alone."""
+    made = []
+    for k, shape in enumerate(hosts):
+        rng = _RecordingRng(k)
+        try:
+            made.append((shape, op(shape, rng), rng))
+        except anomalies.Rejected:
+            continue
+    assert len(made) >= at_least, (op.__name__, len(made), at_least)
+    return made
+
+
+def _toy(category: str, seed: int = 3):
+    return make_toy(category, np.random.default_rng(seed)).normalized(SIZE)
+
+
+def _part(seed: int):
+    return make_part(seed).normalized(SIZE)
+
+
+def _solid(mesh: trimesh.Trimesh, category: str):
+    return Shape([Part(mesh)], category, [Material(color=(0.8, 0.3, 0.2))])
+
+
+def _hosts(kind: str) -> list:
+    """Shapes with movable parts: toys of several categories or mechanical parts of several families."""
+    if kind == "toys":
+        return [_toy(c) for c in ("car", "mug", "snowman", "table", "robot", "teapot", "dog", "lamp")]
+    return [_part(s) for s in range(8)]
+
+
+def _manifold(mesh: trimesh.Trimesh) -> mf.Manifold:
+    return mf.Manifold(mf.Mesh(vert_properties=np.asarray(mesh.vertices, np.float32),
+                               tri_verts=np.asarray(mesh.faces, np.uint32)))
+
+
+def _union(meshes) -> mf.Manifold:
+    return mf.Manifold.batch_boolean([_manifold(m) for m in meshes], mf.OpType.Add)
+
+
+def _translation(a: trimesh.Trimesh, b: trimesh.Trimesh):
+    """The translation taking mesh a onto mesh b vertex for vertex, or None if b is not a translated a."""
+    if a.vertices.shape != b.vertices.shape or not np.array_equal(a.faces, b.faces):
+        return None
+    d = b.vertices - a.vertices
+    return d[0] if np.abs(d - d[0]).max() < 1e-9 else None
+
+
+def _lift(normal, out, skip: int) -> np.ndarray:
+    """The common translation of all parts but `skip`, which must be unchanged up to it: at most a vertical shift
+    that puts the anomalous object back onto the floor (it rests on z = 0)."""
+    moves = [_translation(p.mesh, q.mesh) for k, (p, q) in enumerate(zip(normal.parts, out.parts)) if k != skip]
+    assert moves and all(m is not None for m in moves), "a part other than the anomalous one changed shape"
+    assert np.abs(np.array(moves) - moves[0]).max() < 1e-12, "the other parts moved differently"
+    lift = moves[0]
+    assert np.abs(lift[:2]).max() < 1e-12, lift
+    assert abs(out.bounds[0][2]) < 1e-9
+    return lift
+
+
+def _first_hits(mesh: trimesh.Trimesh, origins: np.ndarray, dirs: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """Distance from each origin along its unit direction to the first triangle of `mesh` (inf if none):
+    Moller-Trumbore against every triangle."""
+    tri = mesh.triangles
+    v0, e1, e2 = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
+    out = np.full(len(origins), np.inf)
+    for s in range(0, len(origins), chunk):
+        o, d = origins[s:s + chunk, None], dirs[s:s + chunk, None]
+        p = np.cross(d, e2[None])
+        det = np.einsum("rfk,fk->rf", p, e1)
+        ok = np.abs(det) > 1e-15
+        inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
+        tv = o - v0[None]
+        u = np.einsum("rfk,rfk->rf", tv, p) * inv
+        q = np.cross(tv, e1[None])
+        v = np.einsum("rk,rfk->rf", d[:, 0], q) * inv
+        t = np.einsum("fk,rfk->rf", e2, q) * inv
+        hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-7)
+        out[s:s + chunk] = np.where(hit, t, np.inf).min(axis=1)
+    return out
+
+
+def test_crack_opens_a_gap_of_the_drawn_width():
+    """A crack is a groove cut into the main part: the part only loses 1-25 % of its volume, the other parts are
+    untouched, and across the new walls (a ray from each wall point along its normal, into the groove, to the wall
+    opposite) the gap is the drawn width where one cut runs alone and wider where the three tilted cuts of the
+    jagged groove overlap: the 5th percentile of the gaps is the drawn width within 5 % (halve the width and it is
+    0.5)."""
+    hosts = [_toy(c) for c in ("mug", "car", "house", "bottle", "teapot", "lamp")] + [_part(s) for s in range(6)]
+    for seed, (shape, out, rng) in enumerate(_made(anomalies.crack, hosts, 8)):
+        width = rng.drawn(0.05, 0.08) * SIZE
+        changed = [k for k, (p, q) in enumerate(zip(shape.parts, out.parts))
+                   if _translation(p.mesh, q.mesh) is None or _translation(p.mesh, q.mesh).any()]
+        assert len(changed) == 1 and len(out.parts) == len(shape.parts), changed
+        before, after = shape.parts[changed[0]].mesh, out.parts[changed[0]].mesh
+        assert (_manifold(after) - _manifold(before)).volume() < 1e-9 * before.volume  # only material removed
+        removed = 1 - _manifold(after).volume() / _manifold(before).volume()
+        assert 0.01 <= removed <= 0.25, removed
+        # the groove's walls: faces of the cracked part that do not lie on a face of the normal part
+        on_old = (after.face_normals @ before.face_normals.T > 0.999) & (np.abs(
+            after.triangles_center @ before.face_normals.T
+            - np.einsum("fk,fk->f", before.face_normals, before.triangles[:, 0])[None]) < 1e-5 * SIZE)
+        walls = after.submesh([np.flatnonzero(~on_old.any(axis=1))], append=True)
+        pts, face = trimesh.sample.sample_surface(walls, 500, seed=seed)
+        normals = walls.face_normals[face]
+        gaps = _first_hits(after, pts + 1e-6 * normals, normals)
+        gaps = gaps[np.isfinite(gaps)] / width
+        assert len(gaps) >= 20, (shape.category, len(gaps))
+        assert abs(np.percentile(gaps, 5) - 1) < 0.05, (shape.category, np.percentile(gaps, [1, 5, 25, 50]))
+
+
+def test_bump_or_dent_has_the_drawn_height_at_one_place():
+    """On a ball (radius R, the bump pushes along the radius, i.e. along the surface normal) the surface rises by the
+    drawn height (8-15 % of the size; a dent sinks by 0.6 x that) at one point, within 3 %; everything farther than
+    3 sigma (the drawn radius) from that point stays on the ball (moved < 5 % of the height). On toys and parts
+    only the main part changes, visibly and by at most the drawn height (distance of its vertices to the normal
+    part's surface, 50000 points of it: within 5 %); the other parts stay as they are."""
+    R = SIZE / 2
+    made = {True: 0, False: 0}
+    for seed in range(8):
+        ball = _solid(trimesh.creation.icosphere(subdivisions=4, radius=R).apply_translation([0, 0, R]), "ball")
+        rng = _RecordingRng(seed)
+        out = anomalies.bump(ball, rng)
+        height, sigma = rng.drawn(0.08, 0.15) * SIZE, rng.drawn(0.12, 0.25) * SIZE
+        v = out.parts[0].mesh.vertices
+        # the ball's centre (the operator may lift the object back onto the floor): fitted to the far side
+        centre = np.array([0.0, 0.0, R])
+        for _ in range(2):
+            r = np.linalg.norm(v - centre, axis=1)
+            k = np.argmax(np.abs(r - R))
+            far = (v - centre) @ (v[k] - centre) / (r * r[k]) < -0.5  # more than 120 degrees from the bump
+            A = np.c_[2 * v[far], np.ones(far.sum())]
+            centre = np.linalg.lstsq(A, (v[far] ** 2).sum(1), rcond=None)[0][:3]
+        h = np.linalg.norm(v - centre, axis=1) - R
+        k = np.argmax(np.abs(h))
+        bump = rng.random_draws[0] < 0.7
+        made[bump] += 1
+        assert (h[k] > 0) == bump, (seed, h[k])
+        expect = height if bump else -0.6 * height
+        assert abs(h[k] / expect - 1) < 0.03, (seed, h[k], expect)
+        # one place: points farther than 3 sigma from the peak's spot (along the ball's chord, as before) are still
+        # on the ball
+        u = (v - centre) / np.linalg.norm(v - centre, axis=1, keepdims=True)
+        assert np.abs(h[R * np.linalg.norm(u - u[k], axis=1) > 3 * sigma]).max() < 0.05 * abs(expect), seed
+        assert (np.abs(h) > 0.5 * abs(expect)).sum() > 3  # a smooth bump, not one spike
+    assert made[True] >= 2 and made[False] >= 2, made
+    # toys and parts: only the main part moves, by at most the drawn height
+    for seed, shape in enumerate([_toy(c) for c in ("car", "dog", "table")] + [_part(s) for s in (0, 4, 6)]):
+        rng = _RecordingRng(seed)
+        out = anomalies.bump(shape, rng)
+        height = rng.drawn(0.08, 0.15) * SIZE
+        changed = [k for k, (p, q) in enumerate(zip(shape.parts, out.parts)) if _translation(p.mesh, q.mesh) is None]
+        assert len(changed) == 1 and not shape.parts[changed[0]].movable, changed
+        lift = _lift(shape, out, changed[0])
+        surface = trimesh.sample.sample_surface(shape.parts[changed[0]].mesh, 50000, seed=seed)[0]
+        moved = cKDTree(surface).query(out.parts[changed[0]].mesh.vertices - lift)[0]
+        assert 0.15 * height < moved.max() < 1.05 * height, (shape.category, moved.max() / height)
+
+
+def _end_tilts(mesh: trimesh.Trimesh, axis: int) -> np.ndarray:
+    """Tilt upwards (degrees) of the outward normals of the two end faces of a shape along `axis` (area-weighted
+    mean normal of the outward-facing faces in the outer 5 % of the extent)."""
+    n, c = mesh.face_normals, mesh.triangles_center
+    x = c[:, axis] - (mesh.bounds[0][axis] + mesh.bounds[1][axis]) / 2
+    tilts = []
+    for s in (-1, 1):
+        sel = (s * n[:, axis] > 0.7) & (s * x > 0.95 * np.abs(x).max())
+        m = (n[sel] * mesh.area_faces[sel, None]).sum(0)
+        tilts.append(np.degrees(np.arcsin(m[2] / np.linalg.norm(m))))
+    return np.array(tilts)
+
+
+def test_bend_turns_the_ends_by_the_drawn_angle():
+    """A bend bends the whole object along its longest horizontal axis: the end faces, square to that axis before,
+    tilt by half the drawn angle (25-55 degrees) each, the same way, so the ends turn by the drawn angle (within
+    0.5 degrees). Bars along x and y, a toy car and flat plates."""
+    bar_x = _solid(trimesh.creation.box(extents=[SIZE, 0.04, 0.03]).apply_translation([0, 0, 0.015]), "bar")
+    bar_y = _solid(trimesh.creation.box(extents=[0.04, SIZE, 0.03]).apply_translation([0, 0, 0.015]), "bar")
+    hosts = [(bar_x, 0), (bar_y, 1), (_toy("car", 1), 0), (_toy("car", 2), 0), (_part(11), 0), (_part(14), 0)]
+    for seed, (shape, axis) in enumerate(hosts):
+        assert np.abs(_end_tilts(shape.mesh(), axis)).max() < 1e-6
+        rng = _RecordingRng(seed)
+        out = anomalies.bend(shape, rng)
+        angle = rng.drawn(25, 55)
+        tilts = _end_tilts(out.mesh(), axis)
+        assert abs(tilts[0] - tilts[1]) < 0.5 and abs(abs(tilts.sum()) - angle) < 0.5, (shape.category, tilts, angle)
+        assert len(out.parts) == len(shape.parts) and abs(out.bounds[0][2]) < 1e-9
+
+
+def _section_axis(shape, z: float) -> tuple[float, float]:
+    """Direction (degrees, mod 180) of the major principal axis of the shape's horizontal cross-section at height z,
+    and how elongated the section is (ratio of its principal second moments)."""
+    area, first, second = 0.0, np.zeros(2), np.zeros((2, 2))
+    for poly in _union(p.mesh for p in shape.parts).slice(z).to_polygons():
+        p = np.asarray(poly, float)
+        q = np.roll(p, -1, axis=0)
+        cross = p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]
+        area += cross.sum() / 2
+        first += ((p + q) * cross[:, None]).sum(0) / 6
+        (x0, y0), (x1, y1) = p.T, q.T
+        xx = ((x0 ** 2 + x0 * x1 + x1 ** 2) * cross).sum() / 12
+        yy = ((y0 ** 2 + y0 * y1 + y1 ** 2) * cross).sum() / 12
+        xy = ((x0 * y1 + 2 * x0 * y0 + 2 * x1 * y1 + x1 * y0) * cross).sum() / 24
+        second += [[xx, xy], [xy, yy]]
+    c = first / area
+    w, V = np.linalg.eigh(second / area - np.outer(c, c))
+    return float(np.degrees(np.arctan2(V[1, 1], V[0, 1])) % 180), float(w[1] / w[0])
+
+
+def test_twist_turns_sections_by_the_drawn_angle_in_proportion_to_height():
+    """A twist turns every horizontal cross-section about the vertical axis by the drawn angle (35-90 degrees) times
+    its height fraction: measured on elongated sections at 20, 50 and 80 % of the height of a tall box, toys and
+    blocks, against the same sections of the normal shape (within 0.5 degrees, the same way at every height)."""
+    tall = _solid(trimesh.creation.box(extents=[0.08, 0.04, SIZE]).apply_translation([0, 0, SIZE / 2]), "box")
+    for seed, shape in enumerate([tall, _toy("car"), _toy("robot"), _toy("truck"), _part(0), _part(2)]):
+        rng = _RecordingRng(seed)
+        out = anomalies.twist(shape, rng)
+        angle = rng.drawn(35, 90)
+        lo, hi = shape.bounds
+        turns = []
+        for f in (0.2, 0.5, 0.8):
+            a0, elongation = _section_axis(shape, lo[2] + f * (hi[2] - lo[2]))
+            a1, _ = _section_axis(out, lo[2] + f * (hi[2] - lo[2]))
+            if elongation > 1.2:  # a direction to measure
+                turns.append(((a1 - a0 + 90) % 180 - 90) / f)
+        assert len(turns) >= 2, shape.category
+        turns = np.array(turns)
+        assert np.abs(np.abs(turns) - angle).max() < 0.5, (shape.category, turns, angle)
+        assert np.all(turns > 0) or np.all(turns < 0), (shape.category, turns)  # the same way at every height
+
+
+def _attached(out, i: int) -> bool:
+    """The part touches the rest of the object (manifold3d's min_gap; the operators' tolerance, 0.2 % of the size)."""
+    rest = _union(p.mesh for k, p in enumerate(out.parts) if k != i)
+    return _manifold(out.parts[i].mesh).min_gap(rest, 0.1 * SIZE) <= 0.002 * SIZE
+
+
+@pytest.mark.parametrize("kind", ["toys", "parts"])
+def test_translated_part_moves_one_part_by_the_drawn_distance_and_it_stays_attached(kind):
+    """Exactly one movable part is translated (not turned), by the drawn 10-30 % of the size or by that distance
+    shrunk by 0.6 per retry (at most 4) until it stays attached; it still touches the rest; the others are unchanged
+    (up to a common vertical shift back onto the floor)."""
+    for shape, out, rng in _made(anomalies.translated_part, _hosts(kind), 5):
+        moves = [_translation(p.mesh, q.mesh) for p, q in zip(shape.parts, out.parts)]
+        assert len(out.parts) == len(shape.parts) and all(m is not None for m in moves)  # nothing turned or bent
+        moved = [k for k, m in enumerate(moves) if np.abs(m[:2]).max() > 1e-9]
+        assert len(moved) == 1 and shape.parts[moved[0]].movable, moved
+        i = moved[0]
+        dist = np.linalg.norm(moves[i] - _lift(shape, out, i)) / SIZE
+        drawn = rng.drawn(0.1, 0.3)
+        assert any(np.isclose(dist, drawn * 0.6 ** k, rtol=1e-6) for k in range(5)), (shape.category, dist, drawn)
+        assert _attached(out, i), shape.category
+
+
+def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rotation R and translation t with b ~ a @ R.T + t (least squares)."""
+    ca, cb = a.mean(0), b.mean(0)
+    U, _, Vt = np.linalg.svd((a - ca).T @ (b - cb))
+    R = Vt.T @ np.diag([1, 1, np.sign(np.linalg.det(Vt.T @ U.T))]) @ U.T
+    return R, cb - R @ ca
+
+
+@pytest.mark.parametrize("kind", ["toys", "parts"])
+def test_rotated_part_turns_one_part_by_the_drawn_angle_about_a_point_of_itself(kind):
+    """Exactly one movable part is turned rigidly by the drawn 25-70 degrees (or by that angle x 0.7 per retry, at
+    most 3, until it stays attached) about one of its own points (a vertex that does not move); it still touches the
+    rest; the others are unchanged (up to a common vertical shift back onto the floor)."""
+    for shape, out, rng in _made(anomalies.rotated_part, _hosts(kind), 6):
+        turned = [k for k, (p, q) in enumerate(zip(shape.parts, out.parts)) if _translation(p.mesh, q.mesh) is None]
+        assert len(out.parts) == len(shape.parts) and len(turned) == 1 and shape.parts[turned[0]].movable, turned
+        i = turned[0]
+        a, b = shape.parts[i].mesh.vertices, out.parts[i].mesh.vertices - _lift(shape, out, i)
+        R, t = _kabsch(a, b)
+        assert np.abs(a @ R.T + t - b).max() < 1e-9  # rigid
+        angle = np.degrees(np.arccos(np.clip((np.trace(R) - 1) / 2, -1, 1)))
+        drawn = rng.drawn(25, 70)
+        assert any(np.isclose(angle, drawn * 0.7 ** k, rtol=1e-6) for k in range(4)), (shape.category, angle, drawn)
+        assert np.linalg.norm(b - a, axis=1).min() < 1e-9  # the pivot: a point of the part stays
+        assert _attached(out, i), shape.category
+
+
+@pytest.mark.parametrize("kind", ["toys", "parts"])
+def test_missing_part_removes_exactly_one_movable_part_of_at_least_1_percent(kind):
+    """Exactly one movable part is gone (at least 1 % of the object's volume); every other part is still there,
+    unchanged (up to a common vertical shift back onto the floor), in its order."""
+    for shape, out, _ in _made(anomalies.missing_part, _hosts(kind), 5):
+        assert len(out.parts) == len(shape.parts) - 1
+        gone = []
+        for i in range(len(shape.parts)):
+            kept = [p for k, p in enumerate(shape.parts) if k != i]
+            moves = [_translation(p.mesh, q.mesh) for p, q in zip(kept, out.parts)]
+            if all(m is not None for m in moves) and np.abs(np.array(moves) - moves[0]).max() < 1e-12:
+                gone.append(i)
+        assert len(gone) == 1 and shape.parts[gone[0]].movable, gone
+        assert _manifold(shape.parts[gone[0]].mesh).volume() >= 0.01 * _union(p.mesh for p in shape.parts).volume()
+        assert abs(out.bounds[0][2]) < 1e-9
+
+
+def _hue(color) -> float:
+    return colorsys.rgb_to_hsv(*color)[0]
+
+
+@pytest.mark.parametrize("kind", ["toys", "parts"])
+def test_material_changes_the_colour_of_one_part_or_the_whole_object_and_nothing_else(kind):
+    """The geometry is identical; either every part or exactly one part has another material, whose hue is turned
+    by a drawn 0.25-0.75 of the colour circle (a clearly different colour; sometimes another pattern too)."""
+    whole, single = 0, 0
+    for seed, shape in enumerate(_hosts(kind) + [_toy("glass")]):  # a glass is one part: always the whole object
+        rng = _RecordingRng(seed)
+        out = anomalies.material(shape, rng)  # never rejects
+        assert len(out.parts) == len(shape.parts)
+        for p, q in zip(shape.parts, out.parts):
+            assert np.array_equal(p.mesh.vertices, q.mesh.vertices) and np.array_equal(p.mesh.faces, q.mesh.faces)
+        before = [shape.materials[p.material] for p in shape.parts]
+        after = [out.materials[p.material] for p in out.parts]
+        changed = [k for k in range(len(before)) if before[k] != after[k]]
+        assert len(changed) in (1, len(shape.parts)), changed
+        whole += len(changed) == len(shape.parts)
+        single += len(changed) == 1 < len(shape.parts)
+        turns = [float(v) for r, v in rng.uniform_draws if r == (0.25, 0.75)]
+        for k in changed:
+            turn = (_hue(after[k].color) - _hue(before[k].color)) % 1
+            assert any(np.isclose(turn, t, atol=1e-9) for t in turns), (shape.category, turn, turns)
+    assert whole >= 1 and single >= 1, (whole, single)
+
+
+def _chamfer(a: trimesh.Trimesh, b: trimesh.Trimesh, n: int = 3000, dense: int = 100_000) -> float:
+    """Symmetric mean distance from n surface points of each mesh to the other's surface (approximated by `dense`
+    surface points: overestimates by < 0.1 % of the size here)."""
+    qa, qb = (trimesh.sample.sample_surface(m, n, seed=s)[0] for m, s in ((a, 21), (b, 22)))
+    da, db = (trimesh.sample.sample_surface(m, dense, seed=s)[0] for m, s in ((a, 23), (b, 24)))
+    return float((cKDTree(db).query(qa)[0].mean() + cKDTree(da).query(qb)[0].mean()) / 2)
+
+
+def test_similar_shape_is_another_part_of_its_family_in_the_chamfer_band():
+    """A similar shape (mechanical parts only) is another part of the same family, of the same size, whose Chamfer
+    distance to the normal part is 2-10 % of the size (docs/generator.md; measured here within 0.3 % of the size),
+    the distance the operator records within 0.4 %."""
+    for seed, (shape, out, _) in enumerate(_made(anomalies.similar_shape, [_part(k) for k in range(6)], 4)):
+        lo, hi = out.bounds
+        assert out.category == shape.category and out.params != shape.params and np.isclose((hi - lo).max(), SIZE)
+        d = _chamfer(shape.mesh(), out.mesh()) / SIZE
+        assert 0.02 - 0.003 <= d <= 0.10 + 0.003, (seed, shape.category, d)
+        assert abs(d - out.params["chamfer_to_normal"]) < 0.004, (seed, d, out.params["chamfer_to_normal"])
+    with pytest.raises(anomalies.Rejected):  # toys have no family to draw from
+        anomalies.similar_shape(_toy("car"), np.random.default_rng(0))
 
 
 def generated(tmp_path_factory, kind="toys", seed=5, n=3, **kw):
@@ -399,3 +797,24 @@ def test_depth_carving_keeps_the_surface_and_removes_what_the_views_see_through(
     plain = hull_occupancy(pts, scene.cameras, masks)
     carved = hull_occupancy(pts, scene.cameras, masks, depths=depths)
     assert not (carved & ~plain).any() and carved.sum() < 0.95 * plain.sum()
+
+
+@pytest.mark.parametrize("neck", [False, True])
+def test_vessel_profiles_are_simple_polygons(neck):
+    """The hollow vessels (cup, mug, vase) are revolved from an (r, z) profile: outer wall up, inner wall down. The
+    inner wall must follow the vase's neck, or it crosses the outer wall there (every vase did before 2026-12-06)
+    and the revolved solid is no solid; its volume is then Pappus' 2 pi x area x centroid radius of the profile."""
+    from shapely.geometry import Polygon
+
+    from odd_one_out_ros.synth.shapes import _vessel_profile, revolve
+
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        h, r = rng.uniform(0.08, 0.22), rng.uniform(0.035, 0.06)
+        prof = _vessel_profile(rng, h, r * 0.6, r * rng.uniform(1.0, 1.4), r * 0.7, 0.006,
+                               neck=r * 0.45 if neck else None)
+        poly = Polygon(prof)
+        assert poly.is_valid, prof
+        mesh = revolve(prof, 96)
+        assert mesh.is_watertight
+        assert mesh.volume == pytest.approx(2 * np.pi * poly.area * poly.centroid.x, rel=0.02)

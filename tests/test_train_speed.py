@@ -326,7 +326,7 @@ def test_two_cpu_ranks_train_with_ray_subsets_and_a_frozen_backbone(data, tmp_pa
     for stage in ("1", "2"):
         r = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port",
                             str(29000 + (os.getpid() + int(stage)) % 500), "-m", "odd_one_out_ros.cli", "train",
-                            "--stage", stage, *common], capture_output=True, text=True, timeout=600, env=env)
+                            "--stage", stage, *common], capture_output=True, text=True, timeout=240, env=env)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     conf = json.loads((run / "config.json").read_text())
     assert conf["world_size"] == 2 and conf["train"]["rays"] == 50 and conf["train"]["freeze_backbone"]
@@ -339,7 +339,7 @@ def test_two_cpu_ranks_train_with_ray_subsets_and_a_frozen_backbone(data, tmp_pa
 def test_bench_train_writes_step_times_breakdown_and_reference(tmp_path):
     out = tmp_path / "train.json"
     r = subprocess.run([str(BIN / "odd-one-out"), "bench", "--train", "--config", "tiny", "--repeat", "1",
-                        "--json", str(out)], capture_output=True, text=True, timeout=600,
+                        "--json", str(out)], capture_output=True, text=True, timeout=240,
                        env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())

@@ -29,7 +29,7 @@ def data(tmp_path_factory):
     return out
 
 
-def train(*args, env=None, timeout=600):
+def train(*args, env=None, timeout=240):
     r = subprocess.run([str(BIN / "odd-one-out"), "train", "--config", "tiny", "--threads", "1", "--views", "3,2",
                         "--no-progress", *args], capture_output=True, text=True, timeout=timeout, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
@@ -123,7 +123,7 @@ def test_torchrun_with_two_cpu_processes(data, tmp_path):
     r = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(29500 + os.getpid() % 500),
                         "-m", "odd_one_out_ros.cli", "train", "--config", "tiny", "--data", str(data),
                         "--out", str(run), "--epochs", "1", "--threads", "1", "--views", "3,2", "--no-progress"],
-                       capture_output=True, text=True, timeout=600, env=env)
+                       capture_output=True, text=True, timeout=240, env=env)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
     assert json.loads((run / "config.json").read_text())["world_size"] == 2
     # 3 scenes split between 2 ranks: 2 steps per epoch (rank 0 has scenes 0 and 2 of the order)

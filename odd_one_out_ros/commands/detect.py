@@ -28,6 +28,8 @@ def run(args) -> int:
 
     try:
         views = [int(v) for v in args.views.split(",") if v.strip()]
+        if not views:
+            raise ValueError(f"--views names no view: {args.views!r}")
         meta = read_scene_meta(args.scene)
         posed = meta.posed_views(views)
         model = load_inspector(args.checkpoint, args.device)
@@ -64,5 +66,7 @@ def run(args) -> int:
             for o in res.objects:
                 draw_box(img, v.camera, o.box, RED if o.anomalous else GREEN, f"{o.score:.2f} box {o.box_score:.2f}")
             imgs.append(img)
-        cv2.imwrite(args.image, cv2.cvtColor(contact_sheet(imgs, 5, [v.source for v in posed]), cv2.COLOR_RGB2BGR))
+        if not cv2.imwrite(args.image, cv2.cvtColor(contact_sheet(imgs, 5, [v.source for v in posed]),
+                                                    cv2.COLOR_RGB2BGR)):
+            raise CommandError(f"cannot write {args.image}", code=1)
     return 0

@@ -20,6 +20,8 @@ def run(args) -> int:
     from ..fileio import read_rgb
     from ..viz import GREEN, RED, contact_sheet, draw_box
 
+    if args.cols < 1:
+        raise CommandError(f"--cols must be >= 1, got {args.cols}")
     try:
         scene = read_scene_meta(args.scene)
         views = [int(v) for v in args.views.split(",") if v.strip()] or list(range(len(scene.cameras)))

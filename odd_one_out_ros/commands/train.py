@@ -53,7 +53,7 @@ def run(args) -> int:
     from ..model.checkpoint import CheckpointError
     from ..model.config import preset
     from ..training.config import continue_config
-    from ..training.trainer import Trainer, init_distributed
+    from ..training.trainer import Trainer, close_distributed, init_distributed
 
     try:
         n_in, n_tgt = (int(v) for v in args.views.split(","))
@@ -98,8 +98,11 @@ def run(args) -> int:
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)
+        close_distributed(barrier=True)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         raise CommandError(str(e)) from None
+    finally:
+        close_distributed()
     if trainer.rank == 0:
         print(f"stage {args.stage}: {trainer.step} steps, {trainer.epoch} epochs -> {final}")
     return 0

@@ -24,12 +24,19 @@ def run(args) -> int:
     from ..model.checkpoint import CheckpointError, extra_items, load_checkpoint, save_checkpoint
     from ..training.evaluate import tune_box_threshold, tune_score_threshold
 
+    if args.scenes < 1 or args.views < 1:
+        raise CommandError("--scenes and --views must be >= 1")
     try:
         net, blob = load_checkpoint(args.checkpoint)
-        dirs = [d for root in args.data for d in scene_dirs(root, args.split)[:args.scenes]]
+        dirs = []
+        for root in args.data:  # a threshold tuned on no scenes (or without one of the --data) is no threshold
+            found = scene_dirs(root, args.split)[:args.scenes]
+            if not found:
+                raise ValueError(f"{root}: no {args.split!r} scenes to tune on")
+            dirs += found
+        metas = [read_scene_meta(d) for d in dirs]  # SceneFormatError is a ValueError
     except (CheckpointError, ValueError) as e:
         raise CommandError(str(e)) from None
-    metas = [read_scene_meta(d) for d in dirs]
     tuned_on = f"{' + '.join(args.data)} {args.split} ({len(dirs)} scenes)"
     if net.cfg.boxes.estimator == "heatmap":
         best, table = tune_score_threshold(net, metas, args.views)

@@ -106,7 +106,8 @@ class Pipeline:
         self.inspect_fn, self.threshold, self.model_info, self.audit = inspect_fn, threshold, model_info, audit
         self.node_name = node_name
         self.min_views = p.min_views if p.mode == "rig" else 1
-        self.health = DetectorHealth(self.cameras, self.min_views, p.camera_timeout, time.monotonic())
+        self.health = DetectorHealth(self.cameras, self.min_views, p.camera_timeout, time.monotonic(),
+                                     log_every=p.error_log_period)
         self.inspection_id = max(last_id, audit.last_id if audit is not None else 0)
         self.active = False  # frames and ~/inspect calls are taken only while active (set_active)
         self._lock = threading.Lock()  # the request, the frames in flight and the pose syncs

@@ -1,7 +1,10 @@
 """The `main()` shared by every node executable: bad parameters or files end in a clear message and
-exit code 2 (no traceback); Ctrl-C and external shutdown end quietly with 0."""
+exit code 2 (no traceback); Ctrl-C and external shutdown end quietly with 0; SIGUSR1 prints every thread's stack
+to stderr (a node that hangs says where)."""
 from __future__ import annotations
 
+import faulthandler
+import signal
 import sys
 from typing import Callable
 
@@ -14,6 +17,8 @@ from rclpy.node import Node
 def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> int:
     """threads > 1 spins a MultiThreadedExecutor (needed by nodes whose service callbacks wait on other
     callbacks or worker threads)."""
+    if hasattr(signal, "SIGUSR1"):
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         rclpy.init(args=args)
     except RuntimeError as e:  # rcl's RCLError: malformed --ros-args

@@ -165,3 +165,5 @@ class DetectorParams:
                                           "empty = off")
     overlay_max_views: int = ros_param(6, "views drawn in ~/overlay (0 = no overlay)", 0, 100)
     diagnostics_period: float = ros_param(1.0, "seconds between /diagnostics messages", 0.05, 3600.0)
+    error_log_period: float = ros_param(30.0, "a camera's repeated error (same kind and message) is logged again at "
+                                              "most this often, with the count since its last line", 0.1, 1e6)

@@ -116,8 +116,10 @@ def _vessel_profile(rng, h, r_base, r_mid, r_top, wall, closed_top=False, neck=N
     outer += [(r_top, h)]
     if closed_top:
         return outer + [(0, h)]
-    inner = [(max(r_top - wall, 0.001), h), (max(r_mid - wall, 0.001), h * 0.5), (max(r_base - wall, 0.001), wall),
-             (0, wall)]
+    inner = [(max(r_top - wall, 0.001), h)]
+    if neck:  # the inner wall follows the neck too (without it the inner wall crossed the outer one there)
+        inner += [(max(neck - wall, 0.001), h * 0.8)]
+    inner += [(max(r_mid - wall, 0.001), h * 0.5), (max(r_base - wall, 0.001), wall), (0, wall)]
     return outer + inner
 
 

@@ -6,7 +6,7 @@
   worst score (0 for an anomaly, 1 for a normal object), since per-scene AUC is undefined for scenes
   with one class.
 - reference-code protocol: all objects pooled; each ground-truth box takes the score of the predicted box
-  of highest IoU (no IoU gate; 0.5 when nothing was predicted); AUROC and accuracy over the pool.
+  of highest IoU (no IoU gate; 0.5 when no predicted box overlaps it at all); AUROC and accuracy over the pool.
 Scores are probabilities of "anomalous"; labels use the checkpoint's threshold.
 """
 from __future__ import annotations
@@ -31,12 +31,12 @@ class SceneResult:
     pred_scores: list[float]
     threshold: float = 0.5
     matches: list[int] = field(default_factory=list)  # per gt: index of its IoU > 0.5 match, or -1
-    best: list[int] = field(default_factory=list)  # per gt: index of the highest-IoU prediction, or -1
+    best: list[int] = field(default_factory=list)  # per gt: index of the highest-IoU prediction, -1 if none overlaps
     matched_at: dict = field(default_factory=dict)  # IoU gate -> number of gt objects matched one-to-one above it
 
     def __post_init__(self):
         M = iou_matrix(self.gt_boxes, self.pred_boxes) if self.pred_boxes else np.zeros((len(self.gt_boxes), 0))
-        self.best = [int(np.argmax(r)) if len(r) else -1 for r in M]
+        self.best = [int(np.argmax(r)) if len(r) and r.max() > 0 else -1 for r in M]
         self.matches = greedy_match(M, 0.5, strict=True)  # = geometry.match_truth, reusing M
         self.matched_at = {t: sum(j >= 0 for j in greedy_match(M, t, strict=True)) for t in RECALL_IOUS}
 

@@ -454,3 +454,15 @@ def init_distributed() -> None:
         backend = "nccl" if torch.cuda.is_available() and os.environ.get("ODD_DEVICE", "cpu").startswith("cuda") \
             else "gloo"
         torch.distributed.init_process_group(backend)
+
+
+def close_distributed(barrier: bool = False) -> None:
+    """Leave the torchrun process group, if any, before the process exits (barrier: once every rank is here, for a
+    rank that finished its work; not after an error, where the others may never come): a gloo group left to the
+    interpreter's exit can abort a rank ("terminate called without an active exception") after its work is done."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        try:
+            if barrier:
+                torch.distributed.barrier()
+        finally:
+            torch.distributed.destroy_process_group()
