@@ -138,6 +138,15 @@ def test_a_heatmap_model_round_trips_its_checkpoint_and_gives_box_scores(tmp_pat
     assert [o["box_score"] for o in report["objects"]] == [o.box_score for o in res.objects]
     given = inspector.inspect(views, [o.box for o in res.objects[:2]])  # given boxes: no box estimator ran
     assert [o.box_score for o in given.objects] == [1.0] * len(given.objects)
+    # the reference protocol's true count: that many boxes, the highest peaks whatever the threshold; the peaks
+    # above the threshold are among them
+    for count in (0, 2, len(res.objects) + 3):
+        counted = inspector.inspect(views, count=count).objects
+        assert len(counted) == count
+        scores = sorted((o.box_score for o in counted), reverse=True)
+        assert all(s in scores for s in sorted((o.box_score for o in res.objects), reverse=True)[:count])
+    strict = Inspector(OddOneOutNet(net.cfg.changed("boxes", score_threshold=0.99)))  # no peak above 0.99
+    assert not strict.inspect(views).objects and len(strict.inspect(views, count=3).objects) == 3
     with pytest.raises(ValueError, match="box_score"):
         validate_report({**report, "objects": [{**report["objects"][0], "box_score": 1.5}]})
 

@@ -170,6 +170,7 @@ def test_replay_against_another_checkpoint_exits_1_and_names_what_differs(data, 
     assert replayed["score"] == pytest.approx(o.score, abs=1e-5)  # the other model ran on the recorded views
     assert f"score {obj['score']:.6f} recorded, {replayed['score']:.6f} replayed" in verdict
     assert diff["report"]["model"]["sha256"] == sha256(checkpoints.dense_b)
+    assert diff["report"]["model"]["checkpoint"] == str(checkpoints.dense_b.resolve())
 
     # the recorded checkpoint file itself replaced (same path, other weights): no --checkpoint, still exit 1
     shutil.copy(checkpoints.dense_b, model)
@@ -224,6 +225,12 @@ def test_detect_prints_and_writes_one_row_per_box_and_draws_them(scene, checkpoi
     assert cli_main(["detect", "--checkpoint", str(checkpoints.heat), "--scene", str(scene.root), "--views", "0,2",
                      "--image", str(tmp_path / "missing" / "det.png")]) == 1
     assert f"odd-one-out detect: cannot write {tmp_path / 'missing' / 'det.png'}" in capsys.readouterr().err
+    # a --json that cannot be written: exit 1 naming it (commands.write_json, shared by every --json; a missing
+    # folder is made), no traceback
+    (tmp_path / "a_file").write_text("")  # a folder that is a file
+    assert cli_main(["detect", "--checkpoint", str(checkpoints.heat), "--scene", str(scene.root), "--views", "0,2",
+                     "--json", str(tmp_path / "a_file" / "det.json")]) == 1
+    assert f"odd-one-out detect: cannot write {tmp_path / 'a_file' / 'det.json'}" in capsys.readouterr().err
 
 
 # -------------------------------------------------------------------------------------------------------- show
@@ -337,3 +344,28 @@ def test_tune_boxes_of_the_density_estimator_sets_occupancy_and_soft_height(data
     assert read_checkpoint(checkpoints.dense_a)["config"].boxes.occupancy_threshold != best  # it was changed
     assert blob["meta"]["box_threshold_tuned_on"] == f"{data} train (1 scenes)"
     assert set(blob["meta"]["box_recall_by_threshold"]) == {f"{c}{s}" for c in THRESHOLDS for s in ("", " soft")}
+
+
+# ---------------------------------------------------------------------------------------------------- evaluate
+def test_evaluate_reference_protocol_boxes_the_true_count(data, checkpoints, tmp_path, capsys):
+    """`evaluate --protocol reference` (the reference code's test protocol, to compare with the paper's Table 1):
+    10 views by default, the model's own boxes for the true number of objects of each scene (here the untrained
+    head's highest peaks: as many boxes as objects, whatever their score), each true object scored by its best-IoU
+    box; the default protocol keeps the head's threshold (0.05 here: more boxes than objects)."""
+    out, ours = tmp_path / "ref.json", tmp_path / "ours.json"
+    assert cli_main(["evaluate", "--checkpoint", str(checkpoints.heat), "--data", str(data), "--threads", "1",
+                     "--protocol", "reference", "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["protocol"] == "reference" and rep["views"] == 10 and rep["boxes"] == "predicted, true count"
+    assert len(rep["scenes"]) == 3 and all(len(r["pred"]) == len(r["gt"]) for r in rep["scenes"])
+    assert rep["metrics"]["all"]["reference"]["accuracy"] is not None
+    assert "true count" in capsys.readouterr().out
+    assert cli_main(["evaluate", "--checkpoint", str(checkpoints.heat), "--data", str(data), "--threads", "1",
+                     "--json", str(ours)]) == 0
+    mine = json.loads(ours.read_text())
+    assert mine["protocol"] == "ours" and mine["views"] == 5
+    assert all(len(r["pred"]) > len(r["gt"]) for r in mine["scenes"])
+    # the true count comes from the ground truth: not with ground-truth boxes
+    assert cli_main(["evaluate", "--checkpoint", str(checkpoints.heat), "--data", str(data), "--protocol",
+                     "reference", "--gt-boxes", "--json", str(tmp_path / "no.json")]) == 2
+    assert "not with --gt-boxes" in capsys.readouterr().err

@@ -928,8 +928,9 @@ def test_lifecycle_transitions_through_the_services(graph, tmp_path, capfd):
     assert done.get("ok") is True and get_state(graph, "det") == "inactive"
     wait_for(lambda: n in [r["inspection_id"] for r in p.reports()], 10, "the slow inspection published")
     assert n in [r["inspection_id"] for r in read_audit_log(log)]
-    published = len(p.msgs["detections"])
-    time.sleep(1.0)  # frames keep coming from the driver, but nothing is taken while inactive
+    published, cycles = len(p.msgs["detections"]), driver.cycles
+    # frames keep coming from the driver (eight more cycles of both cameras), but nothing is taken while inactive
+    wait_for(lambda: driver.cycles >= cycles + 8, 10, "eight more cycles of the driver")
     assert len(calls) == n and len(p.msgs["detections"]) == published
     resp = graph.call(Trigger, "/det/inspect", Trigger.Request())
     assert not resp.success and "not active" in resp.message

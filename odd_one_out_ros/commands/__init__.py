@@ -32,3 +32,16 @@ def positive_float(text: str) -> float:
 def nonnegative_float(text: str) -> float:
     """argparse type of tolerances: a finite number >= 0."""
     return _finite_float(text, allow_zero=True)
+
+
+def write_json(path, data, indent: int = 2) -> None:
+    """A command's --json output, written whole (fileio.write_text_atomic); a path that cannot be written is a
+    CommandError (exit 1) naming it, not a traceback."""
+    import json
+
+    from ..fileio import write_text_atomic
+
+    try:
+        write_text_atomic(path, json.dumps(data, indent=indent))
+    except OSError as e:
+        raise CommandError(f"cannot write {path}: {e.strerror or e}", code=1) from None

@@ -4,10 +4,9 @@ with --train, milliseconds per training step (stage 1 and 2) against a same-run 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -72,7 +71,7 @@ def run(args) -> int:
         print(f"  {kind:<8} attention + head: " + ", ".join(f"N={n}: {ms:.0f} ms" for n, ms in row.items()))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return 0
 
 
@@ -120,5 +119,5 @@ def run_train(args) -> int:
     print(f"  teacher, once per image (cache miss): {r['teacher_cold']['ms_per_image']:.0f} ms")
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(r, indent=2))
+        write_json(args.json, r)
     return 0

@@ -2,10 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
-from . import CommandError
+from . import CommandError, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -57,8 +55,8 @@ def run(args) -> int:
               f"{' '.join(f'{c:+.3f}' for c in r['center']):<24} "
               f"{r['truth'] or '-':<22} {r['iou'] if r['iou'] is None else round(r['iou'], 2)!s:>5}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"scene": str(args.scene), "views": views,
-                                               "latency_s": res.latency_s, "objects": rows}, indent=1))
+        write_json(args.json, {"scene": str(args.scene), "views": views, "latency_s": res.latency_s,
+                               "objects": rows}, indent=1)
     if args.image:
         imgs = []
         for v in posed:

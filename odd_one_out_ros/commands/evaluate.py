@@ -7,14 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-from . import CommandError
+from . import CommandError, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="dataset root (with splits.json), folder of scenes, or one scene")
     p.add_argument("--split", default="", help="e.g. unseen-test (default: every scene)")
-    p.add_argument("--views", type=int, default=5, help="input views per scene, spread evenly (default 5)")
+    p.add_argument("--views", type=int, default=None,
+                   help="input views per scene, spread evenly (default 5; 10 with --protocol reference)")
+    p.add_argument("--protocol", choices=("ours", "reference"), default="ours",
+                   help="ours (default): the model's own boxes, no ground truth at test time; reference: the "
+                        "reference code's test protocol, so the paper's Table 1 compares directly: 10 views, the "
+                        "model's boxes for the true object count (its that-many highest box peaks, or largest "
+                        "clusters), each true object scored by its best-IoU box (the 'reference' rows)")
     p.add_argument("--limit", type=int, default=0, help="evaluate at most this many scenes")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=0)
@@ -46,6 +52,10 @@ def run(args) -> int:
     from ..model.inference import views_to_tensors
     from ..training.evaluate import SceneResult, evaluate, format_table
 
+    if args.views is None:
+        args.views = 10 if args.protocol == "reference" else 5
+    if args.protocol == "reference" and args.gt_boxes:
+        raise CommandError("--protocol reference scores the model's own boxes for the true count: not with --gt-boxes")
     try:
         inspector = load_inspector(args.checkpoint, args.device, threads=args.threads or os.cpu_count() or 1).inspector
         dirs = scene_dirs(args.data, args.split or None)
@@ -81,7 +91,8 @@ def run(args) -> int:
             skipped.append({"scene": d.name, "reason": str(e)})
             continue
         gt = [o.box for o in meta.objects]
-        res = inspector.inspect(views, gt if args.gt_boxes else None)
+        res = inspector.inspect(views, gt if args.gt_boxes else None,
+                                count=len(gt) if args.protocol == "reference" else None)
         boxes, scores, latency = [o.box for o in res.objects], [o.score for o in res.objects], res.latency_s
         common = (d.name, meta.objects[0].category if meta.objects else "", splits.get(d.name, ""), gt,
                   [int(o.anomalous) for o in meta.objects], [o.anomaly_type for o in meta.objects], list(boxes))
@@ -105,7 +116,9 @@ def run(args) -> int:
         rows.append(row)
     metrics = evaluate(results)
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, "views": args.views,
-              "boxes": "ground truth" if args.gt_boxes else "predicted", "metrics": metrics}
+              "protocol": args.protocol, "metrics": metrics,
+              "boxes": "ground truth" if args.gt_boxes else "predicted, true count" if args.protocol == "reference"
+              else "predicted"}
     if scorer is not None:
         report["baseline"] = evaluate(base_results)
         # from_model_prior: the raw scores are the model's prior's (the same comparison, run once per scene); the
@@ -117,11 +130,13 @@ def run(args) -> int:
         report["baseline_config"] = {"teacher": teacher, **scorer.config_dict(), "from_model_prior": shared}
     report["scenes"], report["skipped"] = rows, skipped
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.json).write_text(json.dumps(report, indent=1))
+    write_json(args.json, report, indent=1)
     if not rows:  # nothing measured is not a result: say so (the JSON names every skipped scene and why)
         raise CommandError(f"no scene of {args.data} could be evaluated ({len(skipped)} skipped"
                            + (f"; first: {skipped[0]['scene']}: {skipped[0]['reason']})" if skipped else ")"))
-    print(format_table(metrics, report.get("baseline"), "ground-truth" if args.gt_boxes else "predicted"))
+    print(format_table(metrics, report.get("baseline"), "ground-truth" if args.gt_boxes else
+                       "predicted (the true count; read the reference rows)" if args.protocol == "reference"
+                       else "predicted"))
     if rows and scorer is not None:
         print(f"latency per scene: model {np.median([r['latency_s'] for r in rows]):.2f} s, baseline "
               f"{np.median([r['baseline_latency_s'] for r in rows]):.2f} s (medians)"

@@ -15,7 +15,7 @@ import json
 import sys
 from pathlib import Path
 
-from . import CommandError, nonnegative_float
+from . import CommandError, nonnegative_float, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,7 +44,6 @@ def run(args) -> int:
 
     from ..inspection.audit import BagFormatError, find_view_bags, read_view_bag
     from ..inspection.report import build_report, compare_objects, validate_report
-    from ..model.checkpoint import file_sha256
     from ..ros.conversions import posed_view
 
     problems: list[str] = []
@@ -89,16 +88,17 @@ def run(args) -> int:
             from ..inspection.loader import load_inspector
 
             try:
-                inspectors[ck] = load_inspector(ck, args.device).guarded
+                inspectors[ck] = load_inspector(ck, args.device)
             except ValueError as e:  # CheckpointError is one
                 inspectors[ck] = e
-        guard = inspectors[ck]
-        if isinstance(guard, Exception):
-            problems.append(f"{bag}: {guard}")
+        loaded = inspectors[ck]
+        if isinstance(loaded, Exception):
+            problems.append(f"{bag}: {loaded}")
             _problem(problems[-1])
             continue
+        guard = loaded.guarded
         guard.inspector.threshold = report["threshold"]
-        sha = file_sha256(ck)
+        sha = loaded.info["sha256"]
         changed = bool(model.get("sha256")) and sha != model["sha256"]
         try:
             result = guard(views)
@@ -109,7 +109,7 @@ def run(args) -> int:
         again = build_report(inspection_id=report["inspection_id"], stamp=report["stamp"],
                              frame_id=report["frame_id"], objects=result.objects, threshold=report["threshold"],
                              views=report["views"], latency={"inference": result.latency_s},
-                             model={**model, "checkpoint": str(Path(ck).resolve()), "sha256": sha}, node="replay")
+                             model={**model, **loaded.info}, node="replay")  # the replaying model's own
         diffs = compare_objects(report["objects"], again["objects"], args.tolerance)
         if changed:
             diffs.insert(0, f"checkpoint {ck} differs from the recorded one (sha256 {model['sha256'][:12]}...)")
@@ -117,7 +117,7 @@ def run(args) -> int:
         _print(bag, report, again, diffs)
         status = status or (1 if diffs else 0)
     if args.json:
-        Path(args.json).write_text(json.dumps(replayed, indent=2))
+        write_json(args.json, replayed)
     if problems:
         raise CommandError(f"{len(problems)} bag(s) or folder(s) could not be read or replayed (above); "
                            f"{len(replayed)} bag(s) replayed")

@@ -71,12 +71,15 @@ class Inspector:
         return Inspector(net, device, threshold)
 
     @torch.no_grad()
-    def inspect(self, views: list[PosedView], boxes: list[Box3D] | None = None) -> InspectionResult:
+    def inspect(self, views: list[PosedView], boxes: list[Box3D] | None = None, count: int | None = None
+                ) -> InspectionResult:
         """The objects the model finds in `views`, or, with `boxes` (world frame), the model's scores of those
-        boxes instead of its own (e.g. ground-truth boxes in an evaluation)."""
+        boxes instead of its own (e.g. ground-truth boxes in an evaluation); count: the number of objects where it
+        is known (the reference code's protocol: its own boxes, that many)."""
         t0 = time.perf_counter()
         images, K, T = views_to_tensors(views, self.net.cfg.image_size, self.device)
-        found, logits, extras = self.net(images, K, T, None if boxes is None else [list(boxes)], return_extras=True)
+        found, logits, extras = self.net(images, K, T, None if boxes is None else [list(boxes)], return_extras=True,
+                                         count=count)
         boxes, logits, raw = found[0], logits[0], extras["prior_raw"]
         scores = torch.sigmoid(logits.float()).cpu().numpy() if len(boxes) else np.zeros(0)
         objects = [ObjectResult(b, float(s), bool(s > self.threshold), float(bs))

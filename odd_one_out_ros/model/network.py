@@ -15,6 +15,8 @@ Images must be undistorted pinhole views, RGB in [0, 1].
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 import torch.nn as nn
@@ -125,18 +127,22 @@ class OddOneOutNet(nn.Module):
         return [boxes for boxes, _ in self.detect_boxes(vol)]
 
     @torch.no_grad()
-    def detect_boxes(self, vol: SceneVolume) -> list[tuple[list[Box3D], np.ndarray]]:
+    def detect_boxes(self, vol: SceneVolume, count: int | None = None) -> list[tuple[list[Box3D], np.ndarray]]:
         """Per scene of the batch: its boxes (world frame) and their scores (N,) float64 in [0, 1], by
         cfg.boxes.estimator: "heatmap" = the learned head's peaks and their heatmap probability; "density" = the
-        paper's estimator B (density threshold + DBSCAN), which has no confidence: every score 1.0."""
+        paper's estimator B (density threshold + DBSCAN), which has no confidence: every score 1.0. count: the
+        number of objects when it is known (the reference code's test protocol): the `count` highest peaks whatever
+        their score, or the `count` largest clusters (fewer where DBSCAN finds fewer)."""
+        bcfg = self.cfg.boxes if count is None else dataclasses.replace(self.cfg.boxes, score_threshold=0.0,
+                                                                         max_objects=int(count))
         with record_function("boxes"):
             if self.box_head is not None:
                 x = BoxHead.inputs(vol, self.grid.voxel_size)
-                found = decode(*self.box_head(x), self.grid, self.cfg.boxes)
+                found = decode(*self.box_head(x), self.grid, bcfg)
                 return found if self.box_refiner is None else [self.refine_boxes(x[b:b + 1], *f)
                                                                for b, f in enumerate(found)]
             dens = vol.density[:, 0].float().cpu().numpy()
-            found = [estimate_boxes(d, self.grid, self.cfg.boxes) for d in dens]
+            found = [estimate_boxes(d, self.grid, bcfg) for d in dens]
             return [(bs, np.ones(len(bs))) for bs in found]
 
     @torch.no_grad()
@@ -310,16 +316,17 @@ class OddOneOutNet(nn.Module):
         return terms
 
     def forward(self, images: torch.Tensor, K: torch.Tensor, T_cw: torch.Tensor,
-                boxes: list[list[Box3D]] | None = None, return_extras: bool = False) -> tuple:
+                boxes: list[list[Box3D]] | None = None, return_extras: bool = False, count: int | None = None
+                ) -> tuple:
         """Inference: boxes per scene (the model's own, or the given ones, world frame) and their anomaly logits;
         with return_extras a third item, a dict: "prior_raw" = the prior's raw scores per scene
         (prior_raw_scores; None without matcher.prior): the training-free baseline's scores of the same boxes, at
         no extra cost; "box_scores" = per scene the boxes' scores (N_b,) float64 (`detect_boxes`; 1.0 for given
         boxes). The backbone runs once per image: its levels feed the feature pyramid and, with prior_features
-        "trunk", the comparison."""
+        "trunk", the comparison. count: the true number of objects, where a protocol gives it (`detect_boxes`)."""
         levels, vol = self.inspection_volume(images, K, T_cw)
         if boxes is None:
-            found = self.detect_boxes(vol)
+            found = self.detect_boxes(vol, count)
             boxes, box_scores = [bs for bs, _ in found], [sc for _, sc in found]
         else:
             box_scores = [np.ones(len(bs)) for bs in boxes]
