@@ -4,7 +4,6 @@ recorded inspection against another checkpoint (exit 1, naming what differs) bes
 checkpoints are random tiny networks written by save_checkpoint."""
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -22,7 +21,7 @@ from odd_one_out_ros.cli import main as cli_main
 from odd_one_out_ros.data.scene_meta import read_scene_meta
 from odd_one_out_ros.fileio import read_rgb
 from odd_one_out_ros.inspection.loader import load_inspector
-from odd_one_out_ros.model.checkpoint import read_checkpoint, save_checkpoint
+from odd_one_out_ros.model.checkpoint import file_sha256, read_checkpoint, save_checkpoint
 from odd_one_out_ros.model.config import preset
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.training.box_head import with_box_head
@@ -31,10 +30,6 @@ from odd_one_out_ros.viz import GREEN, RED
 
 VIEWS = [0, 2, 4]  # of the 6 generated views: the rig of the recorded inspection, and detect's --views
 CAPTION_ROWS = 18  # contact sheets write a caption into the bottom rows of each tile
-
-
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +135,7 @@ def test_replay_against_another_checkpoint_exits_1_and_names_what_differs(data, 
     bag = Path(record["bag"])
     assert find_view_bags(tmp_path / "bags") == [bag]
     assert {k: v for k, v in record.items() if k not in ("bag", "run_id")} == report
-    assert record["model"]["sha256"] == sha256(model) and record["threshold"] == threshold
+    assert record["model"]["sha256"] == file_sha256(model) and record["threshold"] == threshold
     (obj,) = record["objects"]
     assert obj["label"] == "normal" and 0.5 < obj["score"] < threshold  # the checkpoint's own threshold says anomalous
 
@@ -169,7 +164,7 @@ def test_replay_against_another_checkpoint_exits_1_and_names_what_differs(data, 
     replayed = diff["report"]["objects"][0]
     assert replayed["score"] == pytest.approx(o.score, abs=1e-5)  # the other model ran on the recorded views
     assert f"score {obj['score']:.6f} recorded, {replayed['score']:.6f} replayed" in verdict
-    assert diff["report"]["model"]["sha256"] == sha256(checkpoints.dense_b)
+    assert diff["report"]["model"]["sha256"] == file_sha256(checkpoints.dense_b)
     assert diff["report"]["model"]["checkpoint"] == str(checkpoints.dense_b.resolve())
 
     # the recorded checkpoint file itself replaced (same path, other weights): no --checkpoint, still exit 1
@@ -282,12 +277,12 @@ def test_show_draws_the_truth_boxes_on_the_chosen_views(scene, tmp_path, capsys)
 # -------------------------------------------------------------------------------------------------- tune-boxes
 def test_tune_boxes_sets_a_candidate_score_threshold_and_records_it(data, checkpoints, tmp_path, capsys):
     out = tmp_path / "tuned.pt"
-    before = sha256(checkpoints.heat)
+    before = file_sha256(checkpoints.heat)
     capsys.readouterr()
     assert cli_main(["tune-boxes", "--checkpoint", str(checkpoints.heat), "--data", str(data), "--scenes", "2",
                      "--views", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    assert sha256(checkpoints.heat) == before  # the input is not changed
+    assert file_sha256(checkpoints.heat) == before  # the input is not changed
     m = re.fullmatch(rf"wrote {re.escape(str(out))} \(score threshold ([0-9.]+)\)", printed[-1])
     assert m, printed[-1]
     best = float(m.group(1))

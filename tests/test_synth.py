@@ -9,7 +9,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import cv2
-import manifold3d as mf
 import numpy as np
 import pytest
 import torch
@@ -23,7 +22,7 @@ from odd_one_out_ros.resources import SAMPLE_SCENE
 from odd_one_out_ros.synth import anomalies
 from odd_one_out_ros.synth.generate import generate
 from odd_one_out_ros.synth.materials import Material
-from odd_one_out_ros.synth.parts import make_part
+from odd_one_out_ros.synth.parts import make_part, to_manifold
 from odd_one_out_ros.synth.scene import GeneratorConfig, build_scene, load_user_shapes
 from odd_one_out_ros.synth.shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES, Part, Shape, make_toy
 
@@ -83,7 +82,7 @@ def test_fracture_removes_10_to_90_percent_and_moved_parts_stay_attached():
         except anomalies.Rejected:
             continue
         made += 1
-        normal, left = _union(p.mesh for p in shape.parts), _union(p.mesh for p in broken.parts)
+        normal, left = anomalies._union(shape), anomalies._union(broken)
         assert (left - normal).volume() < 1e-6 * normal.volume()
         removed = 1 - left.volume() / normal.volume()
         assert 0.1 <= removed <= 0.9
@@ -164,15 +163,6 @@ def _hosts(kind: str) -> list:
     return [_part(s) for s in range(8)]
 
 
-def _manifold(mesh: trimesh.Trimesh) -> mf.Manifold:
-    return mf.Manifold(mf.Mesh(vert_properties=np.asarray(mesh.vertices, np.float32),
-                               tri_verts=np.asarray(mesh.faces, np.uint32)))
-
-
-def _union(meshes) -> mf.Manifold:
-    return mf.Manifold.batch_boolean([_manifold(m) for m in meshes], mf.OpType.Add)
-
-
 def _translation(a: trimesh.Trimesh, b: trimesh.Trimesh):
     """The translation taking mesh a onto mesh b vertex for vertex, or None if b is not a translated a."""
     if a.vertices.shape != b.vertices.shape or not np.array_equal(a.faces, b.faces):
@@ -195,7 +185,7 @@ def _lift(normal, out, skip: int) -> np.ndarray:
 
 def _first_hits(mesh: trimesh.Trimesh, origins: np.ndarray, dirs: np.ndarray, chunk: int = 128) -> np.ndarray:
     """Distance from each origin along its unit direction to the first triangle of `mesh` (inf if none):
-    Moller-Trumbore against every triangle."""
+    Moller-Trumbore against every triangle (by hand: trimesh's ray casting needs rtree, which this venv lacks)."""
     tri = mesh.triangles
     v0, e1, e2 = tri[:, 0], tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]
     out = np.full(len(origins), np.inf)
@@ -228,8 +218,8 @@ def test_crack_opens_a_gap_of_the_drawn_width():
                    if _translation(p.mesh, q.mesh) is None or _translation(p.mesh, q.mesh).any()]
         assert len(changed) == 1 and len(out.parts) == len(shape.parts), changed
         before, after = shape.parts[changed[0]].mesh, out.parts[changed[0]].mesh
-        assert (_manifold(after) - _manifold(before)).volume() < 1e-9 * before.volume  # only material removed
-        removed = 1 - _manifold(after).volume() / _manifold(before).volume()
+        assert (to_manifold(after) - to_manifold(before)).volume() < 1e-9 * before.volume  # only material removed
+        removed = 1 - to_manifold(after).volume() / to_manifold(before).volume()
         assert 0.01 <= removed <= 0.25, removed
         # the groove's walls: faces of the cracked part that do not lie on a face of the normal part
         on_old = (after.face_normals @ before.face_normals.T > 0.999) & (np.abs(
@@ -326,7 +316,7 @@ def _section_axis(shape, z: float) -> tuple[float, float]:
     """Direction (degrees, mod 180) of the major principal axis of the shape's horizontal cross-section at height z,
     and how elongated the section is (ratio of its principal second moments)."""
     area, first, second = 0.0, np.zeros(2), np.zeros((2, 2))
-    for poly in _union(p.mesh for p in shape.parts).slice(z).to_polygons():
+    for poly in anomalies._union(shape).slice(z).to_polygons():
         p = np.asarray(poly, float)
         q = np.roll(p, -1, axis=0)
         cross = p[:, 0] * q[:, 1] - q[:, 0] * p[:, 1]
@@ -364,12 +354,6 @@ def test_twist_turns_sections_by_the_drawn_angle_in_proportion_to_height():
         assert np.all(turns > 0) or np.all(turns < 0), (shape.category, turns)  # the same way at every height
 
 
-def _attached(out, i: int) -> bool:
-    """The part touches the rest of the object (manifold3d's min_gap; the operators' tolerance, 0.2 % of the size)."""
-    rest = _union(p.mesh for k, p in enumerate(out.parts) if k != i)
-    return _manifold(out.parts[i].mesh).min_gap(rest, 0.1 * SIZE) <= 0.002 * SIZE
-
-
 @pytest.mark.parametrize("kind", ["toys", "parts"])
 def test_translated_part_moves_one_part_by_the_drawn_distance_and_it_stays_attached(kind):
     """Exactly one movable part is translated (not turned), by the drawn 10-30 % of the size or by that distance
@@ -384,7 +368,7 @@ def test_translated_part_moves_one_part_by_the_drawn_distance_and_it_stays_attac
         dist = np.linalg.norm(moves[i] - _lift(shape, out, i)) / SIZE
         drawn = rng.drawn(0.1, 0.3)
         assert any(np.isclose(dist, drawn * 0.6 ** k, rtol=1e-6) for k in range(5)), (shape.category, dist, drawn)
-        assert _attached(out, i), shape.category
+        assert anomalies._attached(out, i, 0.002 * SIZE), shape.category
 
 
 def _kabsch(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -411,7 +395,7 @@ def test_rotated_part_turns_one_part_by_the_drawn_angle_about_a_point_of_itself(
         drawn = rng.drawn(25, 70)
         assert any(np.isclose(angle, drawn * 0.7 ** k, rtol=1e-6) for k in range(4)), (shape.category, angle, drawn)
         assert np.linalg.norm(b - a, axis=1).min() < 1e-9  # the pivot: a point of the part stays
-        assert _attached(out, i), shape.category
+        assert anomalies._attached(out, i, 0.002 * SIZE), shape.category
 
 
 @pytest.mark.parametrize("kind", ["toys", "parts"])
@@ -427,7 +411,7 @@ def test_missing_part_removes_exactly_one_movable_part_of_at_least_1_percent(kin
             if all(m is not None for m in moves) and np.abs(np.array(moves) - moves[0]).max() < 1e-12:
                 gone.append(i)
         assert len(gone) == 1 and shape.parts[gone[0]].movable, gone
-        assert _manifold(shape.parts[gone[0]].mesh).volume() >= 0.01 * _union(p.mesh for p in shape.parts).volume()
+        assert to_manifold(shape.parts[gone[0]].mesh).volume() >= 0.01 * anomalies._union(shape).volume()
         assert abs(out.bounds[0][2]) < 1e-9
 
 

@@ -4,7 +4,6 @@ with --train, milliseconds per training step (stage 1 and 2) against a same-run 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from . import CommandError, write_json
 
@@ -70,7 +69,6 @@ def run(args) -> int:
     for kind, row in result.get("attention_ms_median", {}).items():
         print(f"  {kind:<8} attention + head: " + ", ".join(f"N={n}: {ms:.0f} ms" for n, ms in row.items()))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, result)
     return 0
 
@@ -118,6 +116,5 @@ def run_train(args) -> int:
         print("    forward parts (profiled): " + ", ".join(f"{k} {v:.0f}" for k, v in parts.items()))
     print(f"  teacher, once per image (cache miss): {r['teacher_cold']['ms_per_image']:.0f} ms")
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         write_json(args.json, r)
     return 0

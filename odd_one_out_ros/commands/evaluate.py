@@ -115,10 +115,10 @@ def run(args) -> int:
                            for o in meta.objects], "pred": pred, "matches": r.matches})
         rows.append(row)
     metrics = evaluate(results)
+    boxes_used = "ground truth" if args.gt_boxes else "predicted, true count" if args.protocol == "reference" \
+        else "predicted"
     report = {"checkpoint": str(args.checkpoint), "data": str(args.data), "split": args.split, "views": args.views,
-              "protocol": args.protocol, "metrics": metrics,
-              "boxes": "ground truth" if args.gt_boxes else "predicted, true count" if args.protocol == "reference"
-              else "predicted"}
+              "protocol": args.protocol, "metrics": metrics, "boxes": boxes_used}
     if scorer is not None:
         report["baseline"] = evaluate(base_results)
         # from_model_prior: the raw scores are the model's prior's (the same comparison, run once per scene); the
@@ -129,14 +129,11 @@ def run(args) -> int:
                    if scorer.extractor == MODEL_PRIOR else features)
         report["baseline_config"] = {"teacher": teacher, **scorer.config_dict(), "from_model_prior": shared}
     report["scenes"], report["skipped"] = rows, skipped
-    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     write_json(args.json, report, indent=1)
     if not rows:  # nothing measured is not a result: say so (the JSON names every skipped scene and why)
         raise CommandError(f"no scene of {args.data} could be evaluated ({len(skipped)} skipped"
                            + (f"; first: {skipped[0]['scene']}: {skipped[0]['reason']})" if skipped else ")"))
-    print(format_table(metrics, report.get("baseline"), "ground-truth" if args.gt_boxes else
-                       "predicted (the true count; read the reference rows)" if args.protocol == "reference"
-                       else "predicted"))
+    print(format_table(metrics, report.get("baseline"), boxes_used))
     if rows and scorer is not None:
         print(f"latency per scene: model {np.median([r['latency_s'] for r in rows]):.2f} s, baseline "
               f"{np.median([r['baseline_latency_s'] for r in rows]):.2f} s (medians)"
