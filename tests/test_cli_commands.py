@@ -69,7 +69,8 @@ def record_inspection(folder: Path, scene, checkpoint: Path, threshold: float) -
     """One inspection recorded as the detector records it, without a ROS graph: a rig of three of the scene's cameras
     (rig file), their CameraInfo and Image messages fed to the detector's Pipeline (its gather and inspect threads),
     the model loaded as the node loads it, the view bag and audit record written by the pipeline with the node's
-    own bag serialisation (DetectorPublishers.bag_messages / bag_report). Returns (audit record, published report)."""
+    own bag serialisation (publishers.view_bag_messages, DetectorPublishers.bag_report). Returns (audit record,
+    published report)."""
     from builtin_interfaces.msg import Time
 
     from odd_one_out_ros.calibration.rig import CameraExtrinsics, write_rig_yaml
@@ -79,7 +80,7 @@ def record_inspection(folder: Path, scene, checkpoint: Path, threshold: float) -
     from odd_one_out_ros.inspection.poses import PoseResolver
     from odd_one_out_ros.ros.conversions import calibration_to_camera_info, rgb_to_image
     from odd_one_out_ros.ros.params import DetectorParams
-    from odd_one_out_ros.ros.publishers import DetectorPublishers
+    from odd_one_out_ros.ros.publishers import DetectorPublishers, view_bag_messages
 
     names = [f"cam{v}" for v in VIEWS]
     cams = [scene.cameras[v] for v in VIEWS]
@@ -94,7 +95,7 @@ def record_inspection(folder: Path, scene, checkpoint: Path, threshold: float) -
     logged, published = [], []
     io = PipelineIO(log=lambda level, line: logged.append(f"{level}: {line}"), ros_now=time.time,
                     publish=lambda report, *_: published.append(report),
-                    bag_messages=lambda g: DetectorPublishers.bag_messages(SimpleNamespace(frame_id=p.frame_id), g),
+                    bag_messages=lambda g: view_bag_messages(g, p.frame_id),
                     bag_report=DetectorPublishers.bag_report, shutting_down=lambda: False)
     pipe = Pipeline(p, rig_cameras(p, resolver), resolver, model.guarded, model.threshold, model.info, audit,
                     "/detector", io)
@@ -266,12 +267,21 @@ def test_show_draws_the_truth_boxes_on_the_chosen_views(scene, tmp_path, capsys)
     capsys.readouterr()
     bad = tmp_path / "bad.png"
     for args, msg in (([str(scene.root), "--views", "0,7"], "view 7 not in this scene (0..5)"),
-                      ([str(scene.root), "--cols", "0"], "--cols must be >= 1, got 0"),
                       ([str(tmp_path)], "scene3d.metadata.json: cannot read")):
         assert cli_main(["show", *args, "--out", str(bad)]) == 2, args
         err = capsys.readouterr().err
         assert err.startswith("odd-one-out show: ") and msg in err and err.count("\n") == 1, err
         assert not bad.exists()
+    _refused_by_argparse(["show", str(scene.root), "--cols", "0", "--out", str(bad)], "--cols", capsys)
+    assert not bad.exists()
+
+
+def _refused_by_argparse(argv: list[str], flag: str, capsys) -> None:
+    """A count flag below 1 is refused by argparse (commands.positive_int) naming the flag, exit 2."""
+    with pytest.raises(SystemExit) as e:
+        cli_main(argv)
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"argument {flag}: must be an integer >= 1, got '0'" in err, err
 
 
 # -------------------------------------------------------------------------------------------------- tune-boxes
@@ -310,11 +320,14 @@ def test_tune_boxes_sets_a_candidate_score_threshold_and_records_it(data, checkp
     refused = tmp_path / "refused.pt"
     for args, msg in ((["--data", str(data), "--split", "seen-test"], "no split 'seen-test' (has ['train'])"),
                       (["--data", str(data), "--data", str(loose), "--split", "seen-test"], "no split 'seen-test'"),
-                      (["--data", str(loose), "--split", "seen-test"], f"{loose}: no 'seen-test' scenes to tune on"),
-                      (["--data", str(data), "--scenes", "0"], "--scenes and --views must be >= 1")):
+                      (["--data", str(loose), "--split", "seen-test"], f"{loose}: no 'seen-test' scenes to tune on")):
         assert cli_main(["tune-boxes", "--checkpoint", str(checkpoints.heat), *args, "--out", str(refused)]) == 2
         err = capsys.readouterr().err
         assert err.startswith("odd-one-out tune-boxes: ") and msg in err, err
+        assert not refused.exists()
+    for flag in ("--scenes", "--views"):
+        _refused_by_argparse(["tune-boxes", "--checkpoint", str(checkpoints.heat), "--data", str(data), flag, "0",
+                              "--out", str(refused)], flag, capsys)
         assert not refused.exists()
 
 

@@ -29,6 +29,18 @@ def positive_float(text: str) -> float:
     return _finite_float(text, allow_zero=False)
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts (scenes, views, columns, steps): an integer >= 1 (refused by argparse, naming the flag,
+    exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}")
+    return value
+
+
 def nonnegative_float(text: str) -> float:
     """argparse type of tolerances: a finite number >= 0."""
     return _finite_float(text, allow_zero=True)

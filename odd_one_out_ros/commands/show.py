@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from . import CommandError
+from . import CommandError, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("scene", help="scene folder (official ToysAD-8K layout, ours or the authors')")
     p.add_argument("--out", required=True, help="PNG to write")
     p.add_argument("--views", default="", help="comma-separated view indices (default: all)")
-    p.add_argument("--cols", type=int, default=5, help="views per row (default 5)")
+    p.add_argument("--cols", type=positive_int, default=5, help="views per row (default 5)")
 
 
 def run(args) -> int:
@@ -20,8 +20,6 @@ def run(args) -> int:
     from ..fileio import read_rgb
     from ..viz import GREEN, RED, contact_sheet, draw_box
 
-    if args.cols < 1:
-        raise CommandError(f"--cols must be >= 1, got {args.cols}")
     try:
         scene = read_scene_meta(args.scene)
         views = [int(v) for v in args.views.split(",") if v.strip()] or list(range(len(scene.cameras)))

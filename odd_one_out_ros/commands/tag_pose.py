@@ -10,12 +10,11 @@ the board pose was rejected (camera_pose null, camera_pose_error says why); 2 ba
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
-from . import CommandError, positive_float
+from . import CommandError, positive_float, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,7 +46,6 @@ def run(args) -> int:
         load_board,
         read_gray,
     )
-    from ..fileio import write_text_atomic
     from ..geometry import CalibrationFileError, pose_to_dict, read_camera_info_yaml
 
     out = Path(args.json)
@@ -101,7 +99,7 @@ def run(args) -> int:
             result["camera_pose_error"] = str(e)
             print(f"odd-one-out tag-pose: camera pose rejected: {e}", file=sys.stderr)
             code = 1
-    write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+    write_json(out, result)
     for t in tags:
         x, y, z = t.T_ct.t
         print(f"tag {t.id}: ({x:.4f}, {y:.4f}, {z:.4f}) m in the camera frame, RMS {t.reprojection_error_px:.3f} px")

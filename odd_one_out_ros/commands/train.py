@@ -95,14 +95,15 @@ def run(args) -> int:
                                "resume without --prior-features")
         mcfg = mcfg.changed("matcher", **PRIOR_VARIANTS[args.prior_features],
                             comparator=mcfg.matcher.comparator and args.prior_features == "teacher")
+    finished = False
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)
         final = trainer.train(progress=not args.no_progress)
-        close_distributed(barrier=True)
+        finished = True
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         raise CommandError(str(e)) from None
     finally:
-        close_distributed()
+        close_distributed(barrier=finished)  # once; the barrier only for a rank whose work is done
     if trainer.rank == 0:
         print(f"stage {args.stage}: {trainer.step} steps, {trainer.epoch} epochs -> {final}")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import CommandError
+from . import CommandError, positive_int
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -12,8 +12,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, action="append",
                    help="dataset root or folder of scenes; repeat for a mix (e.g. toys and parts)")
     p.add_argument("--split", default="train", help="scenes to tune on (default train; not a test split)")
-    p.add_argument("--scenes", type=int, default=16, help="how many scenes of each --data (default 16)")
-    p.add_argument("--views", type=int, default=5)
+    p.add_argument("--scenes", type=positive_int, default=16, help="how many scenes of each --data (default 16)")
+    p.add_argument("--views", type=positive_int, default=5)
     p.add_argument("--out", required=True, help="checkpoint to write (the input is not changed)")
     p.add_argument("--half", action="store_true", help="store float16 weights (shipping size)")
 
@@ -24,8 +24,6 @@ def run(args) -> int:
     from ..model.checkpoint import CheckpointError, extra_items, load_checkpoint, save_checkpoint
     from ..training.evaluate import tune_box_threshold, tune_score_threshold
 
-    if args.scenes < 1 or args.views < 1:
-        raise CommandError("--scenes and --views must be >= 1")
     try:
         net, blob = load_checkpoint(args.checkpoint)
         dirs = []

@@ -28,7 +28,7 @@ from .baseline import BaselineConfig, baseline_scores, cell_features, default_ex
 from .box_estimator import estimate_boxes
 from .box_head import BoxHead, BoxRefiner, apply_residuals, decode, refine_regions
 from .comparator import CellComparator
-from .config import ModelConfig, prior_level_groups
+from .config import BoxConfig, ModelConfig, prior_level_groups
 from .encoder2d import FPNEncoder
 from .heads import ColourHead, DensityHead, Projector
 from .losses import LossWeights, feature_loss, image_loss, occupancy_loss, weighted_bce
@@ -138,12 +138,19 @@ class OddOneOutNet(nn.Module):
         with record_function("boxes"):
             if self.box_head is not None:
                 x = BoxHead.inputs(vol, self.grid.voxel_size)
-                found = decode(*self.box_head(x), self.grid, bcfg)
-                return found if self.box_refiner is None else [self.refine_boxes(x[b:b + 1], *f)
-                                                               for b, f in enumerate(found)]
+                return self.head_boxes(x, self.box_head(x), bcfg)
             dens = vol.density[:, 0].float().cpu().numpy()
             found = [estimate_boxes(d, self.grid, bcfg) for d in dens]
             return [(bs, np.ones(len(bs))) for bs in found]
+
+    @torch.no_grad()
+    def head_boxes(self, x: torch.Tensor, head_out: tuple[torch.Tensor, torch.Tensor], bcfg: BoxConfig
+                   ) -> list[tuple[list[Box3D], np.ndarray]]:
+        """The learned head's boxes and scores per scene: x (B, c + 2, Z, Y, X) = BoxHead.inputs, head_out = the
+        head's (heatmap logits, regression) on x, decoded under bcfg (its score threshold) and refined by the box
+        refiner when there is one (`refine_boxes`)."""
+        found = decode(*head_out, self.grid, bcfg)
+        return found if self.box_refiner is None else [self.refine_boxes(x[b:b + 1], *f) for b, f in enumerate(found)]
 
     @torch.no_grad()
     def refine_boxes(self, x: torch.Tensor, boxes: list[Box3D], scores: np.ndarray

@@ -81,15 +81,21 @@ class DetectorPublishers:
         self.diag.publish(msg)
 
     def bag_messages(self, g: GatheredView) -> dict:
-        """The view bag's messages of one view: the Image, CameraInfo and PoseStamped it was made from (static and
-        apriltag: the pose found, as camera-to-world in frame_id, stamped as the image)."""
-        pose = g.built.pose
-        if pose is None:
-            pose = PoseStamped()
-            pose.header.stamp, pose.header.frame_id = g.frame.image.header.stamp, self.frame_id
-            pose.pose = rigid_to_pose(g.view.camera.T_cw.inverse())
-        return {k: serialize_message(m) for k, m in zip(BAG_TOPICS, (g.frame.image, g.frame.info, pose))}
+        """`view_bag_messages` in this detector's frame_id."""
+        return view_bag_messages(g, self.frame_id)
 
     @staticmethod
     def bag_report(report: dict) -> bytes:
         return serialize_message(String(data=json.dumps(report)))
+
+
+def view_bag_messages(g: GatheredView, frame_id: str) -> dict:
+    """The view bag's messages of one view: {BAG_TOPICS[i]: serialized message} of the Image, CameraInfo and
+    PoseStamped it was made from (static and apriltag: the pose found, as camera-to-world in frame_id, stamped as the
+    image)."""
+    pose = g.built.pose
+    if pose is None:
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = g.frame.image.header.stamp, frame_id
+        pose.pose = rigid_to_pose(g.view.camera.T_cw.inverse())
+    return {k: serialize_message(m) for k, m in zip(BAG_TOPICS, (g.frame.image, g.frame.info, pose))}

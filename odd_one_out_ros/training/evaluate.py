@@ -183,7 +183,6 @@ def tune_score_threshold(net, scenes: list, views: int = 5, candidates: tuple[fl
 
     import torch
 
-    from ..model.box_head import decode
     from ..model.inference import views_to_tensors
 
     outs = []
@@ -199,9 +198,7 @@ def tune_score_threshold(net, scenes: list, views: int = 5, candidates: tuple[fl
         bcfg = dataclasses.replace(net.cfg.boxes, score_threshold=c)
         hits = unmatched = n = 0
         for meta, x, (heat, reg) in outs:
-            pred, scores = decode(heat, reg, net.grid, bcfg)[0]
-            if net.box_refiner is not None:  # the boxes an inspection gives (OddOneOutNet.detect_boxes)
-                pred, _ = net.refine_boxes(x, pred, scores)
+            pred, _ = net.head_boxes(x, (heat, reg), bcfg)[0]  # the boxes an inspection gives at this threshold
             found = sum(j >= 0 for j in match_truth([o.box for o in meta.objects], pred))
             hits += found
             unmatched += len(pred) - found
