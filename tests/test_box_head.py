@@ -24,6 +24,7 @@ from odd_one_out_ros.model.volume import VoxelGrid
 from odd_one_out_ros.training.box_head import (
     BoxHeadTrainConfig,
     jittered,
+    squashed,
     train_box_head,
     train_box_refiner,
     turned,
@@ -49,6 +50,66 @@ def test_a_turned_or_mirrored_volume_has_the_targets_of_its_turned_boxes():
             assert np.allclose(xt[1:].numpy(), t2["reg"][3:6], atol=1e-6), (k, mirror)
     # a turn moves things: the targets of turned boxes are not the unturned ones
     assert not np.array_equal(targets(turned(x, BOXES, 1, False)[1], CPU_GRID)["heat"], t["heat"])
+
+
+def _filled(boxes: list[Box3D], grid: VoxelGrid, sub: int = 4) -> torch.Tensor:
+    """(1, Z, Y, X): each voxel's filled fraction by the boxes (sub^3 points per voxel)."""
+    X, Y, Z = grid.shape
+    o = (np.arange(sub) + 0.5) / sub * grid.voxel_size
+    zz, yy, xx = np.meshgrid(*[np.add.outer(np.arange(n) * grid.voxel_size + grid.lo[a], o).ravel()
+                               for a, n in ((2, Z), (1, Y), (0, X))], indexing="ij")
+    pts = np.stack([xx, yy, zz], -1).reshape(-1, 3)
+    inside = np.zeros(len(pts), bool)
+    for b in boxes:
+        inside |= b.contains(pts)
+    return torch.from_numpy(inside.reshape(Z, sub, Y, sub, X, sub).mean((1, 3, 5))[None].astype(np.float32))
+
+
+def test_a_squashed_volume_is_the_volume_of_its_flattened_boxes():
+    """The squash augmentation (training/box_head.py `squashed`): the input resampled along z shows the boxes flattened
+    about the floor, their heights and centre heights scaled alike; factor 1 changes nothing."""
+    boxes = [Box3D([0.1312, -0.2137, 0.08], [0.12, 0.05, 0.16], 0.4),
+             Box3D([-0.3033, 0.1071, 0.05], [0.083, 0.08, 0.1], 1.2)]
+    x = _filled(boxes, CPU_GRID)
+    same, kept = squashed(x, boxes, 1.0, CPU_GRID)
+    assert torch.allclose(same, x) and all(np.allclose(a.center, b.center) and np.allclose(a.size, b.size)
+                                           for a, b in zip(kept, boxes))
+    for f in (0.5, 0.25):
+        xs, flat = squashed(x, boxes, f, CPU_GRID)
+        for a, b in zip(flat, boxes):
+            assert np.allclose(a.center, [*b.center[:2], b.center[2] * f])
+            assert np.allclose(a.size, [*b.size[:2], b.size[2] * f])
+            assert a.yaw == b.yaw
+        expected = _filled(flat, CPU_GRID)
+        # the column heights (filled fraction x voxel edge, summed) are the flattened boxes' heights
+        col, col_expected = xs[0].sum(0) * CPU_GRID.voxel_size, expected[0].sum(0) * CPU_GRID.voxel_size
+        for b in flat:
+            iy, ix = (int((b.center[k] - CPU_GRID.lo[k]) // CPU_GRID.voxel_size) for k in (1, 0))
+            assert abs(float(col[iy, ix]) - b.size[2]) < 0.25 * CPU_GRID.voxel_size, (f, float(col[iy, ix]), b.size[2])
+        assert float((col - col_expected).abs().max()) < 0.25 * CPU_GRID.voxel_size, f
+        assert float((xs - expected).abs().mean()) < 0.2 * float(expected.mean()), f  # the same voxels, not only sums
+        assert not torch.allclose(xs, x)
+
+
+def test_squash_touches_the_drawn_share_and_nothing_without_it():
+    """`--squash P`: about a share P of the training volumes flattened, by a factor in squash_range; P = 0 draws no
+    random number (a training run without it is the one it was before the option)."""
+    from odd_one_out_ros.training.box_head import _maybe_squashed
+
+    x = torch.rand(3, CPU_GRID.shape[2], 4, 4)
+    rng = np.random.default_rng(0)
+    state = rng.bit_generator.state
+    out, boxes = _maybe_squashed(x, BOXES, BoxHeadTrainConfig(), CPU_GRID, rng)
+    assert out is x and boxes is BOXES and rng.bit_generator.state == state
+    cfg = BoxHeadTrainConfig(squash=0.3)
+    factors = []
+    for _ in range(400):
+        _, b = _maybe_squashed(x, BOXES, cfg, CPU_GRID, rng)
+        factors.append(b[0].size[2] / BOXES[0].size[2])
+    factors = np.array(factors)
+    flat = factors < 1 - 1e-9
+    assert 0.22 < flat.mean() < 0.38, flat.mean()
+    assert factors.min() >= cfg.squash_range[0] and np.allclose(factors[~flat], 1.0)
 
 
 def test_the_targets_decode_back_to_their_boxes():

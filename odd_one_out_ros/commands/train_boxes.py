@@ -46,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="store float16 weights (shipping size)")
     p.add_argument("--head-channels", type=int, help="BoxConfig.head_channels (default: the checkpoint's)")
     p.add_argument("--head-blocks", type=int, help="BoxConfig.head_blocks (default: the checkpoint's)")
+    p.add_argument("--squash", type=float, default=d.squash,
+                   help="share of the training volumes squashed along z by 0.25-1x (flatter objects than the "
+                        "training scenes have, e.g. plates thinner than a voxel; default %(default)s)")
     p.add_argument("--reg-weight", type=float, default=d.reg_weight,
                    help="weight of the box regression beside the heatmap loss (default %(default)s)")
 
@@ -87,7 +90,7 @@ def run(args) -> int:
     if args.cache_only:
         return 0
     cfg = BoxHeadTrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed,
-                             reg_weight=args.reg_weight)
+                             reg_weight=args.reg_weight, squash=args.squash)
     items = load_caches(caches)
     print(f"training the box head on {len(items)} scenes", flush=True)
     shape = {k: v for k, v in (("head_channels", args.head_channels), ("head_blocks", args.head_blocks))
@@ -106,7 +109,7 @@ def run(args) -> int:
     extra = extra_items(blob)
     meta = {**blob.get("meta", {}), "box_head_trained_on": f"{[str(d) for d in args.data]} {args.split} "
             f"({len(items)} scenes x {args.subsets} view sets of {args.views}, {cfg.steps} steps, refiner "
-            f"{args.refine_steps} steps)"}
+            f"{args.refine_steps} steps" + (f", {args.squash:.0%} squashed" if args.squash > 0 else "") + ")"}
     save_checkpoint(out, net, meta=meta, half=args.half, **extra)
     print(f"wrote {out} (box estimator: heatmap, score threshold {net.cfg.boxes.score_threshold}; set it with "
           f"tune-boxes)")

@@ -40,6 +40,10 @@ class BoxHeadTrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    squash: float = 0.0
+    """share of the training volumes squashed along z (`squashed`, by a factor drawn from squash_range): objects
+    flatter than any training object, e.g. plates thinner than a voxel"""
+    squash_range: tuple[float, float] = (0.25, 1.0)
 
 
 def view_subsets(n_cameras: int, views: int, subsets: int, rng: np.random.Generator) -> list[list[int]]:
@@ -112,6 +116,31 @@ def turned(x: torch.Tensor, boxes: list[Box3D], quarter_turns: int, mirror: bool
     x = torch.rot90(x, -quarter_turns, dims=(-2, -1))
     _, boxes = augment_world([], boxes, quarter_turns * math.pi / 2, np.zeros(2), mirror)
     return x, boxes
+
+
+def squashed(x: torch.Tensor, boxes: list[Box3D], factor: float, grid) -> tuple[torch.Tensor, list[Box3D]]:
+    """A head input x (C, Z, Y, X) on the grid and its boxes in a world scaled by `factor` (< 1: flatter) along z
+    about the floor z = 0: each voxel layer takes the mean of the input over the heights that map into it (the layers
+    as constant slabs; below the grid's bottom or above its top: that layer), so filled fractions keep their mass;
+    each box's centre height and height x factor. With plates and keys thinner than a voxel and training objects at
+    least one voxel tall, it shows the head and the refiner how the volume of a flatter object looks."""
+    Z, s, z0 = x.shape[-3], grid.voxel_size, grid.lo[2]
+    edges = z0 + np.arange(Z + 1) * s  # layer boundaries (m)
+    lo, hi = edges[:-1, None] / factor, edges[1:, None] / factor  # each new layer's heights before the squash
+    old_lo, old_hi = edges[None, :-1].copy(), edges[None, 1:].copy()
+    old_lo[0, 0], old_hi[0, -1] = -np.inf, np.inf  # the bottom and top layers extend beyond the grid
+    w = np.clip(np.minimum(hi, old_hi) - np.maximum(lo, old_lo), 0, None) / (hi - lo)  # (Z new, Z old)
+    out = torch.einsum("kj,...jyx->...kyx", torch.as_tensor(w, dtype=x.dtype, device=x.device), x)
+    return out, [Box3D(np.array([b.center[0], b.center[1], b.center[2] * factor]),
+                       np.array([b.size[0], b.size[1], b.size[2] * factor]), b.yaw) for b in boxes]
+
+
+def _maybe_squashed(x: torch.Tensor, boxes: list[Box3D], cfg: BoxHeadTrainConfig, grid, rng: np.random.Generator
+                    ) -> tuple[torch.Tensor, list[Box3D]]:
+    """`squashed` for a share cfg.squash of the calls (a factor uniform in cfg.squash_range), else (x, boxes)."""
+    if cfg.squash <= 0 or rng.random() >= cfg.squash:
+        return x, boxes
+    return squashed(x, boxes, float(rng.uniform(*cfg.squash_range)), grid)
 
 
 def load_caches(cache_dirs: list[Path]) -> list[dict]:
@@ -200,11 +229,16 @@ def train_box_head(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainConfig
 
     def batch_loss(rng):
         picks = rng.integers(len(items), size=cfg.batch)
-        x = torch.stack([items[i]["x"][int(rng.integers(items[i]["x"].shape[0]))] for i in picks])
-        col = head.columns(x.to(device, torch.float32))  # per voxel, so it commutes with the turns below
+        xs, squashed_boxes = [], []
+        for i in picks:
+            x = items[i]["x"][int(rng.integers(items[i]["x"].shape[0]))].to(device, torch.float32)
+            x, boxes = _maybe_squashed(x, items[i]["boxes"], cfg, net.grid, rng)
+            xs.append(x)
+            squashed_boxes.append(boxes)
+        col = head.columns(torch.stack(xs))  # per voxel, so it commutes with the turns below
         cols, bs = [], []
-        for j, i in enumerate(picks):
-            c, boxes = turned(col[j], items[i]["boxes"], int(rng.integers(4)), bool(rng.integers(2)))
+        for j in range(len(picks)):
+            c, boxes = turned(col[j], squashed_boxes[j], int(rng.integers(4)), bool(rng.integers(2)))
             cols.append(c)
             bs.append(boxes)
         heat, reg = head.from_columns(torch.stack(cols))
@@ -264,7 +298,9 @@ def train_box_refiner(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainCon
             pb = list(found) + [jittered(g, rng) for g in gt_all]
             tb = list(gts) + list(gt_all)
             k, mirror = int(rng.integers(4)), bool(rng.integers(2))
-            x, pb = turned(items[i]["x"][s].to(device, torch.float32), pb, k, mirror)
+            x, both = _maybe_squashed(items[i]["x"][s].to(device, torch.float32), pb + tb, cfg, net.grid, rng)
+            pb, tb = both[:len(pb)], both[len(pb):]
+            x, pb = turned(x, pb, k, mirror)
             _, tb = turned(x[:0], tb, k, mirror)
             pt = boxes_to_tensor(pb, device)
             rois.append(refine_regions(x[None], pt, net.grid, r))
