@@ -169,6 +169,7 @@ def test_calibrate_intrinsics_and_rig(scene, tmp_path):
     (["tag-pose", "--tag-size", "0"], "--tag-size"),
     (["board", "--dpi", "nan"], "--dpi"),
     (["replay", "--tolerance=-1", "bags"], "--tolerance"),
+    (["train-boxes", "--squash", "nan"], "--squash"),
 ])
 def test_numeric_flags_refuse_nan_inf_and_impossible_values_by_name(args, flag):
     """Every size, time or tolerance flag of the CLI is a finite number of its range, refused naming the flag (not by
