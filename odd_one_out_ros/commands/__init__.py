@@ -46,6 +46,14 @@ def nonnegative_float(text: str) -> float:
     return _finite_float(text, allow_zero=True)
 
 
+def share(text: str) -> float:
+    """argparse type of shares (e.g. train-boxes --squash): a number in [0, 1]."""
+    value = _finite_float(text, allow_zero=True)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be a share in [0, 1], got {text!r}")
+    return value
+
+
 def write_json(path, data, indent: int = 2) -> None:
     """A command's --json output, written whole (fileio.write_text_atomic); a path that cannot be written is a
     CommandError (exit 1) naming it, not a traceback."""

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..training.box_head import BoxHeadTrainConfig
-from . import CommandError
+from . import CommandError, share
 
 
 def _shard(text: str) -> tuple[int, int]:
@@ -17,16 +17,6 @@ def _shard(text: str) -> tuple[int, int]:
     if not 0 <= i < n:
         raise argparse.ArgumentTypeError(f"expected 0 <= I < N, got {text!r}")
     return i, n
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a share in [0, 1], got {text!r}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="store float16 weights (shipping size)")
     p.add_argument("--head-channels", type=int, help="BoxConfig.head_channels (default: the checkpoint's)")
     p.add_argument("--head-blocks", type=int, help="BoxConfig.head_blocks (default: the checkpoint's)")
-    p.add_argument("--squash", type=_share, default=d.squash,
+    p.add_argument("--squash", type=share, default=d.squash,
                    help="share of the training volumes squashed along z by 0.25-1x (flatter objects than the "
                         "training scenes have, e.g. plates thinner than a voxel; default %(default)s)")
     p.add_argument("--reg-weight", type=float, default=d.reg_weight,
