@@ -6,8 +6,10 @@ STAMP := $(VENV)/.odd-one-out-setup
 .PHONY: setup test demo lock clean-venv
 setup: $(STAMP)
 
-# Re-run setup only when something it installs from changed.
-$(STAMP): requirements.lock requirements-nodeps.txt setup.py setup.cfg package.xml scripts/setup.sh
+# Re-run setup only when something it installs from changed (the interface packages' sources included).
+INTERFACES := $(wildcard interfaces/*/package.xml interfaces/*/CMakeLists.txt interfaces/*/msg/*.msg)
+$(STAMP): requirements.lock requirements-nodeps.txt setup.py setup.cfg package.xml scripts/setup.sh \
+          scripts/build_interfaces.sh scripts/fix_wheel_cmake.py $(INTERFACES)
 	scripts/setup.sh $(VENV)
 	@touch $@
 

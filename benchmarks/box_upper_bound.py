@@ -51,7 +51,7 @@ def measure(dirs: list[Path], depth: bool = False) -> dict:
                                  depths=depths)
         else:
             opacity = ds.occupancy(i, 0.0, np.zeros(2), False)  # (Z, Y, X) hull fraction, the scene's own frame
-        pred = boxes_from_opacity(opacity, grid, cfg.boxes)
+        pred = boxes_from_opacity(opacity, grid, cfg.boxes.density, cfg.boxes.max_objects)
         gt = [o.box for o in meta.objects]
         match = match_truth(gt, pred)
         hits += sum(j >= 0 for j in match)

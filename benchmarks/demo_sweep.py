@@ -22,13 +22,13 @@ def sweep(checkpoint: str | Path, seeds: list[int], kind: str = "toys", cameras:
     import torch
 
     from odd_one_out_ros.geometry import match_truth
+    from odd_one_out_ros.inspection.loader import load_inspector
     from odd_one_out_ros.inspection.report import match_to_truth
     from odd_one_out_ros.inspection.sim import SimConfig, SimRig
-    from odd_one_out_ros.model.inference import Inspector
     from odd_one_out_ros.views import PosedView
 
     torch.set_num_threads(threads)
-    inspector = Inspector.from_checkpoint(checkpoint)
+    inspector = load_inspector(checkpoint, "cpu").inspector  # as the detector node loads it
     rows = []
     for seed in seeds:
         sim = SimRig(SimConfig(kind=kind, seed=seed, cameras=cameras))

@@ -120,6 +120,8 @@ def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpo
     def on_report(msg):
         r = json.loads(msg.data)
         lat = r["latency_s"]
+        if "inference" not in lat:  # a verdict without a model run (e.g. the one published at shutdown)
+            return
         with lock:
             state["inference"].append(lat["inference"])
             pair(r["stamp"], "model", lat["inference"] + lat.get("waited", 0.0))

@@ -18,11 +18,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .geometry import Box3D, boxes_to_tensor, look_at
+from .geometry import Box3D, look_at
 from .model.checkpoint import save_checkpoint
 from .model.config import ModelConfig
 from .model.matcher import CrossInstanceMatcher
-from .model.network import OddOneOutNet
+from .model.network import STAGES, OddOneOutNet
 
 
 def synthetic_inputs(cfg: ModelConfig, views: int, objects: int, device) -> tuple:
@@ -59,34 +59,12 @@ def _timed(fn, device, warmup: int, repeat: int) -> list[float]:
     return times
 
 
-STAGES = ("volume", "boxes", "prior", "classify")
-
-
 @torch.no_grad()
-def _inspect(net: OddOneOutNet, images, K, T, box_list: list[Box3D], boxes: torch.Tensor, device) -> list[float]:
-    """One inspection as OddOneOutNet.forward runs it (one backbone pass, a volume for inspection only), except that
-    the given boxes are classified; returns the seconds of each of STAGES (with matcher.comparator: "prior" makes
-    the comparison's cells, "classify" runs the comparator)."""
-    _sync(device)
-    t0 = time.perf_counter()
-    levels, vol = net.inspection_volume(images, K, T)
-    _sync(device)
-    t1 = time.perf_counter()
-    net.estimate_boxes(vol)
-    t2 = time.perf_counter()
-    if net.comparator is not None:  # matcher.comparator: the comparison's cells, then the comparator on them
-        cells, valid = net.prior_cells(images, K, T, [box_list], levels)[0]
-    else:
-        _, prior = net.inspection_prior(images, K, T, [box_list], levels)
-    _sync(device)
-    t3 = time.perf_counter()
-    if net.comparator is not None:
-        net.comparator(cells, valid)
-    else:
-        net.classify(vol, [boxes], prior)
-    _sync(device)
-    t4 = time.perf_counter()
-    return [t1 - t0, t2 - t1, t3 - t2, t4 - t3]
+def _inspect(net: OddOneOutNet, images, K, T, box_list: list[Box3D]) -> list[float]:
+    """One inspection: the model's own sequence (OddOneOutNet.forward: the backbone once, the box estimator on its
+    volume), except that the given boxes are scored; returns the seconds of each of its STAGES."""
+    seconds = net(images, K, T, select=lambda b, found: box_list, timed=True).seconds
+    return [seconds[k] for k in STAGES]
 
 
 def rss_mb(field: str = "VmRSS") -> float | None:
@@ -131,12 +109,11 @@ def _peak_memory_child(path: str, views: str, objects: str, device: str, threads
 
     net = load_inspector(path, device, threads=int(threads)).net
     images, K, T, box_list = synthetic_inputs(net.cfg, int(views), int(objects), device)
-    boxes = boxes_to_tensor(box_list, device)
     result = {}
     for run in ("cold", "warm"):
         base = rss_mb()
         exact = reset_peak_rss()
-        _inspect(net, images, K, T, box_list, boxes, device)
+        _inspect(net, images, K, T, box_list)
         peak = rss_mb("VmHWM")
         if run == "cold":
             result.update(peak_memory_mb=peak, peak_memory_increase_mb=peak - base)
@@ -157,14 +134,13 @@ def bench_inspection(net: OddOneOutNet, views: int, objects: int, device="cpu", 
     reference_ms and ratio = latency_ms_median / reference_ms."""
     net = net.to(device).eval()
     images, K, T, box_list = synthetic_inputs(net.cfg, views, objects, device)
-    boxes = boxes_to_tensor(box_list, device)
     cuda = torch.device(device).type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     stages: dict[str, list[float]] = {k: [] for k in STAGES}
 
     def once():
-        for k, v in zip(STAGES, _inspect(net, images, K, T, box_list, boxes, device)):
+        for k, v in zip(STAGES, _inspect(net, images, K, T, box_list)):
             stages[k].append(v)
 
     for _ in range(warmup):
@@ -221,12 +197,12 @@ def bench_attention(cfg: ModelConfig, objects: list[int], device="cpu", repeat: 
         c = ModelConfig.from_dict({**cfg.to_dict(), "variant": variant})
         in_ch = c.volume_channels + 1 + c.teacher_dim
         matcher = CrossInstanceMatcher(c, in_ch).to(device).eval()
-        r = c.matcher.roi_size
+        r = c.scorer.matcher.roi_size
         row = {}
         for n in objects:
             z = torch.randn(n, in_ch, r, r, r, device=device)
             feats = z[:, -c.teacher_dim:].flatten(2).transpose(1, 2)
-            prior = torch.zeros(n, device=device) if c.matcher.prior else None  # its cost is the "prior" stage
+            prior = torch.zeros(n, device=device) if c.scorer.matcher.prior else None  # its cost: the "prior" stage
             row[n] = 1000 * statistics.median(_timed(lambda: matcher(z, feats, prior), device, 1, repeat))
         results["sparse" if variant == "full" else "vanilla"] = row
     return results
@@ -280,7 +256,7 @@ def bench_train(config: str = "cpu", data=None, views: tuple[int, int] = (4, 3),
             tc = TrainConfig(stage=stage, n_input=views[0], n_target=views[1], split="", warmup_steps=0, **overrides)
             torch.manual_seed(0)
             trainers[stage] = Trainer(preset(config), tc, data, work / f"stage{stage}", device)
-            trainers[stage].net.train()
+            trainers[stage].train_mode()
         n_items = len(trainers[1].dataset)
         rounds = [(r % n_items, r) for r in range(repeat)]  # (item, epoch): other views and augmentation each round
 

@@ -33,12 +33,14 @@ phase "start ($SHAPES; SCENES=$SCENES TEST=$TEST STEPS1=$STEPS1 STEPS2=$STEPS2, 
     --workers 2 >> "$OUT/gen.log" 2>&1
   touch "$OUT/.done_gen"; }
 RUN="$OUT/run"
+CONFIG=$("$BIN/python" -c 'import sys; from odd_one_out_ros.model.checkpoint import read_checkpoint as r
+print(r(sys.argv[1])["config"].name)' "$INIT")  # train continues the --init checkpoint's own config
 train() {  # stage steps init
   [ -f "$OUT/.done_stage$1" ] && return 0
   local extra=(--init "$3")
   [ -f "$RUN/last_stage$1.pt" ] && extra=(--resume)
   phase "stage $1: $2 steps (progress: $OUT/stage$1.log)"
-  "$BIN/torchrun" --standalone --nproc_per_node 2 -m odd_one_out_ros.cli train --config cpu --data "$OUT/data/train" \
+  "$BIN/torchrun" --standalone --nproc_per_node 2 -m odd_one_out_ros.cli train --config "$CONFIG" --data "$OUT/data/train" \
     --out "$RUN" --stage "$1" --steps "$2" --epochs 1000 --views "$VIEWS" --threads 1 --checkpoint-every 50 \
     "${extra[@]}" > "$OUT/stage$1.log" 2>&1
   touch "$OUT/.done_stage$1"

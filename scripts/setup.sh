@@ -7,22 +7,25 @@ cd "$(dirname "$0")/.."
 VENV=${1:-.venv}
 start=$(date +%s)
 
-# --- Debian libraries: open3d needs GL/EGL/X11/usb; colcon builds the package like a ROS workspace.
-DEB_PKGS="libgl1 libegl1 libx11-6 libusb-1.0-0 libgomp1 colcon python3-colcon-ros"
-missing=""
-for p in $DEB_PKGS; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
-done
-if [ -n "$missing" ]; then
+# --- Debian libraries: open3d needs GL/EGL/X11/usb; colcon builds the package like a ROS workspace
+# (package-information/-selection: `colcon list`, --packages-select); cmake, g++ and make build the
+# interface packages in interfaces/ (scripts/build_interfaces.sh).
+deb_install() {  # the Debian packages named that are not installed yet
+  local missing="" p SUDO=""
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+  done
+  [ -n "$missing" ] || return 0
   echo "setup: installing Debian packages:$missing"
-  SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   if ! { $SUDO apt-get install -y --no-install-recommends $missing >/dev/null 2>&1 ||
          { $SUDO apt-get update -qq && $SUDO apt-get install -y --no-install-recommends $missing >/dev/null; }; }; then
     echo "setup: could not install:$missing. Run as root: apt-get install -y$missing" >&2
     exit 1
   fi
-fi
+}
+deb_install libgl1 libegl1 libx11-6 libusb-1.0-0 libgomp1 colcon python3-colcon-ros \
+  python3-colcon-package-information python3-colcon-package-selection cmake g++ make
 
 # Optional: opencv-doc carries real chessboard photographs (left01..14.jpg) with OpenCV's reference
 # calibration; tests/test_calibration.py checks our intrinsics against them when it is there.
@@ -42,6 +45,9 @@ if [ -z "$PY" ]; then
 fi
 [ -n "$PY" ] || { echo "setup: Python 3.11 is required (python3.11 not found)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+# The interface packages compile Python extension modules: Debian's python3.11 needs its headers.
+"$VENV/bin/python" -c 'import os, sys, sysconfig; sys.exit(not os.path.isfile(sysconfig.get_paths()["include"] + "/Python.h"))' ||
+  deb_install python3.11-dev
 LOG="$VENV/setup-pip.log"
 pip_install() {  # quiet unless it fails; then the log's tail says why
   if ! "$VENV/bin/python" -m pip install --disable-pip-version-check "$@" > "$LOG" 2>&1; then
@@ -68,6 +74,12 @@ mkdir -p "$SHARE" "$VENV/share/ament_index/resource_index/packages"
 ln -sfn "$PWD/resource/odd_one_out_ros" "$VENV/share/ament_index/resource_index/packages/odd_one_out_ros"
 for f in package.xml launch calibration config rviz; do ln -sfn "$PWD/$f" "$SHARE/$f"; done
 
+# --- The interface packages (interfaces/: odd_one_out_msgs, tf2_msgs), built with the ament_cmake and
+# rosidl wheels and installed into the venv's prefix; incremental (build tree in $VENV/build-interfaces).
+t0=$(date +%s)
+scripts/build_interfaces.sh "$VENV" || { echo "setup: building the interface packages in interfaces/ failed" >&2; exit 1; }
+echo "setup: interface packages built in $(( $(date +%s) - t0 )) s"
+
 # --- Environment that ROS needs here, for every Python process of the venv (a .pth line runs at
 # start-up) and for shells that source bin/activate. Values the user set are kept.
 SITE=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
@@ -84,6 +96,8 @@ fi
 # A real check, not a hope: the package, rclpy and the ament index resolve in the new venv.
 "$VENV/bin/python" -c "
 import rclpy, torch, cv2, open3d, pupil_apriltags, sklearn
+from odd_one_out_msgs.msg import Verdict, ObjectVerdict
+from tf2_msgs.msg import TFMessage
 from ament_index_python.packages import get_package_share_directory as g
 print('setup: ok; share dir', g('odd_one_out_ros'))"
 echo "setup: done in $(( $(date +%s) - start )) s"

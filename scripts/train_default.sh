@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the shipped checkpoint (odd_one_out_ros/assets/checkpoints/cpu_default.pt) from nothing, on 2 CPU cores:
 # data, stage 1, stage 2, the learned box head on cached volumes, box tuning on a toys + parts mix, the learned
-# comparator on cached cells, evaluation on held-out seeds. docs/training.md "The default recipe".
+# comparator on cached cells, evaluation on held-out seeds; the model config is the `cpu_default` preset (the shipped
+# one). docs/training.md "The default recipe".
 #   usage: scripts/train_default.sh OUT        (e.g. /root/ooo/recipe; rerun the same command to resume)
 #   result: OUT/cpu_default.pt, OUT/metrics.md (the model card's tables), OUT/recipe.log (one line per phase)
 # Budget knobs (environment): TOYS PARTS (training scenes), STEPS1 STEPS2 (optimiser steps, two scenes each),
@@ -60,13 +61,13 @@ train() {  # stage steps [init [extra flags]]
   local extra=()
   if [ -f "$RUN/last_stage$stage.pt" ]; then extra=(--resume); elif [ -n "$init" ]; then extra=(--init "$init"); fi
   phase "stage $stage: $steps steps (progress: $OUT/stage$stage.log)"
-  "$BIN/torchrun" --standalone --nproc_per_node 2 -m odd_one_out_ros.cli train --config cpu \
+  "$BIN/torchrun" --standalone --nproc_per_node 2 -m odd_one_out_ros.cli train --config cpu_default \
     --data "$OUT/data/toys" --data "$OUT/data/parts" --out "$RUN" --stage "$stage" --steps "$steps" --epochs 1000 \
     --views "$VIEWS" --threads 1 --checkpoint-every 50 $flags "${extra[@]}" > "$OUT/stage$stage.log" 2>&1
   mark "stage$stage"
 }
 train 1 "$STEPS1"
-train 2 "$STEPS2" "$RUN/stage1.pt" "--prior on"
+train 2 "$STEPS2" "$RUN/stage1.pt"  # the scene encoder, with the BCE of an auxiliary volume matcher (not shipped)
 cache_in_two() {  # subcommand log-prefix args...: its --cache-only caching in two one-thread processes
   local cmd=$1 log=$2; shift 2
   "$BIN/odd-one-out" "$cmd" "$@" --cache-only --shard 0/2 --threads 1 > "$OUT/${log}0.log" 2>&1 &

@@ -24,3 +24,13 @@ def rng():
     import numpy as np
 
     return np.random.default_rng(12345)
+
+
+def small_toys(out, scenes: int, seed: int):
+    """`scenes` generated training scenes of 3-4 toys, 6 views of 64 px, in `out` (the training tests' data)."""
+    from odd_one_out_ros.synth.generate import generate
+    from odd_one_out_ros.synth.scene import GeneratorConfig
+
+    generate(GeneratorConfig(kind="toys", views=6, size=64, objects=(3, 4)), scenes, out, seed, split="train",
+             progress=False)
+    return out

@@ -81,24 +81,33 @@ def test_an_object_of_another_material_scores_highest_and_deterministically(clea
 
 def old_layout_checkpoint(path) -> Path:
     """The shipped checkpoint as a checkpoint made before issue 20 stores it: no prior_features / prior_levels /
-    prior_grid in its matcher config (they load as "teacher": a second MobileNetV2 at 2x, grid 6)."""
+    prior_grid in its matcher config (they load as "teacher": a second MobileNetV2 at 2x, grid 6); in today's layout
+    no features / levels / grid in scorer.comparison."""
     blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
-    for key in ("prior_features", "prior_levels", "prior_grid"):
-        blob["config"]["matcher"].pop(key, None)
+    if "matcher" in blob["config"]:  # the layout before the stages (FORMAT_V1)
+        for key in ("prior_features", "prior_levels", "prior_grid"):
+            blob["config"]["matcher"].pop(key, None)
+    else:
+        for key in ("features", "levels", "grid"):
+            blob["config"]["scorer"]["comparison"].pop(key, None)
     torch.save(blob, path)
     return Path(path)
 
 
 def trunk_checkpoint(path) -> Path:
     """The shipped checkpoint's weights with the comparison of `train --prior-features trunk` (the backbone's own
-    levels): what a stage 2 with that flag starts from."""
-    from odd_one_out_ros.model.checkpoint import load_checkpoint, save_checkpoint
-    from odd_one_out_ros.model.config import PRIOR_VARIANTS
-    from odd_one_out_ros.model.network import OddOneOutNet
+    levels) scored by the volume matcher with that prior (its file keeps the matcher the stage 2 trained): what a
+    stage 2 with that flag starts from."""
+    from odd_one_out_ros.model.checkpoint import FORMAT_V1, save_checkpoint, upgrade_state_v1, with_parts
+    from odd_one_out_ros.model.config import PRIOR_VARIANTS, ModelConfig
 
-    net, blob = load_checkpoint(DEFAULT_CHECKPOINT)
-    trunk = OddOneOutNet(net.cfg.changed("matcher", **PRIOR_VARIANTS["trunk"], comparator=False))  # one map only
-    trunk.load_state_dict({k: v for k, v in net.state_dict().items() if not k.startswith("comparator.")})
+    blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    cfg = (ModelConfig.from_dict(blob["config"]).changed("encoder", weights="")
+           .changed("scorer.comparison", **PRIOR_VARIANTS["trunk"])
+           .changed("scorer", kind="matcher"))  # the comparator reads one map only
+    state = upgrade_state_v1(blob["model"], cfg) if blob["format"] == FORMAT_V1 else blob["model"]
+    trunk, new = with_parts(state, cfg)
+    assert new == []  # the shipped box head, refiner and matcher
     return save_checkpoint(path, trunk, blob.get("meta"), half=True)
 
 
@@ -118,33 +127,41 @@ def _check_shared_raw(inspector, scorer, meta, recompute):
 
 def test_the_models_prior_gives_the_baselines_raw_scores_of_the_same_boxes(clean_scene, extractor, tmp_path):
     """`evaluate --baseline` on a model with matcher.prior reuses the prior's raw scores (InspectionResult.prior_raw):
-    for a model with prior_features "trunk" they are the comparison run on its own backbone levels; a separate
+    for a model with comparison features "trunk" they are the comparison run on its own backbone levels; a separate
     MobileNetV2 at 2x is another baseline, not computed by it."""
-    from odd_one_out_ros.model.inference import Inspector
+    from odd_one_out_ros.inspection.loader import load_inspector
 
-    inspector = Inspector.from_checkpoint(trunk_checkpoint(tmp_path / "trunk.pt"))
+    inspector = load_inspector(trunk_checkpoint(tmp_path / "trunk.pt"), "cpu").inspector
     net = inspector.net
-    assert net.cfg.matcher.prior and net.prior_trunk
-    scorer = B.BaselineScorer(net.prior_cfg, B.MODEL_PRIOR)
+    comparison = net.scorer.comparison
+    assert net.cfg.scorer.kind == "matcher" and net.cfg.scorer.matcher.prior and comparison.trunk
+    scorer = B.BaselineScorer(comparison.baseline_cfg, B.MODEL_PRIOR)
     assert scorer.computed_by(net)
     assert not B.BaselineScorer(B.BaselineConfig(), extractor).computed_by(net)
     with pytest.raises(ValueError, match="raw"):
         scorer(None, None, None, [])
     meta = read_scene_meta(clean_scene)
-    _check_shared_raw(inspector, scorer, meta, lambda images, K, T, boxes: B.baseline_scores(
-        images[0], K[0], T[0], boxes, None, net.prior_cfg, net.prior_maps(images)[0]))
+
+    def recompute(images, K, T, boxes):
+        with torch.no_grad():
+            maps = comparison.maps(net.scene(images, K, T))[0]  # from a backbone pass of its own
+        return B.baseline_scores(images[0], K[0], T[0], boxes, None, comparison.baseline_cfg, maps)
+
+    _check_shared_raw(inspector, scorer, meta, recompute)
 
 
 def test_an_old_layout_checkpoint_keeps_its_2x_teacher_prior(clean_scene, extractor, tmp_path):
     """A checkpoint without the issue-20 fields loads with the settings it was trained with: the prior's features
     from a separate ImageNet MobileNetV2 at 2x (BaselineConfig's defaults), which the 2x baseline reproduces."""
-    from odd_one_out_ros.model.inference import Inspector
+    from odd_one_out_ros.inspection.loader import load_inspector
 
-    inspector = Inspector.from_checkpoint(old_layout_checkpoint(tmp_path / "old.pt"))
+    inspector = load_inspector(old_layout_checkpoint(tmp_path / "old.pt"), "cpu").inspector
     net = inspector.net
-    assert net.cfg.matcher.prior_features == "teacher" and not net.prior_trunk and net.prior_cfg == B.BaselineConfig()
+    comparison = net.scorer.comparison
+    assert (net.cfg.scorer.comparison.features == "teacher" and not comparison.trunk
+            and comparison.baseline_cfg == B.BaselineConfig())
     scorer = B.BaselineScorer(B.BaselineConfig(), extractor)
-    assert scorer.computed_by(net) and B.BaselineScorer(net.prior_cfg, B.MODEL_PRIOR).computed_by(net)
+    assert scorer.computed_by(net) and B.BaselineScorer(comparison.baseline_cfg, B.MODEL_PRIOR).computed_by(net)
     assert not B.BaselineScorer(B.BaselineConfig(scales=(1.0,)), extractor).computed_by(net)
     meta = read_scene_meta(clean_scene)
     _check_shared_raw(inspector, scorer, meta,
@@ -155,7 +172,7 @@ def test_geometry_helpers():
     box = Box3D([0.1, -0.2, 0.05], [0.2, 0.1, 0.1], 0.7)
     pts = B.cell_points(box, 4).reshape(-1, 3)
     assert box.contains(pts).all() and np.allclose(pts.mean(0), box.center)
-    perms = B._rotation_perms(3, 4)
+    perms = B.rotation_perms(3, 4)
     assert all(sorted(p) == list(range(27)) for p in perms)
     p = np.arange(27)
     for _ in range(4):  # four quarter turns are the identity

@@ -149,7 +149,8 @@ def _scene(rng, grid: VoxelGrid, n: int) -> tuple[torch.Tensor, list[Box3D]]:
 def test_the_head_learns_to_box_objects_without_being_told_their_number():
     cfg = preset("tiny")
     cfg = dataclasses.replace(cfg, grid=GridConfig(shape=(32, 32, 8), voxel_size=0.025, z_min=0.0))
-    cfg = cfg.changed("boxes", estimator="heatmap", head_column=4, head_channels=24, head_blocks=2)
+    cfg = cfg.changed("boxes", estimator="heatmap").changed("boxes.heatmap", head_column=4, head_channels=24,
+                                                            head_blocks=2)
     torch.manual_seed(0)
     net = OddOneOutNet(cfg)  # volume_channels 8: inputs of 10 channels
     rng = np.random.default_rng(0)
@@ -159,14 +160,14 @@ def test_the_head_learns_to_box_objects_without_being_told_their_number():
     train_box_head(net, items, BoxHeadTrainConfig(steps=400, batch=8, lr=3e-3, log_every=1000), log=lambda s: None)
     test = [_scene(rng, net.grid, int(rng.integers(1, 5))) for _ in range(12)]
     with torch.no_grad():
-        heat, reg = net.box_head(torch.stack([x for x, _ in test]))
-    found = decode(heat, reg, net.grid, cfg.boxes)
+        heat, reg = net.boxes.head(torch.stack([x for x, _ in test]))
+    found = decode(heat, reg, net.grid, cfg.boxes.heatmap.score_threshold, cfg.boxes.max_objects)
     hits = sum(sum(j >= 0 for j in match_truth(b, f[0])) for (_, b), f in zip(test, found))
     n = sum(len(b) for _, b in test)
     extra = sum(len(f[0]) for f in found) - hits
     assert hits / n >= 0.8, (hits, n)
     assert extra <= len(test)  # at most one unmatched box per scene (untuned threshold)
-    assert all(((sc > cfg.boxes.score_threshold) & (sc <= 1)).all() for _, sc in found)
+    assert all(((sc > cfg.boxes.heatmap.score_threshold) & (sc <= 1)).all() for _, sc in found)
 
 
 def test_a_heatmap_model_round_trips_its_checkpoint_and_gives_box_scores(tmp_path):
@@ -178,12 +179,12 @@ def test_a_heatmap_model_round_trips_its_checkpoint_and_gives_box_scores(tmp_pat
     torch.manual_seed(0)
     dense = OddOneOutNet(preset("tiny"))
     net = with_box_head(dense, score_threshold=0.05)  # an untrained head: its prior 0.1 is above 0.05 everywhere
-    assert net.box_head is not None and dense.box_head is None
+    assert net.boxes.head is not None and getattr(dense.boxes, "head", None) is None
     for k, v in dense.state_dict().items():  # the rest of the weights are kept
         assert torch.equal(net.state_dict()[k], v)
     path = save_checkpoint(tmp_path / "m.pt", net)
     loaded, _ = load_checkpoint(path)
-    assert loaded.cfg.boxes.estimator == "heatmap" and loaded.cfg.boxes.score_threshold == 0.05
+    assert loaded.cfg.boxes.estimator == "heatmap" and loaded.cfg.boxes.heatmap.score_threshold == 0.05
     inspector = Inspector(loaded)
     _, _, cams = ring_cameras(4, 64)
     rng = np.random.default_rng(1)
@@ -206,7 +207,7 @@ def test_a_heatmap_model_round_trips_its_checkpoint_and_gives_box_scores(tmp_pat
         assert len(counted) == count
         scores = sorted((o.box_score for o in counted), reverse=True)
         assert all(s in scores for s in sorted((o.box_score for o in res.objects), reverse=True)[:count])
-    strict = Inspector(OddOneOutNet(net.cfg.changed("boxes", score_threshold=0.99)))  # no peak above 0.99
+    strict = Inspector(OddOneOutNet(net.cfg.changed("boxes.heatmap", score_threshold=0.99)))  # no peak above 0.99
     assert not strict.inspect(views).objects and len(strict.inspect(views, count=3).objects) == 3
     with pytest.raises(ValueError, match="box_score"):
         validate_report({**report, "objects": [{**report["objects"][0], "box_score": 1.5}]})
@@ -215,7 +216,8 @@ def test_a_heatmap_model_round_trips_its_checkpoint_and_gives_box_scores(tmp_pat
 def test_the_refiner_learns_to_correct_boxes_it_is_shown():
     cfg = preset("tiny")
     cfg = dataclasses.replace(cfg, grid=GridConfig(shape=(32, 32, 8), voxel_size=0.025, z_min=0.0))
-    cfg = cfg.changed("boxes", estimator="heatmap", head_column=2, head_channels=8, head_blocks=1, refine=True)
+    cfg = cfg.changed("boxes", estimator="heatmap").changed("boxes.heatmap", head_column=2, head_channels=8,
+                                                            head_blocks=1, refine=True)
     torch.manual_seed(0)
     net = OddOneOutNet(cfg)
     rng = np.random.default_rng(5)
@@ -228,7 +230,7 @@ def test_the_refiner_learns_to_correct_boxes_it_is_shown():
         with torch.no_grad():
             for x, props, truth in shown:
                 t = boxes_to_tensor(props)
-                refined = apply_residuals(t, net.box_refiner(refine_regions(x[None], t, net.grid, 8), t))
+                refined = apply_residuals(t, net.boxes.refiner(refine_regions(x[None], t, net.grid, 8), t))
                 ious += [iou_3d(a, b) for a, b in zip(boxes_from_tensor(refined), truth)]
         return float(np.mean(ious))
 
@@ -254,7 +256,7 @@ def test_training_resumes_exactly(tmp_path):
         torch.manual_seed(0)
         net = OddOneOutNet(cfg)
         train_box_head(net, items, train_cfg, resume_file=resume, log=log)
-        return net.box_head.state_dict()
+        return net.boxes.head.state_dict()
 
     whole = run(None)
 
@@ -263,7 +265,7 @@ def test_training_resumes_exactly(tmp_path):
 
     with pytest.raises(_Stop, match="step 3/6"):  # killed at step 3, after its resume file was written
         run(tmp_path / "r.pt", stop)
-    assert torch.load(tmp_path / "r.pt", weights_only=True)["step"] == 3
+    assert torch.load(tmp_path / "r.pt", weights_only=True)["loop"]["step"] == 3
     lines = []
     resumed = run(tmp_path / "r.pt", lines.append)
     assert lines[0] == "resumed at step 3" and lines[-1].startswith("step 6/6")

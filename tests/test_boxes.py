@@ -119,11 +119,11 @@ def test_sub_voxel_boundaries_fit_small_and_thin_boxes():
     import dataclasses
 
     from odd_one_out_ros.model.box_estimator import boxes_from_opacity
-    from odd_one_out_ros.model.config import BoxConfig, GridConfig
+    from odd_one_out_ros.model.config import DensityBoxConfig, GridConfig
     from odd_one_out_ros.model.volume import VoxelGrid
 
     grid = VoxelGrid.from_config(GridConfig(shape=(24, 24, 10), voxel_size=0.02, z_min=-0.02))
-    cfg = BoxConfig(occupancy_threshold=0.5, boundary_level=0.5, min_voxels=2, min_extent_voxels=1.0)
+    cfg = DensityBoxConfig(occupancy_threshold=0.5, boundary_level=0.5, min_voxels=2, min_extent_voxels=1.0)
     fine, coarse = [], []
     for size, yaw in [((0.083, 0.047, 0.026), 0.3), ((0.15, 0.11, 0.031), -1.1), ((0.061, 0.061, 0.13), 0.7)]:
         truth = Box3D([0.011, -0.007, size[2] / 2], size, yaw)

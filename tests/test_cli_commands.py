@@ -25,7 +25,6 @@ from odd_one_out_ros.model.checkpoint import file_sha256, read_checkpoint, save_
 from odd_one_out_ros.model.config import preset
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.training.box_head import with_box_head
-from odd_one_out_ros.training.evaluate import SCORE_THRESHOLDS
 from odd_one_out_ros.viz import GREEN, RED
 
 VIEWS = [0, 2, 4]  # of the 6 generated views: the rig of the recorded inspection, and detect's --views
@@ -57,7 +56,7 @@ def checkpoints(tmp_path_factory):
         torch.manual_seed(seed)
         net = OddOneOutNet(preset("tiny"))
         with torch.no_grad():
-            net.density_head.net[-1].bias.fill_(6.0)
+            net.scene.density_head.net[-1].bias.fill_(6.0)
         save_checkpoint(d / f"{name}.pt", net)
     torch.manual_seed(0)
     save_checkpoint(d / "heat.pt", with_box_head(OddOneOutNet(preset("tiny")), score_threshold=0.05))
@@ -88,7 +87,7 @@ def record_inspection(folder: Path, scene, checkpoint: Path, threshold: float) -
                                                for n, c in zip(names, cams)], force=True)
     p = DetectorParams(checkpoint=str(checkpoint), anomaly_threshold=threshold, rig_file=str(rig),
                        cameras=tuple(names), audit_log=str(folder / "audit.jsonl"),
-                       record_views_dir=str(folder / "bags"))
+                       record_views_dir=str(folder / "bags"), min_objects=0)  # (the tiny models find 1-2)
     resolver = PoseResolver.create(p.pose_source, p.rig_file)
     model = load_inspector(p.checkpoint, p.device, p.anomaly_threshold)
     audit = AuditLog(p.audit_log, node="/detector")
@@ -205,11 +204,12 @@ def test_detect_prints_and_writes_one_row_per_box_and_draws_them(scene, checkpoi
     assert len(table) == len(rows)
     for line, r in zip(table, rows):
         assert line.split()[:3] == [str(r["id"]), r["label"], f"{r['score']:.3f}"]
-    # the overlay: the three views side by side, each with the boxes drawn on it
+    # the overlay (the detector's): the three views side by side, enlarged to 256 px tiles, boxes drawn on each
     sheet = cv2.cvtColor(cv2.imread(str(out_png)), cv2.COLOR_BGR2RGB)
-    assert sheet.shape == (64, 64 * len(VIEWS), 3)
+    assert sheet.shape == (256, 256 * len(VIEWS), 3)
     for k, v in enumerate(VIEWS):
-        tile, raw = sheet[:-CAPTION_ROWS, 64 * k:64 * (k + 1)], read_rgb(scene.rgb_path(v))[:-CAPTION_ROWS]
+        raw = cv2.resize(read_rgb(scene.rgb_path(v)), (256, 256), interpolation=cv2.INTER_LINEAR)[:-CAPTION_ROWS]
+        tile = sheet[:-CAPTION_ROWS, 256 * k:256 * (k + 1)]
         drawn = (tile != raw).any(-1)
         colour = RED if rows[0]["label"] == "anomalous" else GREEN
         assert drawn.sum() > 20 and (tile == colour).all(-1).sum() > 10, (v, drawn.sum())
@@ -285,34 +285,56 @@ def _refused_by_argparse(argv: list[str], flag: str, capsys) -> None:
 
 
 # -------------------------------------------------------------------------------------------------- tune-boxes
+def _tuning_grid(checkpoint: Path) -> list[str]:
+    """The labels of the settings tune-boxes tries for a checkpoint's box estimator (BoxEstimator.tuning_grid)."""
+    from odd_one_out_ros.model.checkpoint import load_checkpoint
+
+    net, _ = load_checkpoint(checkpoint)
+    return [" ".join(f"{k}={v}" for k, v in values.items()) for values in net.boxes.tuning_grid()]
+
+
+def _check_tuning_table(printed: list[str], recall: dict, labels: list[str], chosen: str, tolerance: float) -> None:
+    """The printed table (one line per setting, in the grid's order, the chosen one marked), the meta table
+    box_recall_by_setting behind it, and the choice: the fewest unmatched boxes per scene among the settings within
+    `tolerance` points of the best recall, then the highest recall."""
+    assert list(recall) == labels
+    assert all(0 <= row["recall"] <= 100 and row["unmatched_per_scene"] >= 0 for row in recall.values())
+    assert len(printed) == len(labels)
+    for line, label in zip(printed, labels):
+        assert line == (f"{label}: box recall@0.5 {recall[label]['recall']:.1f} %, "
+                        f"{recall[label]['unmatched_per_scene']:.2f} unmatched boxes per scene"
+                        f"{'  <- chosen' if label == chosen else ''}"), line
+    assert [line for line in printed if line.endswith("<- chosen")] == [
+        line for line in printed if line.startswith(f"{chosen}: ")]
+    top = max(row["recall"] for row in recall.values())
+    near = [k for k in labels if recall[k]["recall"] >= top - tolerance]
+    assert chosen in near
+    assert min((recall[k]["unmatched_per_scene"], -recall[k]["recall"]) for k in near) == (
+        recall[chosen]["unmatched_per_scene"], -recall[chosen]["recall"]), recall
+
+
 def test_tune_boxes_sets_a_candidate_score_threshold_and_records_it(data, checkpoints, tmp_path, capsys):
     out = tmp_path / "tuned.pt"
     before = file_sha256(checkpoints.heat)
+    labels = _tuning_grid(checkpoints.heat)
+    assert labels and all(re.fullmatch(r"score_threshold=[0-9.]+", x) for x in labels), labels
     capsys.readouterr()
     assert cli_main(["tune-boxes", "--checkpoint", str(checkpoints.heat), "--data", str(data), "--scenes", "2",
                      "--views", "3", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
     assert file_sha256(checkpoints.heat) == before  # the input is not changed
-    m = re.fullmatch(rf"wrote {re.escape(str(out))} \(score threshold ([0-9.]+)\)", printed[-1])
+    m = re.fullmatch(rf"wrote {re.escape(str(out))} \(boxes\.heatmap (score_threshold=([0-9.]+))\)", printed[-1])
     assert m, printed[-1]
-    best = float(m.group(1))
-    assert best in SCORE_THRESHOLDS
-    table = printed[:-1]
-    assert len(table) == len(SCORE_THRESHOLDS)
-    assert [line for line in table if line.endswith("<- chosen")] == [
-        line for line in table if line.startswith(f"score > {best:.2f}:")]
+    chosen, best = m.group(1), float(m.group(2))
+    assert chosen in labels
     blob = read_checkpoint(out)
-    assert blob["config"].boxes.estimator == "heatmap" and blob["config"].boxes.score_threshold == best
+    assert blob["config"].boxes.estimator == "heatmap" and blob["config"].boxes.heatmap.score_threshold == best
     assert blob["meta"]["box_threshold_tuned_on"] == f"{data} train (2 scenes)"
-    recall = blob["meta"]["box_recall_by_score_threshold"]
-    assert set(recall) == {str(c) for c in SCORE_THRESHOLDS}
-    assert all(0 <= row["recall"] <= 100 and row["unmatched_per_scene"] >= 0 for row in recall.values())
-    for line, c in zip(table, SCORE_THRESHOLDS):
-        assert line.startswith(f"score > {c:.2f}: box recall@0.5 {recall[str(c)]['recall']:.1f} %, "
-                               f"{recall[str(c)]['unmatched_per_scene']:.2f} unmatched")
+    recall = blob["meta"]["box_recall_by_setting"]
+    _check_tuning_table(printed[:-1], recall, labels, chosen, tolerance=1.0)
     weights = read_checkpoint(checkpoints.heat)["model"]
     assert blob["model"].keys() == weights.keys() and all(torch.equal(blob["model"][k], weights[k]) for k in weights)
-    assert load_inspector(out, "cpu").net.cfg.boxes.score_threshold == best  # what inspections will use
+    assert load_inspector(out, "cpu").net.cfg.boxes.heatmap.score_threshold == best  # what inspections will use
 
     # refusals, exit 2 and no checkpoint written: a split the data lacks, no scenes of the split, no scenes at all
     loose = tmp_path / "loose"  # scenes without a splits.json: their own metadata says train
@@ -332,26 +354,26 @@ def test_tune_boxes_sets_a_candidate_score_threshold_and_records_it(data, checkp
 
 
 def test_tune_boxes_of_the_density_estimator_sets_occupancy_and_soft_height(data, checkpoints, tmp_path, capsys):
-    from odd_one_out_ros.training.evaluate import THRESHOLDS
-
     out = tmp_path / "tuned.pt"
+    labels = _tuning_grid(checkpoints.dense_a)
+    assert all(re.fullmatch(r"occupancy_threshold=[0-9.]+ soft_height=(True|False)", x) for x in labels), labels
+    assert {x.split()[1] for x in labels} == {"soft_height=True", "soft_height=False"}
     capsys.readouterr()
     assert cli_main(["tune-boxes", "--checkpoint", str(checkpoints.dense_a), "--data", str(data), "--scenes", "1",
                      "--views", "2", "--out", str(out)]) == 0
     printed = capsys.readouterr().out.splitlines()
-    m = re.fullmatch(rf"wrote {re.escape(str(out))} \(occupancy threshold ([0-9.]+), soft height (on|off)\)",
-                     printed[-1])
+    m = re.fullmatch(rf"wrote {re.escape(str(out))} \(boxes\.density (occupancy_threshold=([0-9.]+) "
+                     rf"soft_height=(True|False))\)", printed[-1])
     assert m, printed[-1]
-    best, soft = float(m.group(1)), m.group(2) == "on"
-    assert best in THRESHOLDS and len(printed) == 1 + 2 * len(THRESHOLDS)
-    chosen = [line for line in printed if line.endswith("<- chosen")]
-    assert chosen == [f"occupancy > {best:.2f}{', soft height' if soft else ''}: " + chosen[0].split(": ", 1)[1]]
+    chosen, best, soft = m.group(1), float(m.group(2)), m.group(3) == "True"
+    assert chosen in labels
     blob = read_checkpoint(out)
     boxes = blob["config"].boxes
-    assert boxes.estimator == "density" and (boxes.occupancy_threshold, boxes.soft_height) == (best, soft)
-    assert read_checkpoint(checkpoints.dense_a)["config"].boxes.occupancy_threshold != best  # it was changed
+    assert boxes.estimator == "density" and (boxes.density.occupancy_threshold, boxes.density.soft_height) == (best,
+                                                                                                              soft)
+    assert read_checkpoint(checkpoints.dense_a)["config"].boxes.density.occupancy_threshold != best  # it was changed
     assert blob["meta"]["box_threshold_tuned_on"] == f"{data} train (1 scenes)"
-    assert set(blob["meta"]["box_recall_by_threshold"]) == {f"{c}{s}" for c in THRESHOLDS for s in ("", " soft")}
+    _check_tuning_table(printed[:-1], blob["meta"]["box_recall_by_setting"], labels, chosen, tolerance=2.0)
 
 
 # ---------------------------------------------------------------------------------------------------- evaluate

@@ -94,29 +94,38 @@ def test_a_comparator_model_scores_the_comparisons_boxes_and_round_trips_its_che
     from tests.test_model import ring_cameras
 
     torch.manual_seed(0)
-    plain = OddOneOutNet(preset("tiny").changed("matcher", prior=True))
-    net = with_comparator(plain, comparator_dim=8, comparator_hidden=8)
-    assert net.comparator is not None and plain.comparator is None
-    for k, v in plain.state_dict().items():
-        assert torch.equal(net.state_dict()[k], v)
+    plain = OddOneOutNet(preset("tiny").changed("scorer.matcher", prior=True))
+    net = with_comparator(plain, dim=8, hidden=8)
+    assert net.scorer.comparator is not None and getattr(plain.scorer, "comparator", None) is None
+    # the scene encoder and the box estimator keep their weights; only the scorer is new
+    mine, theirs = net.state_dict(), plain.state_dict()
+    kept = [k for k in theirs if not k.startswith("scorer.")]
+    assert kept and sorted(kept) == sorted(k for k in mine if not k.startswith("scorer."))
+    for k in kept:
+        assert torch.equal(mine[k], theirs[k]), k
     boxes = [Box3D([x, 0.0, 0.04], [0.08, 0.06, 0.08], 0.0) for x in (-0.2, -0.05, 0.1, 0.25)]
     images = torch.rand(1, 4, 3, 64, 64)
     K, T, _ = ring_cameras(4, 64)
-    raw, logits = net.compare(images, K, T, [boxes])
-    ref = plain.prior_raw_scores(images, K, T, [boxes])
+    with torch.no_grad():
+        out = net(images, K, T, [boxes])
+        raw, logits = out.raw, out.logits
+        ref = plain(images, K, T, [boxes]).raw  # the matcher's prior: the training-free comparison's raw scores
     np.testing.assert_allclose(raw[0], ref[0], rtol=1e-9, atol=0)  # the same digits (baseline.object_scores)
     assert logits[0].shape == (4,)
     path = save_checkpoint(tmp_path / "c.pt", net)
     loaded, _ = load_checkpoint(path)
-    assert loaded.cfg.matcher.comparator and loaded.cfg.matcher.comparator_dim == 8
-    torch.testing.assert_close(loaded.compare(images, K, T, [boxes])[1][0], logits[0])
-    _, lg = loaded(images, K, T, [boxes])  # forward scores given boxes with the comparator
-    torch.testing.assert_close(lg[0], logits[0])
-    assert loaded.compare(images, K, T, [[]])[1][0].shape == (0,)  # a scene with no objects
+    assert loaded.cfg.scorer.kind == "comparator" and loaded.cfg.scorer.comparator.dim == 8
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(images, K, T, [boxes]).logits[0], logits[0])
+        # the stages one by one (scene encoding, the scorer's inputs, the scorer) give what forward gives
+        enc = loaded.scene(images, K, T)
+        lg = loaded.scorer(loaded.scorer.prepare(enc, [boxes])).logits
+        torch.testing.assert_close(lg[0], logits[0])
+        assert loaded(images, K, T, [[]]).logits[0].shape == (0,)  # a scene with no objects
 
 
 def test_the_comparator_needs_the_teacher_comparison():
-    with pytest.raises(ValueError, match="matcher.comparator"):
-        preset("tiny").changed("matcher", comparator=True, prior=False).validate()
-    with pytest.raises(ValueError, match="matcher.comparator"):
-        preset("tiny").changed("matcher", comparator=True, prior=True, prior_features="trunk").validate()
+    comparator = preset("tiny").changed("scorer", kind="comparator")
+    assert comparator.validate() is comparator  # the teacher comparison (the default): one map of cells
+    with pytest.raises(ValueError, match="scorer.kind must be another scorer than comparator with scorer.comparison"):
+        comparator.changed("scorer.comparison", features="trunk").validate()

@@ -28,11 +28,11 @@ def test_demo_runs_end_to_end(tmp_path, ros_domain):
     # one row per true object, plus one per detection that matches none
     assert len(summary["objects"]) == len(truth) + sum(row["object"] == "-" for row in summary["objects"])
     assert {row["detection"] for row in summary["objects"]} - {None} == set(range(report["n_objects"]))
-    # the shipped checkpoint is in the package: the demo runs it (the untrained fallback is tested below)
-    assert summary["untrained_model"] is False and "UNTRAINED" not in r.stdout + r.stderr
     sheet = cv2.imread(str(tmp_path / "overlay.png"))
     assert sheet.shape == (256, 5 * 256, 3)
     audit = read_audit_log(tmp_path / "audit.jsonl")
+    # (a verdict "cannot_inspect" may come first: cameras that had sent nothing yet; it has no view bag)
+    audit = [r for r in read_audit_log(tmp_path / "audit.jsonl") if r["inspection_id"] >= report["inspection_id"]]
     assert audit and {k: v for k, v in audit[0].items() if k not in ("bag", "run_id")} == report
     assert audit[0]["run_id"] and audit[0]["node"] == report["node"]
     assert find_view_bags(tmp_path / "bags")[0] == Path(audit[0]["bag"])
@@ -65,19 +65,3 @@ def test_demo_bad_input_is_a_clear_error(tmp_path, ros_domain):
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "not a readable checkpoint" in r.stderr and str(corrupt) in r.stderr
     assert "Traceback" not in r.stderr
-
-
-def test_demo_without_a_shipped_checkpoint_runs_an_untrained_network_and_says_so(tmp_path):
-    """The fallback when the package has no checkpoint yet: a random network saved beside the outputs, marked
-    untrained in its meta, and every report of it says untrained."""
-    import torch
-
-    from odd_one_out_ros.commands.demo import UNTRAINED_WARNING, _untrained_checkpoint
-    from odd_one_out_ros.inspection.loader import load_inspector
-
-    path = _untrained_checkpoint(tmp_path)
-    assert path == tmp_path / "untrained_cpu.pt"
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    assert blob["meta"]["untrained"] is True
-    assert "UNTRAINED network" in UNTRAINED_WARNING
-    assert load_inspector(path, "cpu").info["untrained"] is True

@@ -8,7 +8,7 @@ import torch
 
 from odd_one_out_ros.geometry import Box3D, PinholeCamera, boxes_to_tensor, iou_3d, look_at, scale_intrinsics
 from odd_one_out_ros.model.box_estimator import estimate_boxes
-from odd_one_out_ros.model.config import BoxConfig, GridConfig, ModelConfig, preset
+from odd_one_out_ros.model.config import DensityBoxConfig, GridConfig, ModelConfig, preset
 from odd_one_out_ros.model.matcher import (
     AttentionBlock,
     CrossInstanceMatcher,
@@ -138,19 +138,19 @@ def test_gradients_reach_encoder_and_feature_loss_leaves_density_alone():
     cfg = preset("tiny")
     net = OddOneOutNet(cfg)
     K, T, _ = ring_cameras(3, cfg.image_size)
-    vol = net.build_volume(torch.rand(1, 3, 3, cfg.image_size, cfg.image_size), K, T)
-    out = net.render(vol, K, T, (cfg.image_size, cfg.image_size), stratified=True)
+    vol = net.scene.volume(torch.rand(1, 3, 3, cfg.image_size, cfg.image_size), K, T)
+    out = net.scene.render(vol, K, T, (cfg.image_size, cfg.image_size), stratified=True)
     # image loss -> encoder
     net.zero_grad()
     out["rgb"].square().mean().backward(retain_graph=True)
-    enc_grad = sum(p.grad.abs().sum() for p in net.encoder.parameters() if p.grad is not None)
+    enc_grad = sum(p.grad.abs().sum() for p in net.scene.encoder.parameters() if p.grad is not None)
     assert enc_grad > 0
     # feature loss -> projector and encoder, but not the density head
     net.zero_grad()
     out["feat"].square().mean().backward()
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in net.density_head.parameters())
-    assert sum(p.grad.abs().sum() for p in net.projector.parameters()) > 0
-    assert sum(p.grad.abs().sum() for p in net.encoder.parameters() if p.grad is not None) > 0
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in net.scene.density_head.parameters())
+    assert sum(p.grad.abs().sum() for p in net.scene.projector.parameters()) > 0
+    assert sum(p.grad.abs().sum() for p in net.scene.encoder.parameters() if p.grad is not None) > 0
 
 
 def blob_density(grid: VoxelGrid, boxes: list[Box3D], sigma=200.0) -> np.ndarray:
@@ -172,12 +172,12 @@ def test_box_estimator_recovers_blobs_without_knowing_their_number():
     rng = np.random.default_rng(0)
     noise = rng.random(dens.shape) < 0.0015  # isolated noise voxels
     dens[noise] = 200.0
-    boxes = estimate_boxes(dens, grid, BoxConfig(occupancy_threshold=0.5, min_voxels=8))
+    boxes = estimate_boxes(dens, grid, DensityBoxConfig(occupancy_threshold=0.5, min_voxels=8))
     assert len(boxes) == 4
     for t in truth:
         assert max(iou_3d(t, b) for b in boxes) > 0.9
-    assert estimate_boxes(np.zeros_like(dens), grid, BoxConfig()) == []
-    assert estimate_boxes(np.where(noise, 200.0, 0.0), grid, BoxConfig()) == []  # noise alone: nothing
+    assert estimate_boxes(np.zeros_like(dens), grid, DensityBoxConfig()) == []
+    assert estimate_boxes(np.where(noise, 200.0, 0.0), grid, DensityBoxConfig()) == []  # noise alone: nothing
 
 
 def test_soft_height_gives_thin_objects_their_height():
@@ -190,8 +190,8 @@ def test_soft_height_gives_thin_objects_their_height():
     dens[0, 10:14, 10:14] = -np.log(1 - 0.4) / s  # opacity 0.4: the plate fills 40 % of the voxel layer
     dens[0:4, 26:30, 26:30] = 400.0  # opacity ~1
     for soft, plate_iou in ((False, (0.3, 0.45)), (True, (0.8, 1.0))):
-        boxes = estimate_boxes(dens, grid, BoxConfig(occupancy_threshold=0.3, min_voxels=8, soft_height=soft,
-                                                     upsample=1))  # whole voxels: what soft_height mends
+        boxes = estimate_boxes(dens, grid, DensityBoxConfig(occupancy_threshold=0.3, min_voxels=8, soft_height=soft,
+                                                            upsample=1))  # whole voxels: what soft_height mends
         assert len(boxes) == 2
         p = max(boxes, key=lambda b: -b.center[0])
         b = max(boxes, key=lambda b: b.center[0])
@@ -207,8 +207,8 @@ def test_boxes_are_cut_at_the_support_plane():
     dens = np.zeros((8, 20, 20))
     dens[1:6, 8:12, 8:12] = 400.0  # z from -0.025 to 0.1
     dens[0:2, 0:3, 0:3] = 400.0  # a blob wholly below the floor
-    cut = estimate_boxes(dens, grid, BoxConfig(min_voxels=8, floor_cut=True))
-    uncut = estimate_boxes(dens, grid, BoxConfig(min_voxels=8, floor_cut=False))
+    cut = estimate_boxes(dens, grid, DensityBoxConfig(min_voxels=8, floor_cut=True))
+    uncut = estimate_boxes(dens, grid, DensityBoxConfig(min_voxels=8, floor_cut=False))
     assert len(cut) == 1 and len(uncut) == 2
     assert iou_3d(block, cut[0]) > 0.97 and max(iou_3d(block, b) for b in uncut) < 0.85
 
@@ -268,7 +268,7 @@ def test_permuting_objects_permutes_scores(variant):
     matcher = CrossInstanceMatcher(cfg, 12).double().eval()
     for blk in matcher.blocks:  # non-zero attention output so that objects really interact
         torch.nn.init.normal_(blk.attn.out.weight, std=0.2)
-    r = cfg.matcher.roi_size
+    r = cfg.scorer.matcher.roi_size
     z = torch.randn(5, 12, r, r, r, dtype=torch.float64)
     feats = torch.randn(5, r ** 3, 6, dtype=torch.float64)
     perm = torch.tensor([3, 0, 4, 1, 2])
@@ -302,15 +302,15 @@ def test_permuting_views_changes_nothing_and_any_view_and_object_count_works():
     images = torch.rand(1, 6, 3, S, S)
     perm = torch.tensor([5, 2, 0, 4, 1, 3])
     with torch.no_grad():
-        a = net.build_volume(images, K, T)
-        b = net.build_volume(images[:, perm], K[:, perm], T[:, perm])
+        a = net.scene.volume(images, K, T)
+        b = net.scene.volume(images[:, perm], K[:, perm], T[:, perm])
         torch.testing.assert_close(a.fv, b.fv, atol=1e-5, rtol=1e-4)
         for M in (1, 20):
             Km, Tm, _ = ring_cameras(M, S)
-            vol = net.build_volume(torch.rand(1, M, 3, S, S), Km, Tm)
+            enc = net.scene(torch.rand(1, M, 3, S, S), Km, Tm)
             for N in (1, 15):
                 boxes = [Box3D([-0.3 + 0.04 * i, 0.05 * (i % 3), 0.1], [0.06, 0.05, 0.08], 0.2 * i) for i in range(N)]
-                logits = net.classify(vol, [boxes_to_tensor(boxes)])[0]
+                logits = net.scorer(net.scorer.prepare(enc, [boxes])).logits[0]
                 assert logits.shape == (N,) and torch.isfinite(logits).all()
 
 
@@ -324,7 +324,7 @@ def test_attention_block_starts_as_identity_on_attention_path():
 
 
 def test_config_round_trip_and_errors():
-    for name in ("paper", "cpu", "tiny"):
+    for name in ("paper", "cpu", "cpu_default", "tiny"):
         cfg = preset(name)
         assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     with pytest.raises(ValueError, match="variant"):
@@ -357,48 +357,54 @@ def test_losses_against_hand_computed_values():
 
 
 def test_the_prior_adds_a_learned_affine_of_the_robust_z_score():
-    """matcher.prior: logit = head + a (z - b), z the boxes' robust z-scores of the training-free comparison;
+    """scorer.matcher.prior: logit = head + a (z - b), z the boxes' robust z-scores of the training-free comparison;
     forward computes z from the images itself; a model without the prior has no prior parameters (old
     checkpoints load) and ignores nothing silently: a prior model without z refuses to classify."""
 
     from odd_one_out_ros.benchmark import synthetic_inputs
     from odd_one_out_ros.model.baseline import baseline_scores, robust_z
+    from odd_one_out_ros.model.scorers import ScorerInputs
 
     base = preset("tiny")
-    assert not base.matcher.prior and preset("cpu").matcher.prior and not preset("paper").matcher.prior
+    assert (not base.scorer.matcher.prior and preset("cpu").scorer.matcher.prior
+            and not preset("paper").scorer.matcher.prior)
     assert not any("prior" in k for k in OddOneOutNet(base).state_dict())
     torch.manual_seed(0)
-    cfg = dataclasses.replace(base, matcher=dataclasses.replace(base.matcher, prior=True))
+    cfg = base.changed("scorer.matcher", prior=True)
     net = OddOneOutNet(cfg).eval()
+    scorer, comparison = net.scorer, net.scorer.comparison
+    assert comparison is not None
     images, K, T, boxes = synthetic_inputs(cfg, 3, 4, "cpu")
-    bt = boxes_to_tensor(boxes)
     with torch.no_grad():
-        net.matcher.prior_scale.fill_(0.5)
-        vol = net.build_volume(images, K, T)
+        scorer.matcher.prior_scale.fill_(0.5)
+        enc = net.scene(images, K, T)
+        inputs = scorer.prepare(enc, [boxes])
         z = torch.tensor([0.0, 1.0, 2.0, 5.0])
-        l0 = net.classify(vol, [bt], [torch.zeros(4)])[0]
-        l1 = net.classify(vol, [bt], [z])[0]
+        l0 = scorer(dataclasses.replace(inputs, prior=[torch.zeros(4)])).logits[0]
+        l1 = scorer(dataclasses.replace(inputs, prior=[z])).logits[0]
         assert torch.allclose(l1 - l0, 0.5 * z, atol=1e-5)
         with pytest.raises(ValueError, match="prior"):
-            net.classify(vol, [bt])
-        found, logits = net(images, K, T, [boxes])
-        prior = net.prior_scores(images, K, T, [boxes])[0]
-        raw = baseline_scores(images[0], K[0], T[0], boxes, net.prior_extractor("cpu"), net.prior_cfg)
-        assert np.allclose(prior.numpy(), robust_z(raw, net.prior_cfg), atol=1e-6)
-        assert torch.allclose(logits[0], net.classify(vol, [bt], [prior])[0], atol=1e-5)
-        assert len(found[0]) == 4
+            scorer(ScorerInputs(enc, [boxes]))
+        out = net(images, K, T, [boxes])
+        prior = comparison.z_scores(comparison.raw_scores(enc, [boxes]), images.device)[0]
+        raw = baseline_scores(images[0], K[0], T[0], boxes, comparison.extractor("cpu"), comparison.baseline_cfg)
+        assert np.allclose(prior.numpy(), robust_z(raw, comparison.baseline_cfg), atol=1e-6)
+        torch.testing.assert_close(inputs.prior[0], prior)  # what the scorer prepares is that z-score
+        assert torch.allclose(out.logits[0], scorer(dataclasses.replace(inputs, prior=[prior])).logits[0],
+                              atol=1e-5)
+        assert len(out.boxes[0]) == 4 and out.found[0].boxes == boxes
     # the speed benchmarks run on a prior model too (the cpu preset has it)
     from odd_one_out_ros.benchmark import bench_attention, bench_inspection
 
     assert set(bench_attention(cfg, [2, 3], repeat=1)["sparse"]) == {2, 3}
     calls = []
-    real = net.prior_raw_scores
+    real = comparison.raw_scores
 
     def counted(*a, **kw):  # the real comparison, counted: the benchmark's inspection must run it each time
         calls.append(real(*a, **kw))
         return calls[-1]
 
-    net.prior_raw_scores = counted
+    comparison.raw_scores = counted
     bench = bench_inspection(net, 3, 4, warmup=1, repeat=2, reference=False, memory=False)
     assert len(calls) == 3 and all(c[0].shape == (4,) for c in calls)
     assert set(bench["stage_ms_median"]) == {"volume", "boxes", "prior", "classify"}
@@ -408,38 +414,43 @@ def test_paper_config_forward_and_backward_at_a_reduced_size():
     """The paper's architecture (ResNet-50 + FPN, the four-scale 3D U-Net, feature distillation, sparse voxel
     attention with every other instance, the density + DBSCAN boxes, no prior) runs forward and backward on a CPU at
     a reduced image and grid size: its own boxes and logits, the training losses and gradients to the encoder."""
+    from odd_one_out_ros.model.estimators import DensityBoxes
     from odd_one_out_ros.model.losses import LossWeights
+    from odd_one_out_ros.model.scorers import MatcherScorer
 
     torch.manual_seed(0)
     paper = preset("paper")
     cfg = dataclasses.replace(paper, image_size=64, grid=GridConfig(shape=(16, 16, 8), voxel_size=0.05, z_min=-0.1),
                               render=dataclasses.replace(paper.render, n_samples=16, rgb_size=16, feature_size=8))
-    assert (cfg.encoder, cfg.matcher, cfg.boxes, cfg.unet_channels) == (
-        paper.encoder, paper.matcher, paper.boxes, paper.unet_channels)
+    assert (cfg.encoder, cfg.scorer, cfg.boxes, cfg.unet_channels) == (
+        paper.encoder, paper.scorer, paper.boxes, paper.unet_channels)
     net = OddOneOutNet(cfg)
-    assert net.encoder.cfg.name == "resnet50_fpn" and cfg.distill and not cfg.matcher.prior
+    assert net.scene.encoder.cfg.name == "resnet50_fpn" and cfg.distill and not cfg.scorer.matcher.prior
+    assert isinstance(net.boxes, DensityBoxes) and isinstance(net.scorer, MatcherScorer)
+    assert net.scorer.comparison is None
     S = cfg.image_size
     K, T, _ = ring_cameras(4, S)
     images = torch.rand(1, 4, 3, S, S)
     boxes = [Box3D([-0.2 + 0.2 * i, 0.05 * i, 0.08], [0.12, 0.1, 0.12], 0.3 * i) for i in range(3)]
     net.eval()
     with torch.no_grad():
-        found, logits, extras = net(images, K, T, [boxes], return_extras=True)
-        assert found[0] == boxes and logits[0].shape == (3,) and torch.isfinite(logits[0]).all()
-        assert extras["prior_raw"] is None
-        own, own_logits = net(images, K, T)  # the density estimator's boxes on an untrained volume: any number
-        assert own_logits[0].shape == (len(own[0]),) and torch.isfinite(own_logits[0]).all()
+        given = net(images, K, T, [boxes])
+        assert given.boxes[0] == boxes and given.logits[0].shape == (3,) and torch.isfinite(given.logits[0]).all()
+        assert given.raw is None
+        own = net(images, K, T)  # the density estimator's boxes on an untrained volume: any number
+        assert own.logits[0].shape == (len(own.boxes[0]),) and torch.isfinite(own.logits[0]).all()
     net.train()
-    vol = net.build_volume(images, K, T)
-    out = net.render(vol, K, T, (S, S), stratified=True)
+    enc = net.scene(images, K, T, full=True)
+    vol = enc.volume
+    out = net.scene.render(vol, K, T, (S, S), stratified=True)
     r, f = cfg.render.rgb_size, cfg.render.feature_size
     out = {"rgb": out["rgb"].flatten(3), "opacity": out["opacity"].flatten(3), "feat": out["feat"].flatten(3),
-           "logits": net.classify(vol, [boxes_to_tensor(boxes)])[0]}
+           "logits": net(images, K, T, [boxes], encoding=enc).logits[0]}
     targets = {"rgb": torch.rand(1, 4, 3, r * r), "mask": torch.ones(1, 4, 1, r * r),
                "feat": torch.rand(1, 4, cfg.teacher_dim, f * f), "feat_weights": torch.ones(1, 4, 1, f * f),
                "labels": torch.tensor([0.0, 1.0, 0.0])}
     terms = net.get_loss_dict(vol, out, targets, LossWeights())
     assert {"image", "feature", "bce", "total"} <= set(terms) and torch.isfinite(terms["total"])
     terms["total"].backward()
-    assert sum(p.grad.abs().sum() for p in net.encoder.parameters() if p.grad is not None) > 0
-    assert sum(p.grad.abs().sum() for p in net.matcher.parameters() if p.grad is not None) > 0
+    assert sum(p.grad.abs().sum() for p in net.scene.encoder.parameters() if p.grad is not None) > 0
+    assert sum(p.grad.abs().sum() for p in net.scorer.matcher.parameters() if p.grad is not None) > 0

@@ -7,7 +7,15 @@ import torch
 import torchvision
 
 from odd_one_out_ros.geometry import Box3D, PinholeCamera, iou_3d, look_at
-from odd_one_out_ros.model.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from odd_one_out_ros.inspection.loader import load_inspector
+from odd_one_out_ros.model.checkpoint import (
+    FORMAT,
+    FORMAT_V1,
+    CheckpointError,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 from odd_one_out_ros.model.config import EncoderConfig, preset
 from odd_one_out_ros.model.encoder2d import FPNEncoder, deep_sort_mobilenet_weights
 from odd_one_out_ros.model.inference import Inspector, views_to_tensors
@@ -102,7 +110,7 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
     T = torch.stack([torch.tensor(look_at([1, a, 0.6], [0, 0, 0]).as_matrix(), dtype=torch.float32)
                      for a in (0.0, 0.5)])[None]
     with torch.no_grad():
-        torch.testing.assert_close(net2.build_volume(x, K, T).fv, net.build_volume(x, K, T).fv)
+        torch.testing.assert_close(net2.scene.volume(x, K, T).fv, net.scene.volume(x, K, T).fv)
     half = save_checkpoint(tmp_path / "h.pt", net, half=True)
     assert half.stat().st_size < 0.6 * path.stat().st_size
     load_checkpoint(half)
@@ -119,10 +127,12 @@ def test_checkpoint_round_trip_and_bad_files(tmp_path):
             return (print, ("pwned",))
 
     torch.save({"format": "x", "payload": Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable checkpoint") as refused:
         read_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only" not in str(refused.value) and "\n" not in str(refused.value)  # one line, no bad advice
     blob = torch.load(path, weights_only=True)
-    blob["model"] = {k: v for k, v in blob["model"].items() if "matcher" not in k}
+    assert blob["format"] == FORMAT and any(k.startswith("scorer.matcher.") for k in blob["model"])
+    blob["model"] = {k: v for k, v in blob["model"].items() if not k.startswith("scorer.matcher.")}
     torch.save(blob, tmp_path / "partial.pt")
     with pytest.raises(CheckpointError, match="do not fit"):
         load_checkpoint(tmp_path / "partial.pt")
@@ -171,9 +181,39 @@ def test_checkpoints_that_cannot_work_are_refused_at_load(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("odd-one-out detect: ") and "weights are not finite" in err[0]
     # a checkpoint from before a config field existed takes its default
-    old = variant("old.pt", lambda b: (b["config"]["matcher"].pop("prior"), b["config"]["boxes"].pop("soft_height")))
+    old = variant("old.pt", lambda b: (b["config"]["scorer"]["matcher"].pop("prior"),
+                                       b["config"]["boxes"]["density"].pop("soft_height")))
     net2, blob = load_checkpoint(old)
-    assert blob["config"].matcher.prior is False and blob["config"].boxes.soft_height is False
+    assert blob["config"].scorer.matcher.prior is False and blob["config"].boxes.density.soft_height is False
+    # so does one of the layout before the stages (FORMAT_V1: flat matcher and boxes sections, v1 weight names)
+    v1 = as_format_v1(torch.load(tmp_path / "good.pt", weights_only=True))
+    v1["config"]["matcher"].pop("prior")
+    v1["config"]["boxes"].pop("soft_height")
+    torch.save(v1, tmp_path / "old_v1.pt")
+    net3, blob = load_checkpoint(tmp_path / "old_v1.pt")
+    assert blob["config"].scorer.matcher.prior is False and blob["config"].boxes.density.soft_height is False
+    assert blob["config"] == net.cfg  # the defaults of the missing fields are the tiny preset's
+    for k, v in net3.state_dict().items():
+        torch.testing.assert_close(v, good["model"][k].to(v.dtype))
+
+
+def as_format_v1(blob: dict) -> dict:
+    """A checkpoint dict of today's layout as FORMAT_V1 wrote it (before the model was split into stages): a flat
+    `matcher` section (its comparison's fields prefixed prior_, the comparator a switch) and a flat `boxes` section,
+    and the weights under the names of the modules before the stages."""
+    cfg = dict(blob["config"])
+    scorer, boxes = cfg.pop("scorer"), cfg.pop("boxes")
+    cfg["matcher"] = {**scorer["matcher"], **{"prior_" + k: v for k, v in scorer["comparison"].items()},
+                      "comparator": scorer["kind"] == "comparator",
+                      **{"comparator_" + k: v for k, v in scorer["comparator"].items()}}
+    cfg["boxes"] = {"estimator": boxes["estimator"], "max_objects": boxes["max_objects"], **boxes["density"],
+                    **boxes["heatmap"]}
+    renames = {"scene.": "", "boxes.head.": "box_head.", "boxes.refiner.": "box_refiner.", "scorer.": ""}
+    model = {}
+    for k, v in blob["model"].items():
+        new = next(p for p in renames if k.startswith(p))
+        model[renames[new] + k[len(new):]] = v
+    return {**blob, "format": FORMAT_V1, "config": cfg, "model": model}
 
 
 def test_finite_guard_turns_a_nan_volume_into_an_error_not_an_empty_tray():
@@ -183,7 +223,7 @@ def test_finite_guard_turns_a_nan_volume_into_an_error_not_an_empty_tray():
     cfg = preset("tiny")
     net = OddOneOutNet(cfg).eval()
     with torch.no_grad():
-        net.density_head.net[-1].bias.fill_(float("nan"))  # finite at load time is not enough: the volume is NaN
+        net.scene.density_head.net[-1].bias.fill_(float("nan"))  # finite at load time is not enough: the volume is NaN
     views = []
     for a in (0.0, 2.0):
         cam = PinholeCamera(np.array([[50.0, 0, 31.5], [0, 50, 31.5], [0, 0, 1]]), 64, 64,
@@ -195,8 +235,8 @@ def test_finite_guard_turns_a_nan_volume_into_an_error_not_an_empty_tray():
         FiniteGuard(inspector)(views)
     # an infinite logit would pass as a score of exactly 1.0: the guard watches the logits too
     with torch.no_grad():
-        net.density_head.net[-1].bias.fill_(6.0)  # dense: one big object
-        net.matcher.head.mlp[-1].bias.fill_(float("inf"))
+        net.scene.density_head.net[-1].bias.fill_(6.0)  # dense: one big object
+        net.scorer.matcher.head.mlp[-1].bias.fill_(float("inf"))
     plain = inspector.inspect(views)
     assert plain.objects and all(o.score == 1.0 for o in plain.objects)
     with pytest.raises(NonFiniteOutput, match="anomaly logits has 1 non-finite values"):
@@ -228,7 +268,7 @@ def test_inspector_finds_objects_in_a_trained_like_volume(tmp_path):
         def forward(self, fv):
             return target.expand(fv.shape[0], -1, -1, -1, -1)
 
-    net.density_head = Blobs()
+    net.scene.density_head = Blobs()
     path = save_checkpoint(tmp_path / "m.pt", net)  # Blobs has no weights: the state dict lacks the head
     inspector = Inspector(net, "cpu")
     views = []
@@ -243,8 +283,8 @@ def test_inspector_finds_objects_in_a_trained_like_volume(tmp_path):
     assert all(0.0 <= o.score <= 1.0 for o in result.objects)
     with pytest.raises(ValueError, match="at least one view"):
         inspector.inspect([])
-    with pytest.raises(CheckpointError):
-        Inspector.from_checkpoint(path)  # the replaced head's weights are missing: refused, not half-loaded
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_inspector(path, "cpu")  # the replaced head's weights are missing: refused, not half-loaded
 
 
 def test_views_are_resized_and_undistorted():

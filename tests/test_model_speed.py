@@ -31,13 +31,31 @@ class OldPath:
         SparseVoxelAttention.forward = self.fwd
 
 
-def _inspect(net, images, K, T, boxes):
+def _inspect(net, matcher, images, K, T, boxes):
+    """One inspection's pieces: the full volume, the box estimator's boxes, the comparison's robust z-scores of
+    `boxes`, the volume matcher's logits of them (with that prior) and the model's own scorer's logits."""
     with torch.no_grad():
-        vol = net.build_volume(images, K, T)
-        found = net.estimate_boxes(vol)[0]
-        prior = net.prior_scores(images, K, T, [boxes])
-        logits = net.classify(vol, [boxes_to_tensor(boxes)], prior)
-    return vol, found, prior[0], logits[0]
+        enc = net.scene(images, K, T, full=True)
+        found = net.boxes(enc.volume)[0].boxes
+        enc.maps = net.scorer.comparison.maps(enc)  # the comparison's 2D maps once, for both scorers
+        inputs = matcher.prepare(enc, [boxes])
+        matcher_logits = matcher(inputs).logits
+        logits = net.scorer(net.scorer.prepare(enc, [boxes])).logits
+    return enc.volume, found, inputs.prior[0], matcher_logits[0], logits[0]
+
+
+def shipped_with_matcher(net):
+    """The volume matcher (with the prior) of the shipped checkpoint's weights (its file keeps the matcher the
+    stage 2 trained; the shipped config scores with the comparator, which drops it at load), as a scorer for `net`'s
+    scene encodings."""
+    from odd_one_out_ros.model.checkpoint import FORMAT_V1, upgrade_state_v1, with_parts
+
+    cfg = net.cfg.changed("scorer", kind="matcher")
+    blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
+    state = upgrade_state_v1(blob["model"], cfg) if blob["format"] == FORMAT_V1 else blob["model"]
+    other, new = with_parts(state, cfg)
+    assert new == [] and other.scorer.matcher.use_prior and other.scorer.comparison is not None
+    return other.scorer.eval()
 
 
 def test_shipped_checkpoint_outputs_unchanged_by_the_fast_path():
@@ -48,11 +66,12 @@ def test_shipped_checkpoint_outputs_unchanged_by_the_fast_path():
     torch.manual_seed(0)
     net, _ = load_checkpoint(DEFAULT_CHECKPOINT, "cpu")
     net.eval()
+    matcher = shipped_with_matcher(net)
     images, K, T, boxes = synthetic_inputs(net.cfg, 3, 5, "cpu")
     images = (0.5 + 0.3 * (images - 0.5)).clamp(0, 1)
     with OldPath():
-        old = _inspect(net, images, K, T, boxes)
-    new = _inspect(net, images, K, T, boxes)
+        old = _inspect(net, matcher, images, K, T, boxes)
+    new = _inspect(net, matcher, images, K, T, boxes)
     for key in ("fv", "density", "feat"):
         a, b = getattr(old[0], key), getattr(new[0], key)
         assert float((b - a).abs().max()) <= 1e-4 * max(float(a.abs().max()), 1.0), key
@@ -60,9 +79,11 @@ def test_shipped_checkpoint_outputs_unchanged_by_the_fast_path():
     torch.testing.assert_close(boxes_to_tensor(new[1], dtype=torch.float64),
                                boxes_to_tensor(old[1], dtype=torch.float64), atol=1e-4, rtol=0)
     assert torch.allclose(new[2], old[2], atol=1e-3), (new[2], old[2])  # robust z-scores of the prior
-    assert torch.allclose(new[3], old[3], atol=1e-3), (new[3], old[3])  # anomaly logits
+    assert torch.allclose(new[3], old[3], atol=1e-3), (new[3], old[3])  # the matcher's anomaly logits
+    assert torch.allclose(new[4], old[4], atol=1e-3), (new[4], old[4])  # the shipped scorer's anomaly logits
     # the fused copies are in use (and kept out of the state dict)
-    assert any(isinstance(m, ConvActivation) for _, c in net.encoder._fused._copies.values() for m in c.modules())
+    assert any(isinstance(m, ConvActivation) for _, c in net.scene.encoder._fused._copies.values()
+               for m in c.modules())
     assert not any("_fused" in k for k in net.state_dict())
 
 
@@ -73,22 +94,22 @@ def test_fused_copy_follows_weight_changes():
     net = OddOneOutNet(cfg).eval()
     x = torch.rand(2, 3, 64, 64)
     with torch.no_grad():
-        before = net.encoder(x)
-        for m in net.encoder.backbone.modules():
+        before = net.scene.encoder(x)
+        for m in net.scene.encoder.backbone.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.mul_(1.5)
-        after = net.encoder(x)
+        after = net.scene.encoder(x)
         with reference_path():
-            ref = net.encoder(x)
+            ref = net.scene.encoder(x)
     assert not torch.allclose(before, after)
     assert torch.allclose(after, ref, atol=1e-5, rtol=1e-4)
     # training mode, or gradients to the backbone: the original modules run (batch statistics, autograd)
     net.train()
-    y = net.encoder(x)
+    y = net.scene.encoder(x)
     y.sum().backward()
-    assert net.encoder.backbone[0][0].weight.grad is not None
+    assert net.scene.encoder.backbone[0][0].weight.grad is not None
 
 
 @pytest.mark.parametrize("N,M,k", [(6, 5, 20), (3, 2, 4), (1, 0, 4)])
@@ -142,14 +163,14 @@ def test_bench_reports_a_same_run_reference():
 @pytest.mark.cuda
 @cuda
 def test_cuda_forward_matches_cpu():
-    cfg = preset("tiny", "full").changed("matcher", prior=True)
+    cfg = preset("tiny", "full").changed("scorer.matcher", prior=True)
     torch.manual_seed(0)
     net = OddOneOutNet(cfg).eval()
     images, K, T, boxes = synthetic_inputs(cfg, 3, 4, "cpu")
     with torch.no_grad():
-        _, cpu_logits = net(images, K, T, [boxes])
+        cpu_logits = net(images, K, T, [boxes]).logits
         net_gpu = net.to("cuda")
-        _, gpu_logits = net_gpu(images.cuda(), K.cuda(), T.cuda(), [boxes])
+        gpu_logits = net_gpu(images.cuda(), K.cuda(), T.cuda(), [boxes]).logits
     assert torch.allclose(cpu_logits[0], gpu_logits[0].cpu(), atol=1e-3)
 
 

@@ -1,7 +1,9 @@
 """Issue 20: one frozen backbone pass per image feeds the feature pyramid, the training-free comparison and, in
 training, the teacher's targets; an inspection builds only what it reads; its peak memory is measured in a fresh
 process."""
+import copy
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -11,15 +13,16 @@ from odd_one_out_ros import benchmark as bench
 from odd_one_out_ros.geometry import boxes_to_tensor
 from odd_one_out_ros.model.baseline import baseline_scores
 from odd_one_out_ros.model.checkpoint import CheckpointError, read_checkpoint
-from odd_one_out_ros.model.config import PRIOR_VARIANTS, ModelConfig, preset, prior_level_groups
+from odd_one_out_ros.model.config import PRIOR_VARIANTS, ModelConfig, preset, prior_level_groups, upgrade_config_dict
 from odd_one_out_ros.model.network import OddOneOutNet
 from odd_one_out_ros.model.teacher import MobileNetTeacher, TrunkTeacherCache
 
 
-def _cpu_net(**matcher) -> OddOneOutNet:
-    """The cpu preset with the trunk comparison (train --prior-features trunk), the ImageNet MobileNetV2 backbone
-    (deep-sort weights) and random other weights; `matcher`: fields changed on top."""
-    cfg = preset("cpu").changed("matcher", **{**PRIOR_VARIANTS["trunk"], **matcher})
+def _cpu_net(**comparison) -> OddOneOutNet:
+    """The cpu preset (the volume matcher with the prior) with the trunk comparison (train --prior-features trunk),
+    the ImageNet MobileNetV2 backbone (deep-sort weights) and random other weights; `comparison`: fields of
+    ComparisonConfig changed on top."""
+    cfg = preset("cpu").changed("scorer.comparison", **{**PRIOR_VARIANTS["trunk"], **comparison})
     torch.manual_seed(0)
     return OddOneOutNet(cfg).eval()
 
@@ -29,7 +32,7 @@ class BackboneCalls:
 
     def __init__(self, net):
         self.images = {"backbone": 0, "teacher": 0}
-        self.handles = [net.encoder.backbone[0].register_forward_pre_hook(self._hook("backbone"))]
+        self.handles = [net.scene.encoder.backbone[0].register_forward_pre_hook(self._hook("backbone"))]
         self.net = net
 
     def _hook(self, name):
@@ -38,28 +41,27 @@ class BackboneCalls:
         return hook
 
     def watch_teacher(self):
-        self.handles.append(self.net.prior_extractor("cpu").net[0].register_forward_pre_hook(self._hook("teacher")))
+        teacher = self.net.scorer.comparison.extractor("cpu")
+        self.handles.append(teacher.net[0].register_forward_pre_hook(self._hook("teacher")))
 
 
 def test_prior_level_groups_parse_and_refuse():
     assert prior_level_groups("4|8+16") == [(4,), (8, 16)]
     assert prior_level_groups("16+8") == [(8, 16)]
     for bad in ("", "3", "8+8", "4|x", "4||8"):
-        with pytest.raises(ValueError, match="prior_levels"):
+        with pytest.raises(ValueError, match=re.escape("scorer.comparison.levels")):
             prior_level_groups(bad)
     cfg = preset("cpu")
-    assert (cfg.matcher.prior_features, cfg.matcher.prior_levels, cfg.matcher.prior_grid) == ("teacher", "8+16", 6)
-    cfg = cfg.changed("matcher", **PRIOR_VARIANTS["trunk"]).validate()
-    for field, value, message in (("prior_features", "dino", "prior_features"), ("prior_grid", 1, "prior_grid"),
-                                  ("prior_levels", "2", "prior_levels")):
-        bad = dataclasses.replace(cfg, matcher=dataclasses.replace(cfg.matcher, **{field: value}))
-        with pytest.raises(ValueError, match=message):
+    c = cfg.scorer.comparison
+    assert (c.features, c.levels, c.grid) == ("teacher", "8+16", 6)
+    cfg = cfg.changed("scorer.comparison", **PRIOR_VARIANTS["trunk"]).validate()
+    for field, value in (("features", "dino"), ("grid", 1), ("levels", "2")):
+        bad = cfg.changed("scorer.comparison", **{field: value})
+        with pytest.raises(ValueError, match=re.escape(f"scorer.comparison.{field}")):
             bad.validate()
     # a paper-config encoder at stride 8 has no stride-4 level to compare
-    p = preset("paper")
-    p = dataclasses.replace(p, encoder=dataclasses.replace(p.encoder, stride=8),
-                            matcher=dataclasses.replace(p.matcher, prior_features="trunk", prior_levels="4|8"))
-    with pytest.raises(ValueError, match="encoder.stride"):
+    p = preset("paper").changed("encoder", stride=8).changed("scorer.comparison", features="trunk", levels="4|8")
+    with pytest.raises(ValueError, match=re.escape("encoder.stride")):
         p.validate()
 
 
@@ -67,47 +69,58 @@ def test_a_bad_prior_setting_in_a_checkpoint_is_refused_in_one_line(tmp_path):
     from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
 
     blob = torch.load(DEFAULT_CHECKPOINT, map_location="cpu", weights_only=True)
-    blob["config"]["matcher"]["prior_features"] = "resnet"
-    torch.save(blob, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointError, match="prior_features") as e:
-        read_checkpoint(tmp_path / "bad.pt")
-    assert "\n" not in str(e.value)
+    # in today's layout (scorer.comparison.features) and, where the file has it, the layout before the stages
+    stages = copy.deepcopy(blob)
+    stages["config"] = upgrade_config_dict(stages["config"])
+    stages["config"]["scorer"]["comparison"]["features"] = "resnet"
+    bad = {"stages.pt": stages}
+    if "matcher" in blob["config"]:  # FORMAT_V1: a flat matcher section (matcher.prior_features)
+        blob["config"]["matcher"]["prior_features"] = "resnet"
+        bad["v1.pt"] = blob
+    for name, b in bad.items():
+        torch.save(b, tmp_path / name)
+        with pytest.raises(CheckpointError, match=re.escape("scorer.comparison.features must be one of")) as e:
+            read_checkpoint(tmp_path / name)
+        assert "\n" not in str(e.value) and "resnet" in str(e.value)
 
 
 def test_trunk_levels_8_and_16_are_the_mobilenet_teachers_features():
     """With the ImageNet backbone, the trunk's strides 8 + 16 are exactly the separate teacher's 1x features."""
-    net = _cpu_net(prior_levels="8+16")
+    net = _cpu_net(levels="8+16")
     images = torch.rand(3, 3, 256, 256)
     with torch.no_grad():
-        (maps,) = net.trunk_prior_maps(net.encoder.backbone_levels(images))
+        encoder = net.scene.encoder
+        (maps,) = net.scorer.comparison.trunk_maps(encoder.backbone_levels(images), tuple(encoder.level_strides))
         ref = MobileNetTeacher()(images)
     assert maps.shape == ref.shape == (3, 128, 32, 32)
     assert torch.allclose(maps, ref, atol=1e-5, rtol=1e-4)
-    assert MobileNetTeacher().is_trunk_of(net.encoder.freeze_backbone())
+    assert MobileNetTeacher().is_trunk_of(net.scene.encoder.freeze_backbone())
     other = _cpu_net()
     with torch.no_grad():
-        other.encoder.backbone[0][0].weight.mul_(1.1)
-    assert not MobileNetTeacher().is_trunk_of(other.encoder.freeze_backbone())
+        other.scene.encoder.backbone[0][0].weight.mul_(1.1)
+    assert not MobileNetTeacher().is_trunk_of(other.scene.encoder.freeze_backbone())
 
 
 def test_an_inspection_runs_the_backbone_once_per_image():
-    """forward with prior_features "trunk": 5 images through the backbone, none through a second network; with the
-    old "teacher" layout the 2x MobileNetV2 runs on the same 5 images as well."""
+    """forward with comparison features "trunk": 5 images through the backbone, none through a second network; with
+    the old "teacher" layout the 2x MobileNetV2 runs on the same 5 images as well."""
     net = _cpu_net()
     images, K, T, boxes = bench.synthetic_inputs(net.cfg, 5, 4, "cpu")
     calls = BackboneCalls(net)
     with torch.no_grad():
-        _, logits, extras = net(images, K, T, [boxes], return_extras=True)
-        raw = extras["prior_raw"]
+        out = net(images, K, T, [boxes])
+        raw = out.raw
     assert calls.images == {"backbone": 5, "teacher": 0}
     # the prior's raw scores: the comparison on the backbone's own levels (grid 7, a stride-4 map and 8+16)
+    comparison = net.scorer.comparison
     with torch.no_grad():
-        maps = net.prior_maps(images)[0]
+        enc = net.scene(images, K, T)
+        maps = comparison.maps(enc)[0]
     assert [tuple(m.shape) for m in maps] == [(5, 24, 64, 64), (5, 128, 32, 32)]
-    assert net.prior_cfg.grid == 7
-    np.testing.assert_allclose(raw[0], baseline_scores(images[0], K[0], T[0], boxes, None, net.prior_cfg, maps),
-                               rtol=1e-9)
-    old = _cpu_net(prior_features="teacher", prior_grid=6)
+    assert comparison.baseline_cfg.grid == 7
+    np.testing.assert_allclose(raw[0], baseline_scores(images[0], K[0], T[0], boxes, None, comparison.baseline_cfg,
+                                                       maps), rtol=1e-9)
+    old = _cpu_net(features="teacher", grid=6)
     calls = BackboneCalls(old)
     calls.watch_teacher()
     with torch.no_grad():
@@ -116,27 +129,30 @@ def test_an_inspection_runs_the_backbone_once_per_image():
 
 
 def test_an_inspection_volume_pools_the_same_object_volumes_and_logits():
-    """build_volume(inspect_only) skips the colour head and computes V_f only where RoI pooling reads it: the object
-    volumes and the logits equal those of the whole field."""
+    """An inspection's volume (SceneEncoder.volume inspect_only, what `net.scene` builds unless full) skips the colour
+    head and computes V_f only where RoI pooling reads it: the object volumes and the logits equal those of the whole
+    field."""
     net = _cpu_net()
     with torch.no_grad():  # a trained-like projector: not all zero outputs
-        for p in net.projector.parameters():
+        for p in net.scene.projector.parameters():
             p.normal_(0, 0.2)
     images, K, T, boxes = bench.synthetic_inputs(net.cfg, 3, 5, "cpu")
     bt = boxes_to_tensor(boxes)
     bt[0, :3] += torch.tensor([0.45, 0.0, 0.0])  # one box partly outside the grid
     with torch.no_grad():
-        full = net.build_volume(images, K, T)
-        lean = net.build_volume(images, K, T, inspect_only=True)
-        assert lean.colour is None and lean.feat is None and torch.equal(lean.density, full.density)
-        z_full, beta_full = net.object_volumes(full, 0, bt)
-        z_lean, beta_lean = net.object_volumes(lean, 0, bt)
+        full = net.scene(images, K, T, full=True)
+        lean = net.scene(images, K, T)
+        assert full.volume.colour is not None and full.volume.feat is not None
+        assert lean.volume.colour is None and lean.volume.feat is None
+        assert torch.equal(lean.volume.density, full.volume.density)
+        z_full, beta_full = net.scorer.object_volumes(full, 0, bt)
+        z_lean, beta_lean = net.scorer.object_volumes(lean, 0, bt)
         assert float(z_full[:, -net.cfg.teacher_dim:].abs().max()) > 0
         assert torch.allclose(z_lean, z_full, atol=1e-5) and torch.allclose(beta_lean, beta_full, atol=1e-5)
-        prior = net.prior_scores(images, K, T, [boxes])
-        ref = net.classify(full, [boxes_to_tensor(boxes)], prior)[0]
-        _, logits = net(images, K, T, [boxes])
-    assert torch.allclose(logits[0], ref, atol=1e-4)
+        ref = net.scorer(net.scorer.prepare(full, [boxes])).logits[0]
+        out = net(images, K, T, [boxes])
+    assert out.encoding.volume.feat is None  # the inspection's own volume is the lean one
+    assert torch.allclose(out.logits[0], ref, atol=1e-4)
 
 
 def test_training_takes_the_teacher_targets_from_the_backbone_cache(tmp_path):
@@ -145,7 +161,7 @@ def test_training_takes_the_teacher_targets_from_the_backbone_cache(tmp_path):
     from odd_one_out_ros.resources import SAMPLE_SCENE
     from odd_one_out_ros.training.trainer import TrainConfig, Trainer, _uint8_images
 
-    cfg = preset("cpu").changed("matcher", **PRIOR_VARIANTS["trunk"])
+    cfg = preset("cpu").changed("scorer.comparison", **PRIOR_VARIANTS["trunk"])
     tr = Trainer(cfg, TrainConfig(stage=2, n_input=3, n_target=2, split="", max_steps=1, threads=1),
                  SAMPLE_SCENE, tmp_path / "run")
     assert isinstance(tr.teacher, TrunkTeacherCache) and tr.prior_cache is None
@@ -185,15 +201,25 @@ def test_old_and_new_configs_round_trip():
     cfg = preset("cpu")
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
     d = cfg.to_dict()
-    for key in ("prior_features", "prior_levels", "prior_grid"):
-        del d["matcher"][key]
+    for key in ("features", "levels", "grid"):
+        del d["scorer"]["comparison"][key]
     old = ModelConfig.from_dict(d).validate()
-    assert (old.matcher.prior_features, old.matcher.prior_grid) == ("teacher", 6)
+    assert (old.scorer.comparison.features, old.scorer.comparison.grid) == ("teacher", 6)
+    # a config from before issue 20 in the layout before the stages (flat matcher and boxes sections, no prior_*
+    # fields) reads as the same settings
+    d = cfg.to_dict()
+    scorer, boxes = d.pop("scorer"), d.pop("boxes")
+    d["matcher"] = dict(scorer["matcher"])
+    d["boxes"] = {"estimator": boxes["estimator"], "max_objects": boxes["max_objects"], **boxes["density"],
+                  **boxes["heatmap"]}
+    old = ModelConfig.from_dict(d).validate()
+    assert (old.scorer.comparison.features, old.scorer.comparison.grid) == ("teacher", 6)
+    assert old == cfg
     # configs are frozen (issue 23): a changed copy, never a change under a network that uses it
     with pytest.raises(dataclasses.FrozenInstanceError):
-        cfg.boxes.occupancy_threshold = 0.3
+        cfg.boxes.density.occupancy_threshold = 0.3
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.image_size = 128
-    tuned = cfg.changed("boxes", occupancy_threshold=0.3)
-    assert tuned.boxes.occupancy_threshold == 0.3 and cfg.boxes.occupancy_threshold != 0.3
-    assert tuned.matcher is cfg.matcher
+    tuned = cfg.changed("boxes.density", occupancy_threshold=0.3)
+    assert tuned.boxes.density.occupancy_threshold == 0.3 and cfg.boxes.density.occupancy_threshold != 0.3
+    assert tuned.scorer is cfg.scorer and tuned.boxes.heatmap is cfg.boxes.heatmap

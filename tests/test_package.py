@@ -217,6 +217,18 @@ def test_module_imports_point_down_and_have_no_cycle():
     assert len((ROOT / "odd_one_out_ros" / "ros" / "detector.py").read_text().splitlines()) <= 300
 
 
+def test_no_private_name_is_imported_from_another_module():
+    """A name with a leading underscore stays in its module (issue 35: the box head's private training loop was
+    imported by the comparator's training); helpers two modules share are public, in one place."""
+    private = []
+    for f in (ROOT / "odd_one_out_ros").rglob("*.py"):
+        for node in ast.walk(ast.parse(f.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.level or (node.module or "").startswith("odd_one_out_ros")):
+                private += [f"{f.relative_to(ROOT)}: {a.name}" for a in node.names
+                            if a.name.startswith("_") and a.name != "__version__"]
+    assert not private, private
+
+
 def test_environment_reaches_every_venv_process():
     """setup writes a .pth so that ROS's environment is there without the user setting it."""
     env = {k: v for k, v in os.environ.items() if k not in ("ROS_AUTOMATIC_DISCOVERY_RANGE", "AMENT_PREFIX_PATH")}

@@ -35,10 +35,11 @@ def test_default_recipe_at_tiny_size(tmp_path):
     knobs = dict(TOYS=2, PARTS=1, TEST=1, STEPS1=1, STEPS2=1, BOXSTEPS=2, REFINESTEPS=2, TUNE=1, CMPSTEPS=2)
     run("train_default.sh", out, **knobs)
     blob = read_checkpoint(out / "cpu_default.pt")
-    assert blob["config"].name == "cpu" and blob["config"].matcher.prior
+    assert blob["config"].name == "cpu_default" and blob["config"].scorer.matcher.prior  # the shipped preset
     assert blob["config"].boxes.estimator == "heatmap" and "box_head_trained_on" in blob["meta"]
-    assert "box_recall_by_score_threshold" in blob["meta"]  # tune-boxes set the head's threshold
-    assert blob["config"].matcher.comparator and "comparator_trained_on" in blob["meta"]  # stage 2 on a CPU
+    assert "box_recall_by_setting" in blob["meta"]  # tune-boxes set the head's threshold
+    assert all(k.startswith("score_threshold=") for k in blob["meta"]["box_recall_by_setting"])  # the head's
+    assert blob["config"].scorer.kind == "comparator" and "comparator_trained_on" in blob["meta"]  # stage 2 on a CPU
     assert all(v.dtype == torch.float16 for v in blob["model"].values() if v.is_floating_point())  # shipping size
     report = (out / "metrics.md").read_text()
     for label in ("toys, seen categories", "toys, unseen categories", "parts"):

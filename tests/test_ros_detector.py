@@ -60,6 +60,19 @@ class Graph:
     def node(self, name: str):
         return self.add(rclpy.create_node(name, context=self.ctx))
 
+    def remove(self, node, settle: float = 1.0):
+        """Take a node out of the running graph (e.g. every camera goes dark). Its timers are cancelled and given
+        `settle` s to finish a callback in flight, and the executor as long to drop its handles, before it is
+        destroyed: destroying a node under a running callback raises InvalidHandle in the spin thread, which ends
+        it, and with it every other node of the graph."""
+        for timer in node.timers:
+            timer.cancel()
+        time.sleep(settle)
+        self.executor.remove_node(node)
+        self.nodes.remove(node)
+        time.sleep(settle)
+        node.destroy_node()
+
     def call(self, srv_type, name: str, request, timeout: float = 60.0):
         """Call a service (as `ros2 service call` would) from this graph's client node; returns the response."""
         if not hasattr(self, "_client_node"):
@@ -191,7 +204,7 @@ def checkpoints(tmp_path_factory):
     tiny = preset("tiny")
     net = OddOneOutNet(tiny)
     with torch.no_grad():
-        net.density_head.net[-1].bias.fill_(6.0)
+        net.scene.density_head.net[-1].bias.fill_(6.0)
     save_checkpoint(d / "tiny_dense.pt", net)
     return d
 
@@ -228,6 +241,8 @@ def detector(graph, name="detector", inspect_fn=None, **params):
     params.setdefault("autostart", False)
     # "logged once" checks do not depend on a test ending within the default 30 s throttle
     params.setdefault("error_log_period", 1e6)
+    # the fake inspectors of most tests find fewer objects than a comparison needs (test_reject_contract.py)
+    params.setdefault("min_objects", 0)
     node = graph.add(DetectorNode(inspect_fn=inspect_fn, context=graph.ctx, parameter_overrides=sim_params(**params),
                                   cli_args=["--ros-args", "-r", f"__node:={name}"]))
     if not params["autostart"]:
@@ -239,8 +254,9 @@ def detector(graph, name="detector", inspect_fn=None, **params):
 
 # ---------------------------------------------------------------------------------------------------------------
 def test_real_inspector_empty_tray_audit_trail_and_replay(graph, checkpoints, tmp_path, capsys):
-    """The real model on an empty tray (random weights: nothing found) publishes valid empty outputs; a second
-    detector with a checkpoint that finds one object publishes it; both inspections replay to the same result."""
+    """The real model on an empty tray (random weights: nothing found) publishes valid empty outputs, a verdict
+    "cannot_compare" (no pass: nothing to compare); a second detector with a checkpoint that finds one object
+    publishes it, also as "cannot_compare"; both inspections replay to the same result."""
     from odd_one_out_ros.cli import main as cli_main
     from odd_one_out_ros.inspection.audit import read_audit_log
 
@@ -248,7 +264,7 @@ def test_real_inspector_empty_tray_audit_trail_and_replay(graph, checkpoints, tm
     rig = write_rig(tmp_path / "rig.yaml", cfg)
     graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(
         cameras=3, image_size=128, objects=[0, 0], rate=2.0)))
-    common = dict(rig_file=str(rig), cameras=["cam0", "cam1", "cam2"], diagnostics_period=0.2)
+    common = dict(rig_file=str(rig), cameras=["cam0", "cam1", "cam2"], diagnostics_period=0.2, min_objects=3)
     detector(graph, checkpoint=str(checkpoints / "cpu_random.pt"), audit_log=str(tmp_path / "a.jsonl"),
              record_views_dir=str(tmp_path / "bags"), **common)
     detector(graph, "dense", checkpoint=str(checkpoints / "tiny_dense.pt"), audit_log=str(tmp_path / "b.jsonl"),
@@ -260,17 +276,19 @@ def test_real_inspector_empty_tray_audit_trail_and_replay(graph, checkpoints, tm
 
     report = p.reports()[0]
     assert report["n_objects"] == 0 and report["objects"] == [] and report["anomaly_detected"] is False
+    assert report["status"] == "cannot_compare" and "0 object(s) found" in report["reason"]
     assert [v["camera"] for v in report["views"]] == ["cam0", "cam1", "cam2"]
     assert report["model"]["config"] == "cpu" and len(report["model"]["sha256"]) == 64
     assert report["frame_id"] == "world" and report["latency_s"]["inference"] > 0
     markers = p.msgs["markers"][0].markers
-    assert len(markers) == 1 and markers[0].action == Marker.DELETEALL  # nothing left from before
+    assert len(markers) == 2 and markers[0].action == Marker.DELETEALL  # nothing left from before
+    assert markers[1].ns == "verdict" and markers[1].text.startswith(f"inspection {report['inspection_id']}: cannot")
     assert p.msgs["anomalies"][0].poses == [] and p.msgs["anomalies"][0].header.frame_id == "world"
-    assert p.msgs["anomaly_detected"][0].data is False
+    assert p.msgs["anomaly_detected"][0].data is True  # not a pass: nothing was compared
     overlay = p.msgs["overlay"][0]
-    assert (overlay.width, overlay.height, overlay.encoding) == (3 * 128, 128, "rgb8")
+    assert (overlay.width, overlay.height, overlay.encoding) == (3 * 256, 256, "rgb8")  # tiles 256 px at least
     status = p.msgs["diagnostics"][-1]
-    assert status.level == b"\x00", status.message  # OK
+    assert status.level == b"\x01" and status.message.startswith("cannot compare"), status.message  # WARN
     values = p.diag_values()
     assert values["dropped/pose"] == "0" and values["dropped/image"] == "0" and values["cameras_usable"] == "3/3"
     assert report["missing_views"] == [] and values["cam0/state"] == "ok"
@@ -278,8 +296,9 @@ def test_real_inspector_empty_tray_audit_trail_and_replay(graph, checkpoints, tm
     dense = q.reports()[0]
     assert dense["n_objects"] >= 1 and 0 <= dense["objects"][0]["score"] <= 1
     m = q.msgs["markers"][0].markers
-    assert m[0].action == Marker.DELETEALL and len(m) == 1 + 3 * dense["n_objects"]
-    assert {x.ns for x in m[1:]} == {"boxes", "edges", "labels"}
+    assert m[0].action == Marker.DELETEALL and len(m) == 2 + 3 * dense["n_objects"]
+    assert {x.ns for x in m[1:]} == {"verdict", "boxes", "edges", "labels"}
+    assert dense["status"] == "cannot_compare" and dense["objects"][0]["uid"] == f"{dense['inspection_id']}/0"
 
     # the audit log holds every inspection before it is published, with the bag that replays it and the run id
     audit = read_audit_log(tmp_path / "a.jsonl")
@@ -598,10 +617,13 @@ def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(
     detector(graph, inspect_fn=flaky, rig_file=str(rig), cameras=driver.names, min_views=2,
              camera_timeout=1.0, diagnostics_period=0.1)
     p = Probe(graph)
-    wait_for(lambda: p.msgs["diagnostics"] and p.msgs["diagnostics"][-1].level == b"\x02", 15, "ERROR")
+    # ERROR and a first verdict (two topics: either may arrive first)
+    wait_for(lambda: p.msgs["diagnostics"] and p.msgs["diagnostics"][-1].level == b"\x02" and p.reports(), 15,
+             "ERROR and a first verdict")
     status = p.msgs["diagnostics"][-1]
     assert "only 1 of 3 cameras usable (min_views 2)" in status.message and "cam1" in status.message
-    assert "cam2" in status.message and not p.msgs["detections"]
+    assert "cam2" in status.message  # and no pass: each set below min_views is a verdict cannot_inspect
+    assert p.reports() and all(r["status"] == "cannot_inspect" and not r["objects"] for r in p.reports())
     driver.faults["cam1"] = _bad_image(lambda m: setattr(m, "data", bytes(m.data)[:100]))  # another fault, same cam
     def errors(cam, kind):
         counts = dict(e.split("=") for e in p.diag_values()[f"{cam}/errors"].split(", ") if "=" in e)
@@ -611,8 +633,10 @@ def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(
     wait_for(lambda: errors("cam1", "image") >= 3 and errors("cam2", "camera_info") >= 3, 15,
              "repeated faults of cam1 (second fault) and cam2 (no CameraInfo) counted")
     err = capfd.readouterr().err
-    assert err.count("cam1: unsupported image encoding '16UC1'") == 1 and err.count("image data has 100 bytes") == 1
-    assert err.count("no CameraInfo received yet on cameras/cam2/camera_info") == 1
+    # each camera error logged once (the verdicts' lines, "cannot inspect: ... cam1: image: ...", quote them too)
+    assert err.count("]: cam1: unsupported image encoding '16UC1'") == 1
+    assert err.count("]: cam1: unusable image: image data has 100 bytes") == 1, err
+    assert err.count("]: cam2: no CameraInfo received yet on cameras/cam2/camera_info") == 1
     driver.faults.clear()
     wait_for(lambda: p.msgs["detections"] and len(p.reports()[-1]["views"]) == 3, 15, "all three cameras back")
     wait_for(lambda: p.msgs["diagnostics"][-1].level == b"\x00", 30, "OK again")
@@ -624,8 +648,9 @@ def test_below_min_views_is_an_error_and_a_camera_that_comes_back_is_used_again(
 @pytest.mark.parametrize("fault", [f for f in RIG_FAULTS if f != "no CameraInfo"])
 def test_moving_mode_resumes_after_each_camera_fault(graph, capfd, fault):
     """Issue 14, moving mode (one camera on an arm, poses on the topic): while the camera sends bad frames (each
-    case of the rig test) nothing is inspected and the fault is counted and reported; once it sends good frames
-    again, inspections resume. (CameraInfo that stops after the first ones is no fault: the latest is used.)"""
+    case of the rig test) nothing is inspected and the fault is counted and reported, and (issue 38) one verdict
+    cannot_inspect names it; once it sends good frames again, inspections resume. (CameraInfo that stops after the
+    first ones is no fault: the latest is used.)"""
     fn, _, counter, words = RIG_FAULTS[fault]
     cfg = SimConfig(mode="orbit", orbit_steps=12, image_size=48)
     driver = FakeRig(graph, cfg, rate=12.0, poses=True)
@@ -639,21 +664,27 @@ def test_moving_mode_resumes_after_each_camera_fault(graph, capfd, fault):
     def dropped():
         return int(p.diag_values()[f"dropped/{counter}"]) if counter is not None else 0
 
-    # the fault has reached the node (cam0 out: no good frame for camera_timeout) and every inspection the node has
-    # counted has been received here (the views the selector still holds wait for a good frame that does not come)
+    def ran():  # the verdicts of model runs (a blind camera's verdict is not one)
+        return [r for r in p.reports() if "inference" in r["latency_s"]]
+
+    # the fault has reached the node (cam0 out: no good frame for camera_timeout), its verdict says so, and every
+    # inspection the node has counted has been received here (the views the selector still holds wait for a good
+    # frame that does not come)
     wait_for(lambda: p.diag_values()["cam0/state"] == "out" and p.msgs["diagnostics"][-1].level != b"\x00"
              and (counter is None or f"{counter}=" in p.diag_values()["cam0/errors"])
-             and int(p.diag_values()["inspections"]) == len(p.msgs["detections"]), 15,
-             "cam0 out, its fault counted, every inspection received")
+             and p.reports()[-1]["status"] == "cannot_inspect"
+             and int(p.diag_values()["inspections"]) == len(ran()), 15,
+             "cam0 out, its fault counted, a verdict cannot_inspect, every inspection received")
+    assert "only 0 of 1 cameras usable" in p.reports()[-1]["reason"] and "cam0" in p.reports()[-1]["reason"]
     if counter is not None:
         assert words in p.diag_values()["cam0/why"], p.diag_values()
-    n, before, reports = len(p.msgs["detections"]), dropped(), len(p.msgs["diagnostics"])
+    n, before, reports = len(ran()), dropped(), len(p.msgs["diagnostics"])
     # more bad frames arrive and are counted (a silent camera: more diagnostics go by): none is inspected
     wait_for(lambda: dropped() >= before + 3 if counter is not None else len(p.msgs["diagnostics"]) >= reports + 5,
              15, "more bad frames counted")
-    assert len(p.msgs["detections"]) == n  # nothing inspected from bad frames
+    assert len(ran()) == n  # nothing inspected from bad frames
     driver.faults.clear()
-    wait_for(lambda: len(p.msgs["detections"]) >= n + 2, 30, "inspections after the fault")
+    wait_for(lambda: len(ran()) >= n + 2, 30, "inspections after the fault")
     wait_for(lambda: p.diag_values()["cam0/state"] == "ok", 10, "cam0 ok again")
     if counter is not None:
         assert capfd.readouterr().err.count("cam0: ") == 1
@@ -679,7 +710,8 @@ def test_moving_mode_recovers_from_a_single_bad_stamp(graph, max_clock_skew):
 
     for shift in (86400.0, -1e12):
         stamp = bad.get_clock().now().to_msg()
-        img = _shift_stamp(rgb_to_image(np.zeros((48, 48, 3), np.uint8), "cam0", stamp), shift)
+        noise = np.random.default_rng(0).integers(0, 256, (48, 48, 3), dtype=np.uint8)  # a scene, not a black frame
+        img = _shift_stamp(rgb_to_image(noise, "cam0", stamp), shift)
         pose = _shift_stamp(PoseStamped(), 0.0)
         pose.header = img.header
         pose.header.frame_id = "world"
@@ -753,7 +785,8 @@ def test_apriltag_poses_from_a_sim_rig_in_another_process(graph, ros_domain, tmp
         angle = np.degrees(np.arccos(np.clip((np.trace(v.camera.T_cw.R @ cam.T_cw.R.T) - 1) / 2, -1, 1)))
         assert angle < 0.5 and np.linalg.norm(v.camera.center - cam.center) < 0.01
     # every view dropped: fewer usable cameras than min_views is an ERROR
-    assert not strict.msgs["detections"] and strict.msgs["diagnostics"][-1].level == b"\x02"
+    assert strict.msgs["diagnostics"][-1].level == b"\x02"
+    assert all(r["status"] == "cannot_inspect" for r in strict.reports())  # verdicts, never a pass
 
 
 def fenced_log(path, run_id="earlier-run"):
@@ -836,7 +869,7 @@ def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):
 
     net = OddOneOutNet(preset("tiny")).eval()
     with torch.no_grad():
-        net.density_head.net[-1].bias.fill_(float("nan"))
+        net.scene.density_head.net[-1].bias.fill_(float("nan"))
     box = Box3D([0, 0, 0.05], [0.1, 0.1, 0.1], 0.0)
 
     def nan_scores(views):
@@ -844,7 +877,7 @@ def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):
 
     rig = write_rig(tmp_path / "rig.yaml", SimConfig(cameras=3, image_size=64))
     graph.add(SimRigNode(context=graph.ctx, parameter_overrides=sim_params(cameras=3, image_size=64, rate=4.0)))
-    common = dict(rig_file=str(rig), cameras=["cam0", "cam1", "cam2"], diagnostics_period=0.2)
+    common = dict(rig_file=str(rig), cameras=["cam0", "cam1", "cam2"], diagnostics_period=0.2, min_objects=3)
     detector(graph, inspect_fn=FiniteGuard(Inspector(net)), **common)
     detector(graph, "nan_scores", inspect_fn=nan_scores, **common)
     probes = [Probe(graph), Probe(graph, "/nan_scores")]
@@ -854,7 +887,10 @@ def test_non_finite_model_outputs_are_errors_not_all_clear(graph, tmp_path):
         status = pr.msgs["diagnostics"][-1]
         assert status.level == b"\x02" and what in status.message, status.message  # ERROR
         assert pr.diag_values()["inspections"] == "0"
-        assert not any(pr.msgs[t] for t in ("detections", "markers", "anomalies", "anomaly_detected", "overlay"))
+        # each failure is a verdict cannot_inspect with the error: no object, no reject, never a pass
+        assert all(r["status"] == "cannot_inspect" and what in r["reason"] and not r["objects"]
+                   for r in pr.reports()) and pr.reports()
+        assert all(not m.poses for m in pr.msgs["anomalies"]) and all(m.data for m in pr.msgs["anomaly_detected"])
 
 
 def test_use_sim_time_is_kept_and_diagnostics_run_on_the_wall_clock(graph, tmp_path):
@@ -1083,8 +1119,8 @@ def test_bad_parameters_and_files_exit_2_with_a_clear_message(ros_domain, tmp_pa
         blob = torch.load(checkpoints / "tiny_dense.pt", weights_only=True)
         name = args[0].split("BAD/")[1]
         if name == "nan.pt":
-            blob["model"]["density_head.net.0.weight"] = torch.full_like(blob["model"]["density_head.net.0.weight"],
-                                                                         float("nan"))
+            key = "scene.density_head.net.0.weight"
+            blob["model"][key] = torch.full_like(blob["model"][key], float("nan"))
         elif name == "size.pt":
             blob["config"]["image_size"] = -5
         elif name == "no_model.pt":

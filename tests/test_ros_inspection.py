@@ -230,6 +230,14 @@ def test_health_counts_logs_new_errors_then_throttles_and_rates_the_status():
     h2.drop("busy", 20.0, 4)
     assert h2.drop("camera_info", 20.0, 1, "a", "no CameraInfo yet", fault=False) is None
     assert h2.status(20.0, 0)[0] == OK and h2.dropped_total == 5 and not h2.cams["a"].errors
+    # every camera fine, but the last set closed without one of them: WARN naming it, until a full set
+    h3 = DetectorHealth(["a", "b", "c"], 2, 1.0, now=0.0)
+    for c in "abc":
+        h3.arrival_ok(c, 5.0), h3.view_ok(c, 5.0)
+    h3.inspection_ok(2, {"pipeline": 0.1}, 3, 0, ["c"])
+    assert h3.status(5.0, 0)[:2] == (WARN, "last inspection without c: their views missed the set (missing_views)")
+    h3.inspection_ok(3, {"pipeline": 0.1}, 3, 0, [])
+    assert h3.status(5.0, 0)[0] == OK
 
 
 # ------------------------------------------------------------------------------------------ poses
@@ -343,6 +351,51 @@ def test_apriltag_poses_on_simulated_views_and_reprojection_limit():
         good.resolve("cam0", blank, cam)
 
 
+def test_the_rig_check_runs_once_per_period_and_a_camera_found_off_stays_out_until_found_right(tmp_path):
+    """static poses with the board in view (the rig file = the sim's poses): each camera is checked at its first view
+    and again once check_period has passed; in between its last outcome stands, so a camera bumped 5 cm is named at
+    its next check, and stays out (also for views that look right again) until a check finds it right."""
+    import time
+
+    from odd_one_out_ros.calibration.rig import CameraExtrinsics, write_rig_yaml
+
+    sim = SimRig(SimConfig(apriltag_board=True, seed=1, cameras=3, objects=(3, 3)))
+    rig = write_rig_yaml(tmp_path / "rig.yaml", [CameraExtrinsics(f"cam{i}", "", sim.camera(i).T_cw, 0.0, [], 0.0,
+                                                                  0.0) for i in range(3)], force=True)
+    res = PoseResolver.create("static", str(rig), str(share_dir() / "calibration" / "tray_board_12tags.yaml"),
+                              check_rig=(0.02, 2.0), check_period=1.0)
+    rgb, cam = sim.view(0)
+    T_wc = cam.T_cw.inverse()
+    bumped_cam = cam.with_pose(Rigid(T_wc.R, T_wc.t + [0.05, 0.0, 0.0]).inverse())
+    bumped = sim.renderer.render(bumped_cam, supersample=2)[0]  # what camera 0 sees once bumped 5 cm
+
+    def settled(rgb):
+        """The outcome (details or the PoseError) of the view that started a background check; returns once the
+        check is done."""
+        try:
+            first = res.resolve("cam0", rgb, cam)[1]  # (the last outcome still stands for this view)
+        except PoseError as e:
+            first = e
+        deadline = time.monotonic() + 10
+        while "cam0" in res._due and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return first
+
+    T, info = res.resolve("cam0", rgb, cam)  # the first view: checked before it is used
+    assert info["rig_check_cm"] < 1.0 and np.allclose(T.as_matrix(), cam.T_cw.as_matrix())
+    assert res.resolve("cam0", bumped, cam)[1] == info and not res._due  # within the period: not checked again
+    time.sleep(1.05)
+    assert settled(bumped) == info  # a background check starts; this view keeps the last outcome
+    with pytest.raises(PoseError, match=r"is [45]\.\d cm / 0\.0 deg from where the board's tags put it"):
+        res.resolve("cam0", bumped, cam)
+    with pytest.raises(PoseError, match="board's tags"):  # set right again, but not checked yet: still out
+        res.resolve("cam0", rgb, cam)
+    assert res.resolve("cam1", *sim.view(1))[1]["rig_check_cm"] < 1.0  # each camera on its own clock
+    time.sleep(1.05)
+    assert isinstance(settled(rgb), PoseError)  # the view that starts the check: still out
+    assert res.resolve("cam0", rgb, cam)[1]["rig_check_cm"] < 1.0  # found right: back in
+
+
 # ------------------------------------------------------------------------------------------ audit trail
 def test_audit_log_appends_whole_lines_on_disk(tmp_path):
     path = tmp_path / "sub" / "audit.jsonl"
@@ -448,7 +501,8 @@ def test_audit_log_on_a_full_disk_fails_appends_in_one_line_and_closes_quietly()
 
 def test_audit_log_fences_a_partial_write_before_the_next_record(tmp_path):
     """A write that stops part way (here: a real partial write at a file-size limit, in a child process) leaves a
-    torn line; the same writer's next append fences it off first instead of gluing onto it."""
+    torn line; the same writer's next append fences it off first instead of gluing onto it, and names the ids that
+    have no record (the gap) and why."""
     path = tmp_path / "audit.jsonl"
     script = f"""
 import resource, signal, sys
@@ -458,19 +512,24 @@ log = AuditLog({str(path)!r}, run_id="r1")
 log.append({{"inspection_id": 1}})
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
 resource.setrlimit(resource.RLIMIT_FSIZE, (200, hard))
-try:
-    log.append({{"inspection_id": 2, "pad": "x" * 400}})
-except OSError as e:
-    print("append failed:", e.strerror)
+for i in (2, 3):
+    try:
+        log.append({{"inspection_id": i, "pad": "x" * 400}})
+    except OSError as e:
+        print("append failed:", e.strerror)
 resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-log.append({{"inspection_id": 3}})
+log.append({{"inspection_id": 4}})
+log.append({{"inspection_id": 5}})
 print(log.close())
 """
     r = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and "append failed: File too large" in r.stdout, r.stdout + r.stderr
     assert path.stat().st_size > 200  # record 2 was written part way (up to the limit)
     skipped = []
-    assert [r["inspection_id"] for r in read_audit_log(path, skipped)] == [1, 3]
+    records = read_audit_log(path, skipped)
+    assert [r["inspection_id"] for r in records] == [1, 4, 5]
+    assert records[1]["audit_gap"] == {"first_id": 2, "last_id": 3, "count": 2, "error": "[Errno 27] File too large"}
+    assert "audit_gap" not in records[0] and "audit_gap" not in records[2]
     assert len(skipped) == 1 and ":2: torn line" in skipped[0] and "fenced off by run r1" in skipped[0]
 
 
@@ -558,11 +617,27 @@ def test_overlay_draws_red_anomalous_boxes(rng):
     boxes = [Box3D.from_dict(o) for o in sim.ground_truth()["objects"]]
     plain = overlay_image(views, [], [], [])
     sheet = overlay_image(views, boxes, [0.9, 0.1, 0.2], [True, False, False])
-    assert sheet.shape == plain.shape == (96, 192, 3)
+    assert sheet.shape == plain.shape == (256, 512, 3)  # 96 px views enlarged to 256 px tiles: readable labels
     red = (sheet[..., 0] > 200) & (sheet[..., 1] < 80) & ~((plain[..., 0] > 200) & (plain[..., 1] < 80))
     assert red.sum() > 20
     with pytest.raises(ValueError):
         overlay_image([], [], [], [])
+
+
+def test_labels_at_one_place_are_stacked_on_plates_that_do_not_overlap():
+    """Five labels anchored at the same pixel (boxes seen one behind the other) and one at the image's corner: each
+    on its own plate, inside the image, none overlapping another; the first keeps its place."""
+    from odd_one_out_ros.viz import draw_label
+
+    img, taken = np.zeros((120, 200, 3), np.uint8), []
+    plates = [draw_label(img, f"{i} 0.{i}7 box 0.95", (60, 50), (255, 0, 0), taken, 0.45) for i in range(5)]
+    plates.append(draw_label(img, "5 0.99", (195, 2), (255, 0, 0), taken, 0.45))
+    assert taken == plates and plates[0][1] < 50 <= plates[0][3]
+    for i, a in enumerate(plates):
+        assert 0 <= a[0] < a[2] <= 200 and 0 <= a[1] < a[3] <= 120
+        for b in plates[i + 1:]:
+            assert not (a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]), (a, b)
+    assert (img[plates[0][1]:plates[0][3], plates[0][0]:plates[0][2], 0] > 150).any()  # the text is drawn
 
 
 def test_sim_rig_cameras_orbit_and_empty_tray():
@@ -595,3 +670,27 @@ def test_rig_gatherer_waits_for_every_camera_again_after_the_rig_was_quiet():
     assert g.add("a", 20.0, "a2", 10.0) == [] and g.add("b", 20.0, "b2", 10.001) == []  # c is waited for
     (s,) = g.add("c", 20.0, "c2", 10.002)
     assert s.missing == [] and g.dropped == 0
+
+
+def test_audit_log_that_cannot_open_again_retries_and_names_the_gap(tmp_path):
+    """The log's folder removed and a file put where it was: the records cannot be written (OSError each, not
+    "closed"); once the path works again the next record is written there and names the ids that have none."""
+    import shutil
+
+    folder = tmp_path / "audit"
+    log = AuditLog(folder / "a.jsonl", run_id="r1")
+    log.append({"inspection_id": 1})
+    shutil.rmtree(folder)
+    folder.write_text("in the way")
+    for i in (2, 3, 4):
+        with pytest.raises(OSError):
+            log.append({"inspection_id": i})
+    folder.unlink()
+    log.append({"inspection_id": 5})
+    records = read_audit_log(folder / "a.jsonl")
+    assert [r["inspection_id"] for r in records] == [5]
+    assert records[0]["audit_gap"]["first_id"] == 2 and records[0]["audit_gap"]["last_id"] == 4
+    assert records[0]["audit_gap"]["count"] == 3
+    log.close()
+    with pytest.raises(ValueError, match="closed"):
+        log.append({"inspection_id": 6})

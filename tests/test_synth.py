@@ -802,3 +802,117 @@ def test_vessel_profiles_are_simple_polygons(neck):
         mesh = revolve(prof, 96)
         assert mesh.is_watertight
         assert mesh.volume == pytest.approx(2 * np.pi * poly.area * poly.centroid.x, rel=0.02)
+
+
+def test_classic_look_leaves_scenes_as_they_were_and_real_look_is_drawn_per_scene():
+    """look classic (the default) draws nothing and renders as before (the same bytes with the look given
+    explicitly); look real draws one Look per scene from its own stream (objects, floor, light and cameras stay
+    those of the classic scene of the seed), recorded in the scene's info; parts are metal more often."""
+    from odd_one_out_ros.synth.look import Look, random_look
+    from odd_one_out_ros.synth.render import Renderer
+    from odd_one_out_ros.synth.scene import scene_meshes, scene_renderer
+
+    cfg = GeneratorConfig(kind="parts", views=2, size=48, objects=(3, 3))
+    classic = build_scene(cfg, np.random.default_rng(11))
+    real = build_scene(replace(cfg, look="real"), np.random.default_rng(11))
+    assert classic.look == Look() and "look" not in classic.info
+    assert real.look != Look() and real.info["look"] == real.look.to_dict()
+    assert [o.box.to_dict() for o in real.objects] == [o.box.to_dict() for o in classic.objects]
+    assert real.floor == classic.floor and np.allclose(real.cameras[1].K, classic.cameras[1].K)
+    cam = classic.cameras[0]
+    plain = Renderer(scene_meshes(classic.objects, classic.floor), classic.lighting).render(cam)[0]
+    assert np.array_equal(scene_renderer(classic).render(cam)[0], plain)
+    assert not np.array_equal(scene_renderer(real).render(cam)[0], plain)
+    rng = np.random.default_rng(0)
+    metal = {k: np.mean([random_look(rng, k).finish == "metal" for _ in range(400)]) for k in ("toys", "parts")}
+    assert 0.35 < metal["parts"] < 0.55 and 0.08 < metal["toys"] < 0.22
+    with pytest.raises(ValueError, match="look must be one of"):
+        build_scene(replace(cfg, look="pretty"), np.random.default_rng(1))
+
+
+def test_generate_look_real_records_the_look_and_the_loader_reads_the_scene(tmp_path):
+    """`odd-one-out generate --look real`: the scene's metadata carries its look; the loader reads it as any scene;
+    a folder of classic scenes keeps its settings file as before (no look key) and refuses a real-look rerun."""
+    out = tmp_path / "real"
+    assert subprocess.run([sys.executable, "-m", "odd_one_out_ros.cli", "generate", "--kind", "parts", "--scenes",
+                           "1", "--views", "3", "--size", "48", "--objects", "3", "--look", "real", "--out", str(out)],
+                          capture_output=True, text=True).returncode == 0
+    scene = next((out / "scenes").iterdir())
+    look = json.loads((scene / "scene3d.metadata.json").read_text())["generator"]["look"]
+    assert look["finish"] in ("plastic", "painted", "metal") and 20 <= look["crease_deg"] <= 45
+    item = SceneDataset(scene_dirs(out), DatasetConfig(n_input=2, n_target=1, image_size=48))[0]
+    assert item["images"].shape[0] == 3
+    classic = tmp_path / "classic"
+    small = GeneratorConfig(kind="parts", views=2, size=32, objects=(3, 3))
+    generate(small, 1, classic, 0, progress=False)
+    assert "look" not in json.loads((classic / "generator.json").read_text())["config"]
+    with pytest.raises(ValueError, match="other settings"):
+        generate(replace(small, look="real"), 1, classic, 0, progress=False)
+
+
+def test_crease_angle_keeps_a_blocks_faces_flat_and_a_sphere_smooth():
+    """scene_meshes with a crease angle: each face of a box is shaded with its own normal (flat faces, crisp
+    edges); a sphere's normals stay smooth (the radial direction); without it the box's normals are bent."""
+    from odd_one_out_ros.geometry import Box3D
+    from odd_one_out_ros.synth.scene import PlacedObject, scene_meshes
+
+    def placed(mesh):
+        shape = Shape([Part(mesh, 0)], "test", [Material((0.5, 0.5, 0.5))])
+        return PlacedObject("o", shape, 0.0, np.zeros(3), Box3D(np.zeros(3), np.ones(3), 0.0), False, "", "", "")
+
+    box = trimesh.creation.box((0.1, 0.06, 0.04))
+    for crease, flat in ((30.0, True), (180.0, False)):
+        m = scene_meshes([placed(box)], None, crease_deg=crease)[0]
+        face_n = np.cross(m.vertices[m.faces[:, 1]] - m.vertices[m.faces[:, 0]],
+                          m.vertices[m.faces[:, 2]] - m.vertices[m.faces[:, 0]])
+        face_n /= np.linalg.norm(face_n, axis=1, keepdims=True)
+        corner_n = m.normals[m.faces]  # (F, 3, 3)
+        agree = np.einsum("fj,fkj->fk", face_n, corner_n / np.linalg.norm(corner_n, axis=2, keepdims=True))
+        assert (agree.min() > 0.999) == flat, agree.min()
+    sphere = trimesh.creation.icosphere(3, 0.05)
+    m = scene_meshes([placed(sphere)], None, crease_deg=30.0)[0]
+    radial = m.vertices / np.linalg.norm(m.vertices, axis=1, keepdims=True)
+    assert np.einsum("ij,ij->i", radial, m.normals / np.linalg.norm(m.normals, axis=1, keepdims=True)).min() > 0.99
+
+
+def test_camera_effects_noise_per_view_gamma_and_vignette():
+    """The camera: noise seeded per view (same view same bytes, another view other noise), gamma lifts the
+    midtones, vignetting darkens the corners, exposure scales."""
+    from odd_one_out_ros.synth.look import Look, camera_effects
+
+    grey = np.full((64, 64, 3), 0.25)
+    plain = camera_effects(grey, Look(gamma=1.0), 0)
+    assert (plain == 64).all()
+    lifted = camera_effects(grey, Look(gamma=2.2), 0)
+    assert abs(int(lifted[32, 32, 0]) - round(255 * 0.25 ** (1 / 2.2))) <= 1
+    vig = camera_effects(grey, Look(vignette=0.4), 0)
+    assert vig[0, 0, 0] < vig[32, 32, 0] - 10
+    assert camera_effects(grey, Look(exposure=2.0), 0)[5, 5, 0] == 128
+    noisy = Look(noise=3.0, seed=7)
+    a, b, c = (camera_effects(grey, noisy, v) for v in (1, 1, 2))
+    assert np.array_equal(a, b) and not np.array_equal(a, c) and 1.0 < a.astype(float).std() < 4.0
+
+
+def test_rebuild_scene_and_the_export_for_a_path_tracer(tmp_path):
+    """rebuild_scene gives back a generated scene from its metadata's seed, index and split (the same boxes); its
+    export for Cycles holds every object mesh with unit shading normals and colours in [0, 1], the floor texture,
+    the light and the cameras of the scene."""
+    from odd_one_out_ros.synth.generate import rebuild_scene
+    from odd_one_out_ros.synth.photoreal import export_for_cycles
+
+    cfg = GeneratorConfig(kind="parts", views=3, size=48, objects=(3, 4))
+    generate(cfg, 1, tmp_path / "d", 31, "test", progress=False)
+    scene_dir = next((tmp_path / "d" / "scenes").iterdir())
+    meta = json.loads((scene_dir / "scene3d.metadata.json").read_text())
+    g = meta["generator"]
+    scene = rebuild_scene(cfg, g["seed"], g["index"], g["split"])
+    assert [o.box.center.tolist() for o in scene.objects] == [o["bbox"][0] for o in meta["objects"]]
+    d = np.load(export_for_cycles(scene, tmp_path / "scene.npz"))
+    n = int(d["n_meshes"])
+    assert n == sum(len(o.shape.parts) for o in scene.objects)
+    for k in range(n):
+        v, f, nn, c = (d[f"mesh{k}_{x}"] for x in ("vertices", "faces", "normals", "colors"))
+        assert f.max() < len(v) and nn.shape == v.shape == c.shape and 0 <= c.min() and c.max() <= 1
+        assert np.allclose(np.linalg.norm(nn, axis=1), 1, atol=1e-3)
+    assert d["floor_texture"].shape[2] == 3 and np.allclose(d["sun_dir"], scene.lighting.sun_dir, atol=1e-6)
+    assert np.allclose(d["T_cw"], [c.T_cw.as_matrix() for c in scene.cameras]) and list(d["size"]) == [48, 48]

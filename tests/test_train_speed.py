@@ -64,15 +64,8 @@ class OldUNet3D(nn.Module):
         self.out = nn.Sequential(_norm3d(channels[0]), nn.ReLU(inplace=True), nn.Conv3d(channels[0], out_ch, 1))
 
     def forward(self, volume, seen):
-        x = self.stem(torch.cat([volume, seen], dim=1))
-        skips = []
-        for down, enc in zip(self.down, self.enc):
-            x = enc(down(x))
-            skips.append(x)
-        for up, dec, skip in zip(self.up, self.dec, reversed(skips[:-1])):
-            x = F.interpolate(x, size=skip.shape[-3:], mode="trilinear", align_corners=False)
-            x = dec(up(torch.cat([x, skip], dim=1)))
-        return self.out(x)
+        # the same down / up path as today's (it is layout-free); what differs is the layout and the blocks
+        return UNet3D.forward_xyz(self, torch.cat([volume, seen], dim=1))
 
 
 def old_mlp3d(c_in, c_hidden, c_out, layers):
@@ -137,16 +130,16 @@ def test_shipped_checkpoint_gives_the_original_volume():
     cfg = blob["config"]
     X, Y, Z = cfg.grid.shape
     old = OldUNet3D(cfg.encoder.out_channels, cfg.volume_channels, cfg.unet_channels, cfg.unet_blocks)
-    old.load_state_dict(net.unet.state_dict(), strict=True)
+    old.load_state_dict(net.scene.unet.state_dict(), strict=True)
     old_proj = old_mlp3d(cfg.volume_channels, 128, cfg.teacher_dim, 4)
-    old_proj.load_state_dict(net.projector.net.state_dict(), strict=True)
+    old_proj.load_state_dict(net.scene.projector.net.state_dict(), strict=True)
     torch.manual_seed(1)
     vol = torch.randn(1, cfg.encoder.out_channels, Z, Y, X)
     seen = torch.ones(1, 1, Z, Y, X)
     with torch.no_grad():
-        fv_new, fv_old = net.unet(vol, seen), old(vol, seen)
+        fv_new, fv_old = net.scene.unet(vol, seen), old(vol, seen)
         torch.testing.assert_close(fv_new, fv_old, atol=2e-4, rtol=1e-4)
-        torch.testing.assert_close(net.projector(fv_old), old_proj(fv_old), atol=2e-4, rtol=1e-4)
+        torch.testing.assert_close(net.scene.projector(fv_old), old_proj(fv_old), atol=2e-4, rtol=1e-4)
 
 
 def test_pointwise_heads_equal_1x1x1_convolutions():
@@ -208,13 +201,13 @@ def test_rendering_a_pixel_subset_equals_those_pixels_of_the_full_image():
     net = OddOneOutNet(cfg).eval()
     K, T = ring_cameras(3, cfg.image_size)
     with torch.no_grad():
-        vol = net.build_volume(torch.rand(1, 3, 3, cfg.image_size, cfg.image_size), K, T)
+        vol = net.scene.volume(torch.rand(1, 3, 3, cfg.image_size, cfg.image_size), K, T)
         vol = dataclasses.replace(vol, density=vol.density + 30.0 * torch.rand_like(vol.density))  # something to see
-        full = net.render(vol, K, T, (cfg.image_size, cfg.image_size))
+        full = net.scene.render(vol, K, T, (cfg.image_size, cfg.image_size))
         r, f = cfg.render.rgb_size, cfg.render.feature_size
         pix = torch.stack([torch.randperm(r * r)[:40] for _ in range(3)])[None]
         fpix = torch.stack([torch.randperm(f * f)[:20] for _ in range(3)])[None]
-        sub = net.render(vol, K, T, (cfg.image_size, cfg.image_size), pixels=pix, feature_pixels=fpix)
+        sub = net.scene.render(vol, K, T, (cfg.image_size, cfg.image_size), pixels=pix, feature_pixels=fpix)
     assert float(full["opacity"].amax()) > 0.1
     for key, idx in (("rgb", pix), ("opacity", pix), ("depth", pix), ("feat", fpix)):
         flat = full[key].flatten(3)
@@ -265,20 +258,16 @@ def test_pixel_samplers_draw_without_repetition_and_are_unbiased():
 # ---------------------------------------------------------------- training paths
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    from odd_one_out_ros.synth.generate import generate
-    from odd_one_out_ros.synth.scene import GeneratorConfig
+    from tests.conftest import small_toys
 
-    out = tmp_path_factory.mktemp("speed_data")
-    generate(GeneratorConfig(kind="toys", views=6, size=64, objects=(3, 4)), 2, out, 5, split="train",
-             progress=False)
-    return out
+    return small_toys(tmp_path_factory.mktemp("speed_data"), scenes=2, seed=5)
 
 
 def test_frozen_backbone_is_cached_per_image_and_mirrored_images_get_their_own_features(data, tmp_path):
     cfg = preset("tiny")
     tc = TrainConfig(n_input=3, n_target=2, rays=40, feature_rays=10, freeze_backbone=True, warmup_steps=0, lr=1e-2)
     tr = Trainer(cfg, tc, data, tmp_path / "run")
-    before = {k: v.clone() for k, v in tr.net.encoder.state_dict().items()}
+    before = {k: v.clone() for k, v in tr.net.scene.encoder.state_dict().items()}
     flips, epoch = [], 0
     while len(set(flips)) < 2 or epoch < 3:  # until both an unmirrored and a mirrored item were trained on
         tr.epoch = epoch
@@ -288,8 +277,8 @@ def test_frozen_backbone_is_cached_per_image_and_mirrored_images_get_their_own_f
         epoch += 1
         assert epoch < 30
     tr.net.train()
-    assert not tr.net.encoder.backbone.training  # batch norms stay in eval mode: cached levels stay valid
-    after = tr.net.encoder.state_dict()
+    assert not tr.net.scene.encoder.backbone.training  # batch norms stay in eval mode: cached levels stay valid
+    after = tr.net.scene.encoder.state_dict()
     backbone = [k for k in before if k.startswith("backbone.")]
     assert backbone and all(torch.equal(before[k], after[k]) for k in backbone)  # fixed, running stats too
     assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("fpn."))  # the pyramid trains
@@ -301,7 +290,7 @@ def test_frozen_backbone_is_cached_per_image_and_mirrored_images_get_their_own_f
     for im in (u8, np.ascontiguousarray(u8[:, ::-1])):
         cached = tr.backbone_cache(im)
         with torch.no_grad():
-            direct = tr.net.encoder.backbone_levels(torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255)
+            direct = tr.net.scene.encoder.backbone_levels(torch.from_numpy(im).permute(2, 0, 1)[None].float() / 255)
         for c, d in zip(cached, direct):
             torch.testing.assert_close(c, d[0], atol=2e-2, rtol=2e-3)  # stored as fp16
     assert tr.backbone_cache.computed <= computed + 1  # the unmirrored view was cached already
@@ -331,8 +320,8 @@ def test_two_cpu_ranks_train_with_ray_subsets_and_a_frozen_backbone(data, tmp_pa
     conf = json.loads((run / "config.json").read_text())
     assert conf["world_size"] == 2 and conf["train"]["rays"] == 50 and conf["train"]["freeze_backbone"]
     s1, s2 = read_checkpoint(run / "stage1.pt")["model"], read_checkpoint(run / "stage2.pt")["model"]
-    assert any(not torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("matcher."))
-    assert all(torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("encoder.backbone."))
+    assert any(not torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("scorer.matcher."))
+    assert all(torch.equal(s1[k], s2[k]) for k in s1 if k.startswith("scene.encoder.backbone."))
     assert any((run / "backbone_cache").rglob("*.pt"))
 
 

@@ -13,8 +13,6 @@ import torch
 
 from odd_one_out_ros.geometry import Box3D
 from odd_one_out_ros.model.checkpoint import read_checkpoint
-from odd_one_out_ros.synth.generate import generate
-from odd_one_out_ros.synth.scene import GeneratorConfig
 from odd_one_out_ros.training.evaluate import SceneResult, evaluate
 from odd_one_out_ros.training.trainer import match_boxes
 
@@ -23,10 +21,9 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train_data")
-    generate(GeneratorConfig(kind="toys", views=6, size=64, objects=(3, 4)), 3, out, 11, split="train",
-             progress=False)
-    return out
+    from tests.conftest import small_toys
+
+    return small_toys(tmp_path_factory.mktemp("train_data"), scenes=3, seed=11)
 
 
 def train(*args, env=None, timeout=240):
@@ -62,7 +59,7 @@ def test_stage_two_trains_the_classifier_from_stage_one(data, tmp_path):
     s1 = weights(run / "stage1.pt")
     train("--data", str(data), "--out", str(run), "--stage", "2", "--epochs", "1")
     s2 = weights(run / "stage2.pt")
-    matcher = [k for k in s1 if k.startswith("matcher.")]
+    matcher = [k for k in s1 if k.startswith("scorer.matcher.")]
     assert matcher and any(not torch.equal(s1[k], s2[k]) for k in matcher)
     r2 = [r for r in rows(run) if r["stage"] == "2"]
     assert len(r2) == 3 and all(float(r["bce"]) > 0 for r in r2)
@@ -98,12 +95,12 @@ def test_stage_two_from_a_tuned_checkpoint_resumes_with_its_config(data, tmp_pat
     run = tmp_path / "run"
     train("--data", str(data), "--out", str(run), "--steps", "1")
     net, _ = load_checkpoint(run / "stage1.pt")
-    net.cfg = net.cfg.changed("boxes", occupancy_threshold=0.123)
+    net.cfg = net.cfg.changed("boxes.density", occupancy_threshold=0.123)
     save_checkpoint(run / "tuned.pt", net)
     train("--data", str(data), "--out", str(run), "--stage", "2", "--init", str(run / "tuned.pt"), "--steps", "1",
           "--checkpoint-every", "1")
     train("--data", str(data), "--out", str(run), "--stage", "2", "--resume", "--steps", "2")
-    assert read_checkpoint(run / "stage2.pt")["config"].boxes.occupancy_threshold == 0.123
+    assert read_checkpoint(run / "stage2.pt")["config"].boxes.density.occupancy_threshold == 0.123
     assert [r["step"] for r in rows(run) if r["stage"] == "2"] == ["1", "2"]
 
 
@@ -160,14 +157,14 @@ def test_evaluation_protocols():
     assert shifted["all"]["box_recall_iou50"] == pytest.approx(100 * 2 / 3)
 
 
-def test_tune_box_threshold_picks_a_threshold_below_the_objects_occupancy(data):
+def test_tune_boxes_picks_a_threshold_below_the_objects_occupancy(data):
     from odd_one_out_ros.data.dataset import scene_dirs
     from odd_one_out_ros.data.scene_meta import read_scene_meta
     from odd_one_out_ros.model.config import preset
     from odd_one_out_ros.model.network import OddOneOutNet
-    from odd_one_out_ros.training.evaluate import tune_box_threshold
+    from odd_one_out_ros.training.evaluate import tune_boxes
 
-    cfg = preset("cpu").changed("encoder", weights="")
+    cfg = preset("cpu").changed("encoder", weights="").changed("boxes", estimator="density")
     net = OddOneOutNet(cfg).eval()
     metas = [read_scene_meta(d) for d in scene_dirs(data)[:2]]
     centers = net.grid.centers().reshape(-1, 3).numpy()
@@ -184,10 +181,16 @@ def test_tune_box_threshold_picks_a_threshold_below_the_objects_occupancy(data):
                 occ |= o.box.contains(centers)
             return torch.tensor(occ.reshape(1, 1, *fv.shape[2:]), dtype=torch.float32) * sigma
 
-    net.density_head = Blobs()
-    best, soft, table = tune_box_threshold(net, metas, views=2, candidates=(0.1, 0.2, 0.5))
-    assert (best, soft) == (0.1, False) and table[(0.1, False)]["recall"] > 50 and table[(0.5, False)]["recall"] == 0
-    assert table[(0.1, True)]["recall"] < table[(0.1, False)]["recall"]  # 15 % opacity: soft heights shrink to 15 %
+    net.scene.density_head = Blobs()
+    best, table = tune_boxes(net, metas, views=2)
+
+    def row(threshold, soft):
+        return table[f"occupancy_threshold={threshold} soft_height={soft}"]
+
+    assert best["occupancy_threshold"] < 0.15 and best["soft_height"] is False, best
+    assert row(best["occupancy_threshold"], False)["recall"] > 50
+    assert row(0.1, False)["recall"] > 50 and row(0.2, False)["recall"] == 0 and row(0.5, False)["recall"] == 0
+    assert row(0.1, True)["recall"] < row(0.1, False)["recall"]  # 15 % opacity: soft heights shrink to 15 %
 
 
 def test_resume_after_a_crash_drops_log_rows_past_the_checkpoint(data, tmp_path):
@@ -208,29 +211,31 @@ def test_stage_two_switches_the_prior_on(data, tmp_path):
     its frozen features are cached per image, the checkpoint keeps the setting and --resume continues with it."""
     run = tmp_path / "run"
     train("--data", str(data), "--out", str(run), "--steps", "1")
-    assert not read_checkpoint(run / "stage1.pt")["config"].matcher.prior
+    assert not read_checkpoint(run / "stage1.pt")["config"].scorer.matcher.prior
     train("--data", str(data), "--out", str(run), "--stage", "2", "--prior", "on", "--steps", "2",
           "--checkpoint-every", "1")
     blob = read_checkpoint(run / "stage2.pt")
-    assert blob["config"].matcher.prior
-    assert float(blob["model"]["matcher.prior_shift"]) != 3.0 and float(blob["model"]["matcher.prior_scale"]) != 1.0
+    assert blob["config"].scorer.matcher.prior
+    assert (float(blob["model"]["scorer.matcher.prior_shift"]) != 3.0
+            and float(blob["model"]["scorer.matcher.prior_scale"]) != 1.0)
     assert len(list((run / "prior_cache").glob("*.pt"))) >= 3  # the input views of the scenes seen so far
     train("--data", str(data), "--out", str(run), "--stage", "2", "--resume", "--steps", "3")
-    assert read_checkpoint(run / "stage2.pt")["config"].matcher.prior
+    assert read_checkpoint(run / "stage2.pt")["config"].scorer.matcher.prior
 
 
 def test_cosine_schedule():
-    from odd_one_out_ros.training.trainer import TrainConfig, lr_factor
+    from odd_one_out_ros.training.loop import lr_factor
+    from odd_one_out_ros.training.trainer import TrainConfig, loop_config
 
-    cfg = TrainConfig(max_steps=150, warmup_steps=50, min_lr_scale=0.1)
+    cfg = loop_config(TrainConfig(max_steps=150, warmup_steps=50, min_lr_scale=0.1))
     f = [lr_factor(s, cfg) for s in range(150)]
     assert f[0] == pytest.approx(1 / 50) and f[49] == pytest.approx(1.0)
     assert f[100] == pytest.approx(0.1 + 0.9 * 0.5)  # half-way through the decay
     assert all(a >= b for a, b in zip(f[49:], f[50:])) and f[-1] == pytest.approx(0.1, abs=1e-3)
-    assert lr_factor(120, TrainConfig(max_steps=150, schedule="constant")) == 1.0
-    assert lr_factor(120, TrainConfig(max_steps=0)) == 1.0  # no step budget: nothing to decay over
+    assert lr_factor(120, loop_config(TrainConfig(max_steps=150, schedule="constant"))) == 1.0
+    assert lr_factor(120, loop_config(TrainConfig(max_steps=0))) == 1.0  # no step budget: nothing to decay over
     with pytest.raises(ValueError, match="schedule"):
-        lr_factor(0, TrainConfig(schedule="linear"))
+        lr_factor(0, loop_config(TrainConfig(schedule="linear")))
 
 
 def test_occupancy_loss_is_the_bce_of_the_voxel_opacity():
@@ -262,13 +267,11 @@ def test_the_network_owns_the_optimiser_groups_and_the_loss_terms(data, tmp_path
     rates it built itself before (the pretrained backbone at lr x backbone_lr_scale, possibly empty; everything
     else at lr; the prior's two scalars at lr x prior_lr_scale, only when they train) and its steps log the same
     loss terms, composed as before."""
-    from dataclasses import replace
-
     from odd_one_out_ros.model.config import preset
     from odd_one_out_ros.training.trainer import TrainConfig, Trainer
 
     tiny = preset("tiny")
-    prior = replace(tiny, matcher=replace(tiny.matcher, prior=True))
+    prior = tiny.changed("scorer.matcher", prior=True)
     base = dict(n_input=3, n_target=2, rays=40, feature_rays=10, threads=1, lr=1e-3, warmup_steps=1)
     cases = [(tiny, TrainConfig(stage=1, **base), {"image", "feature", "occupancy", "total"}),
              (tiny, TrainConfig(stage=1, lambda_occ=0.0, freeze_backbone=False, **base), {"image", "feature", "total"}),
@@ -278,12 +281,12 @@ def test_the_network_owns_the_optimiser_groups_and_the_loss_terms(data, tmp_path
         tr = Trainer(mcfg, tc, data, tmp_path / f"run{i}")
         name = {id(p): n for n, p in tr.net.named_parameters()}
         trainable = [n for n, p in tr.net.named_parameters() if p.requires_grad]
-        backbone = [n for n in trainable if n.startswith("encoder.backbone.")]
-        scalars = [n for n in trainable if n in ("matcher.prior_scale", "matcher.prior_shift")]
+        backbone = [n for n in trainable if n.startswith("scene.encoder.backbone.")]
+        scalars = [n for n in trainable if n in ("scorer.matcher.prior_scale", "scorer.matcher.prior_shift")]
         rest = [n for n in trainable if n not in backbone + scalars]
         expected = [(backbone, tc.lr * tc.backbone_lr_scale), (rest, tc.lr)]
         expected += [(scalars, tc.lr * tc.prior_lr_scale)] if scalars else []
-        assert [([name[id(p)] for p in g["params"]], g["lr"]) for g in tr.opt.param_groups] == expected
+        assert [([name[id(p)] for p in g["params"]], g["lr"]) for g in tr.loop.opt.param_groups] == expected
         assert bool(backbone) != tc.freeze_backbone and bool(scalars) == (tc.stage == 2)
         terms = tr.run_step([0])
         assert set(terms) == keys

@@ -52,3 +52,39 @@ def test_pose_to_dict_writes_plain_floats_of_one_pose(rng):
     np.testing.assert_allclose(Rigid.from_quat(d["quaternion_xyzw"], d["translation"]).R, T.R, atol=1e-12)
     np.testing.assert_allclose(d["camera_position"], -T.R.T @ T.t, atol=1e-12)
     assert list(pose_to_dict(T, matrix_key="T_cw"))[0] == "T_cw"
+
+
+def test_frame_tree_looks_up_across_branches_and_says_when_it_cannot():
+    """target <- source through the nearest common ancestor, equal to composing the transforms by hand; a newer
+    transform of a child replaces the older; frames in two trees, unknown frames and a loop give None."""
+    from odd_one_out_ros.geometry.frame_tree import FrameTree
+
+    rng = np.random.default_rng(3)
+
+    def rand():
+        return Rigid.from_rotvec(rng.normal(size=3), rng.normal(size=3))
+
+    tree, T = FrameTree(), {}
+    for parent, child in [("map", "base_link"), ("base_link", "arm"), ("arm", "gripper"), ("map", "world"),
+                          ("world", "odd_one_out/cam0")]:
+        T[child] = rand()
+        tree.set(parent, child, T[child])
+    got = tree.lookup("gripper", "world")  # gripper <- world = (map <- gripper)^-1 (map <- world)
+    want = (T["base_link"] @ T["arm"] @ T["gripper"]).inverse() @ T["world"]
+    assert np.allclose(got.as_matrix(), want.as_matrix(), atol=1e-9)
+    p = rng.normal(size=(5, 3))
+    cam_in_arm = tree.lookup("arm", "odd_one_out/cam0").apply(p)
+    assert np.allclose(cam_in_arm, (T["base_link"] @ T["arm"]).inverse().apply(T["world"].apply(
+        T["odd_one_out/cam0"].apply(p))), atol=1e-9)
+    assert np.allclose(tree.lookup("world", "world").as_matrix(), np.eye(4))
+    assert tree.lookup("world", "nowhere") is None
+    tree.set("other_root", "lonely", rand())
+    assert tree.lookup("world", "lonely") is None
+    moved = rand()
+    tree.set("map", "world", moved)  # the newer transform wins
+    assert np.allclose(tree.lookup("map", "world").as_matrix(), moved.as_matrix())
+    tree.set("gripper", "map", rand())  # a loop map -> ... -> gripper -> map: no hang, no answer across it
+    assert tree.lookup("lonely", "arm") is None
+    assert "gripper" in tree.frames() and "map" in tree.frames()
+    with pytest.raises(ValueError, match="two different"):
+        tree.set("a", "a", rand())

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import argparse
 
+from ..model.config import PRESETS
 from . import CommandError, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", choices=["cpu", "paper", "tiny"], default="cpu", help="model config (default: cpu)")
+    p.add_argument("--config", choices=PRESETS, default="cpu", help="model config (default: cpu)")
     p.add_argument("--checkpoint", help="use this checkpoint's config and weights instead of random ones")
     p.add_argument("--views", type=int, default=5, help="input views M (default 5)")
     p.add_argument("--objects", type=int, default=6, help="objects N (default 6)")

@@ -10,27 +10,17 @@ each object's truth, label, score and box, and writes to --out: overlay.png (the
 report.json (the detector's ~/detections report with the ground truth and the matching), audit.jsonl and
 bags/ (the audit trail: `odd-one-out replay OUT/bags` runs the decision again).
 
-Model: --checkpoint, else the shipped odd_one_out_ros/assets/checkpoints/cpu_default.pt; when that does
-not exist yet, a freshly initialised (UNTRAINED) network is saved to OUT/untrained_cpu.pt and used, and
-the demo says so loudly: it then finds no objects.
+Model: --checkpoint, else the shipped odd_one_out_ros/assets/checkpoints/cpu_default.pt (in the package).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 
 from . import CommandError, positive_float
-
-UNTRAINED_WARNING = """\
-************************************************************************************************
-WARNING: no trained checkpoint ({path} does not exist yet).
-The detector runs an UNTRAINED network (random weights): it finds no objects, and labels and
-scores mean nothing. Train one (odd-one-out train) or pass --checkpoint MODEL.pt.
-************************************************************************************************"""
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -61,11 +51,8 @@ def run(args) -> int:
         raise CommandError(f"cannot create {out}: {e.strerror}") from None
     from ..resources import DEFAULT_CHECKPOINT, share_dir
 
-    checkpoint, untrained = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT, False
-    if args.checkpoint is None and not checkpoint.is_file():
-        checkpoint, untrained = _untrained_checkpoint(out), True
-        print(UNTRAINED_WARNING.format(path=DEFAULT_CHECKPOINT), file=sys.stderr)
-    elif not checkpoint.is_file():
+    checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+    if not checkpoint.is_file():
         raise CommandError(f"checkpoint {checkpoint}: no such file")
 
     import rclpy
@@ -130,8 +117,9 @@ def run(args) -> int:
         setup_s = time.monotonic() - t0
 
         def on_detections(msg):
-            if "report" not in got:
-                got["report"] = json.loads(msg.data)
+            report = json.loads(msg.data)
+            if "report" not in got and report["views"]:  # (not a verdict on cameras that have sent nothing yet)
+                got["report"] = report
             _check_done()
 
         def on_overlay(msg):
@@ -167,21 +155,8 @@ def run(args) -> int:
         rclpy.try_shutdown()
     if not ok:
         raise CommandError(f"no inspection within {args.timeout} s (received: {sorted(got) or 'nothing'})", code=1)
-    return _write_and_print(out, got["report"], got["truth"], image_to_rgb(got["overlay"]), untrained, args,
+    return _write_and_print(out, got["report"], got["truth"], image_to_rgb(got["overlay"]), args,
                             {"setup_s": setup_s, "first_inspection_s": wait_s, "total_s": time.monotonic() - t0})
-
-
-def _untrained_checkpoint(out: Path) -> Path:
-    import torch
-
-    from ..model.checkpoint import save_checkpoint
-    from ..model.config import preset
-    from ..model.network import OddOneOutNet
-
-    cfg = preset("cpu").changed("encoder", weights="")
-    torch.manual_seed(0)
-    return save_checkpoint(out / "untrained_cpu.pt", OddOneOutNet(cfg),
-                           meta={"untrained": True, "note": "random initialisation made by odd-one-out demo"})
 
 
 def _write_rig(path: Path, n_cameras: int) -> Path:
@@ -194,7 +169,7 @@ def _write_rig(path: Path, n_cameras: int) -> Path:
     return write_rig_yaml(path, cams, force=True)
 
 
-def _write_and_print(out: Path, report: dict, truth: dict, overlay, untrained: bool, args, timing: dict) -> int:
+def _write_and_print(out: Path, report: dict, truth: dict, overlay, args, timing: dict) -> int:
     import cv2
     import numpy as np
 
@@ -215,7 +190,7 @@ def _write_and_print(out: Path, report: dict, truth: dict, overlay, untrained: b
         rows.append({"object": "-", "truth": "(no object here)", "detection": det["id"], "label": det["label"],
                      "score": det["score"], "box": _box(det), "truth_box": None})
     cv2.imwrite(str(out / "overlay.png"), cv2.cvtColor(overlay, cv2.COLOR_RGB2BGR))
-    summary = {"schema": "odd_one_out_ros/demo/2", "untrained_model": untrained,
+    summary = {"schema": "odd_one_out_ros/demo/2",
                "scene": {k: truth[k] for k in ("kind", "category", "seed")}, "pose_source": args.pose_source,
                "objects": rows, "detections": report, "ground_truth": truth, "timing_s": timing}
     (out / "report.json").write_text(json.dumps(summary, indent=2))
@@ -235,8 +210,6 @@ def _write_and_print(out: Path, report: dict, truth: dict, overlay, untrained: b
                f"{np.degrees(b['yaw']):6.1f}") if b else "-"
         score = f"{r['score']:.2f}" if r["score"] is not None else "-"
         print(f"{r['object']:<11} {r['truth']:<24} {r['label']:<10} {score:>5}  {box}")
-    if untrained:
-        print("UNTRAINED model (no checkpoint yet): no objects found, labels and scores mean nothing.")
     print(f"wrote {out / 'overlay.png'}, {out / 'report.json'} and the audit trail {out / 'audit.jsonl'}, "
           f"{out / 'bags'} (odd-one-out replay {out / 'bags'}); {timing['total_s']:.1f} s")
     return 0

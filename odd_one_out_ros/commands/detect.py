@@ -7,7 +7,7 @@ from . import CommandError, write_json
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", help="model checkpoint (default: the shipped cpu_default.pt, as demo)")
     p.add_argument("--scene", required=True, help="scene folder in the official layout")
     p.add_argument("--views", default="0,4,8,12,16", help="input view indices (default 0,4,8,12,16)")
     p.add_argument("--device", default="cpu")
@@ -22,7 +22,7 @@ def run(args) -> int:
     from ..geometry import iou_3d, match_truth
     from ..inspection.guard import NonFiniteOutput
     from ..inspection.loader import load_inspector
-    from ..viz import GREEN, RED, contact_sheet, draw_box
+    from ..inspection.overlay import overlay_image
 
     try:
         views = [int(v) for v in args.views.split(",") if v.strip()]
@@ -57,14 +57,10 @@ def run(args) -> int:
     if args.json:
         write_json(args.json, {"scene": str(args.scene), "views": views, "latency_s": res.latency_s,
                                "objects": rows}, indent=1)
-    if args.image:
-        imgs = []
-        for v in posed:
-            img = v.image.copy()
-            for o in res.objects:
-                draw_box(img, v.camera, o.box, RED if o.anomalous else GREEN, f"{o.score:.2f} box {o.box_score:.2f}")
-            imgs.append(img)
-        if not cv2.imwrite(args.image, cv2.cvtColor(contact_sheet(imgs, 5, [v.source for v in posed]),
-                                                    cv2.COLOR_RGB2BGR)):
+    if args.image:  # the detector's overlay: the same drawing, labels "<id> <score> box <box score>"
+        sheet = overlay_image(posed, [o.box for o in res.objects], [o.score for o in res.objects],
+                              [o.anomalous for o in res.objects], max_views=len(posed),
+                              box_scores=[o.box_score for o in res.objects])
+        if not cv2.imwrite(args.image, cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
             raise CommandError(f"cannot write {args.image}", code=1)
     return 0

@@ -28,8 +28,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also score the same boxes with the training-free baseline (frozen features compared "
                         "across the instances of each scene; docs/training.md)")
     p.add_argument("--baseline-teacher", default="model", choices=["model", "mobilenet_v2", "dinov2_vits14"],
-                   help="frozen features of the baseline: model (default) = the comparison the model's matcher.prior "
-                        "runs, on its own features (for a model without a prior: mobilenet_v2); mobilenet_v2 = a "
+                   help="frozen features of the baseline: model (default) = the comparison the model's scorer "
+                        "runs, on its own features (for a model that runs none: mobilenet_v2); mobilenet_v2 = a "
                         "separate ImageNet MobileNetV2 on the images at 2x (offline); dinov2_vits14 (needs "
                         "--baseline-teacher-weights)")
     p.add_argument("--baseline-teacher-weights", default="", help="weights file for --baseline-teacher dinov2_vits14")
@@ -66,8 +66,8 @@ def run(args) -> int:
 
             net = inspector.net
             features = args.baseline_teacher
-            if features == "model" and net.cfg.matcher.prior:
-                scorer = BaselineScorer(net.prior_cfg, MODEL_PRIOR)
+            if features == "model" and net.scorer.comparison is not None:
+                scorer = BaselineScorer(net.scorer.comparison.baseline_cfg, MODEL_PRIOR)
             else:
                 features = "mobilenet_v2" if features == "model" else features
                 teacher = build_teacher(features, args.baseline_teacher_weights).to(args.device)
@@ -123,9 +123,9 @@ def run(args) -> int:
         report["baseline"] = evaluate(base_results)
         # from_model_prior: the raw scores are the model's prior's (the same comparison, run once per scene); the
         # baseline's latency is then only its calibration
-        prior = inspector.net.cfg.matcher
-        teacher = (f"the model's prior ({prior.prior_features}" + (f", strides {prior.prior_levels})"
-                                                                   if prior.prior_features == "trunk" else ")")
+        cmp = inspector.net.cfg.scorer.comparison
+        teacher = (f"the model's prior ({cmp.features}" + (f", strides {cmp.levels})" if cmp.features == "trunk"
+                                                           else ")")
                    if scorer.extractor == MODEL_PRIOR else features)
         report["baseline_config"] = {"teacher": teacher, **scorer.config_dict(), "from_model_prior": shared}
     report["scenes"], report["skipped"] = rows, skipped

@@ -30,6 +30,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--apriltag-board", action="store_true", help="put an AprilTag board on the floor")
     p.add_argument("--shapes", help="folder of your own meshes (.obj/.stl/.ply/.off) used instead of --kind")
     p.add_argument("--workers", type=int, default=1, help="parallel processes (default 1)")
+    p.add_argument("--look", choices=["classic", "real"], default="classic",
+                   help="classic (the shipped model's training data) or real: per scene crease-angle normals, gamma, "
+                        "soft shadows, bounce light, plastic / painted / metal finish, camera noise, blur, vignetting "
+                        "(docs/generator.md)")
 
 
 def run(args) -> int:
@@ -39,7 +43,8 @@ def run(args) -> int:
     if args.scenes < 1 or args.views < 1 or args.size < 16 or args.workers < 1:
         raise CommandError("--scenes, --views, --workers must be >= 1 and --size >= 16")
     cfg = GeneratorConfig(kind="custom" if args.shapes else args.kind, views=args.views, size=args.size,
-                          objects=args.objects, apriltag_board=args.apriltag_board, shapes_dir=args.shapes or "")
+                          objects=args.objects, apriltag_board=args.apriltag_board, shapes_dir=args.shapes or "",
+                          look=args.look)
     try:
         splits = generate(cfg, args.scenes, args.out, args.seed, args.split, args.workers,
                           progress=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..model.config import PRIOR_VARIANTS
+from ..model.config import PRESETS, PRIOR_VARIANTS
 from ..training.config import SCHEDULES, TrainConfig, field_help
 from . import CommandError
 
@@ -17,7 +17,10 @@ CHOICES = {"stage": (1, 2), "schedule": SCHEDULES, "teacher": ("mobilenet_v2", "
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", choices=["cpu", "paper", "tiny"], default="cpu", help="model config (default cpu)")
+    p.add_argument("--config", choices=PRESETS, default="cpu",
+                   help="model config (default cpu; cpu_default = the shipped checkpoint's: stages 1 and 2 train its "
+                        "scene encoder with the volume matcher, train-boxes / tune-boxes / train-comparator the rest, "
+                        "as scripts/train_default.sh does)")
     p.add_argument("--variant", choices=["A", "B", "C", "full"], default="full", help="ablation variant")
     p.add_argument("--data", required=True, action="append",
                    help="dataset root (with splits.json) or folder of scenes; repeat to train on several")
@@ -25,10 +28,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--init", help="checkpoint to start from (stage 2 default: OUT/stage1.pt)")
     p.add_argument("--resume", action="store_true", help="continue exactly from OUT/last_stage<k>.pt")
     p.add_argument("--prior", choices=["on", "off"],
-                   help="add the training-free comparison to the matcher's logits (matcher.prior; default: the "
-                        "config's or the --init checkpoint's setting)")
+                   help="add the training-free comparison to the matcher's logits (scorer.matcher.prior; for a "
+                        "model whose scorer is not the matcher: stage 2's auxiliary matcher; default: the config's or "
+                        "the --init checkpoint's setting)")
     p.add_argument("--prior-features", choices=sorted(PRIOR_VARIANTS),
-                   help="the comparison's features (matcher.prior_features): teacher = a separate MobileNetV2 at "
+                   help="the comparison's features (scorer.comparison): teacher = a separate MobileNetV2 at "
                         "2x, trunk = the backbone's own levels, one pass per image (docs/model.md; default: the "
                         "config's or the --init checkpoint's setting)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (with torchrun: cuda uses LOCAL_RANK)")
@@ -51,7 +55,7 @@ def run(args) -> int:
     import os
 
     from ..model.checkpoint import CheckpointError
-    from ..model.config import preset
+    from ..model.config import of_preset, preset
     from ..training.config import continue_config
     from ..training.trainer import Trainer, close_distributed, init_distributed
 
@@ -78,23 +82,24 @@ def run(args) -> int:
 
         try:
             mcfg = read_checkpoint(source)["config"]
-            if mcfg.name != args.config:
+            if not of_preset(mcfg, args.config):
                 raise CommandError(f"{source} is a {mcfg.name} model, not {args.config}")
             mcfg = continue_config(mcfg, args.variant, source, resuming=source == str(last))
         except (CheckpointError, ValueError) as e:
             raise CommandError(str(e)) from None
-    if args.prior and (args.prior == "on") != mcfg.matcher.prior:
+    prior = mcfg.scorer.matcher.prior
+    if args.prior and (args.prior == "on") != prior:
         if source == str(last):
-            raise CommandError(f"{source} was trained with --prior {'on' if mcfg.matcher.prior else 'off'}; "
-                               "resume without --prior")
-        mcfg = mcfg.changed("matcher", prior=args.prior == "on",  # the comparator needs the prior's cells
-                            comparator=mcfg.matcher.comparator and args.prior == "on")
-    if args.prior_features and args.prior_features != mcfg.matcher.prior_features:
+            raise CommandError(f"{source} was trained with --prior {'on' if prior else 'off'}; resume without --prior")
+        mcfg = mcfg.changed("scorer.matcher", prior=args.prior == "on")
+    features = mcfg.scorer.comparison.features
+    if args.prior_features and args.prior_features != features:
         if source == str(last):
-            raise CommandError(f"{source} was trained with --prior-features {mcfg.matcher.prior_features}; "
-                               "resume without --prior-features")
-        mcfg = mcfg.changed("matcher", **PRIOR_VARIANTS[args.prior_features],
-                            comparator=mcfg.matcher.comparator and args.prior_features == "teacher")
+            raise CommandError(f"{source} was trained with --prior-features {features}; resume without "
+                               "--prior-features")
+        mcfg = mcfg.changed("scorer.comparison", **PRIOR_VARIANTS[args.prior_features])
+        if mcfg.scorer.kind == "comparator" and args.prior_features == "trunk":  # its cells are one teacher map
+            mcfg = mcfg.changed("scorer", kind="matcher")
     finished = False
     try:
         trainer = Trainer(mcfg, cfg, args.data, out, device, init=init, resume=args.resume)

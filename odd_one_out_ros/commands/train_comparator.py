@@ -1,4 +1,4 @@
-"""`odd-one-out train-comparator`: stage 2 on a CPU: train the learned comparator (MatcherConfig.comparator) of a
+"""`odd-one-out train-comparator`: stage 2 on a CPU: train the learned comparator (scorer "comparator") of a
 checkpoint on cached cells of training scenes (training/comparator.py; docs/training.md "Learned comparison")."""
 from __future__ import annotations
 
@@ -7,25 +7,13 @@ from pathlib import Path
 
 from ..training.comparator import ComparatorTrainConfig
 from . import CommandError
-from .train_boxes import _shard, cache_sets
+from .train_boxes import add_cache_arguments, cache_sets
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d = ComparatorTrainConfig()
-    p.add_argument("--checkpoint", required=True,
-                   help="trained checkpoint (matcher.prior with prior_features teacher) whose boxes and comparison "
-                        "the comparator reads")
-    p.add_argument("--data", required=True, action="append",
-                   help="dataset root or folder of scenes to train on (repeat for several; its train split when "
-                        "it has a splits.json)")
-    p.add_argument("--split", default="train", help="split of --data to use (default train; never a test split)")
-    p.add_argument("--cache", required=True, help="folder of the cached cells (kept; rerun to reuse)")
-    p.add_argument("--out", help="checkpoint to write (the input is not changed); needed unless --cache-only")
-    p.add_argument("--views", type=int, default=5, help="input views per inspection cached (default 5)")
-    p.add_argument("--subsets", type=int, default=2, help="view sets cached per scene (default 2)")
-    p.add_argument("--shard", type=_shard, default=(0, 1),
-                   help="I/N: cache every N-th scene from the I-th (run N processes to share the caching)")
-    p.add_argument("--cache-only", action="store_true", help="only cache the cells (e.g. one shard)")
+    add_cache_arguments(p, "trained checkpoint (scorer.comparison.features teacher) whose boxes and comparison the "
+                           "comparator reads", "cells", "inspection cached")
     p.add_argument("--steps", type=int, default=d.steps, help="optimiser steps (default %(default)s)")
     p.add_argument("--batch", type=int, default=d.batch, help="scenes per step (default %(default)s)")
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
@@ -50,10 +38,12 @@ def run(args) -> int:
         raise CommandError("--out is needed (or --cache-only)")
     if args.steps < 1:
         raise CommandError("--steps must be >= 1")
-    torch.manual_seed(args.seed)  # a new comparator's init
+    torch.manual_seed(args.seed)  # a new comparator's init (where the checkpoint has none yet)
     try:
         net, blob = load_checkpoint(args.checkpoint)
         sets = [(Path(d), scene_dirs(d, args.split)) for d in args.data]
+        if net.scorer.end_to_end and "aux_scorer" not in blob:  # its trained matcher: stage 2's, kept aside
+            blob["aux_scorer"] = net.scorer.state_dict()
         net = with_comparator(net)  # before caching: refuses a checkpoint the comparator cannot serve
     except (CheckpointError, ValueError) as e:
         raise CommandError(str(e)) from None
@@ -66,7 +56,7 @@ def run(args) -> int:
     items = load_cell_caches(caches)
     print(f"training the comparator on {len(items)} inspections", flush=True)
     out = Path(args.out)
-    train_comparator(net.comparator, items, cfg, resume_file=out.with_name(out.name + ".resume"),
+    train_comparator(net.scorer.comparator, items, cfg, resume_file=out.with_name(out.name + ".resume"),
                      log=lambda s: print(s, flush=True))
     meta = {**blob.get("meta", {}), "comparator_trained_on": f"{[str(d) for d in args.data]} {args.split} "
             f"({len(items)} inspections: own and true boxes x {args.subsets} view sets of {args.views}, "

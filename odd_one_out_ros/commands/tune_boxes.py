@@ -1,5 +1,6 @@
-"""`odd-one-out tune-boxes`: set a checkpoint's box threshold to the best box recall on a split: the learned head's
-score threshold (boxes.estimator "heatmap"), or the density estimator's occupancy threshold and soft height."""
+"""`odd-one-out tune-boxes`: set a checkpoint's box estimator's settings by box recall on a split (whatever the
+estimator offers to tune: the learned head's score threshold, or the density estimator's occupancy threshold and
+soft height; model/estimators.py BoxEstimator.tuning_grid)."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ def run(args) -> int:
     from ..data.dataset import scene_dirs
     from ..data.scene_meta import read_scene_meta
     from ..model.checkpoint import CheckpointError, extra_items, load_checkpoint, save_checkpoint
-    from ..training.evaluate import tune_box_threshold, tune_score_threshold
+    from ..training.evaluate import tune_boxes
 
     try:
         net, blob = load_checkpoint(args.checkpoint)
@@ -35,26 +36,15 @@ def run(args) -> int:
         metas = [read_scene_meta(d) for d in dirs]  # SceneFormatError is a ValueError
     except (CheckpointError, ValueError) as e:
         raise CommandError(str(e)) from None
-    tuned_on = f"{' + '.join(args.data)} {args.split} ({len(dirs)} scenes)"
-    if net.cfg.boxes.estimator == "heatmap":
-        best, table = tune_score_threshold(net, metas, args.views)
-        for c, row in table.items():
-            print(f"score > {c:.2f}: box recall@0.5 {row['recall']:.1f} %, {row['unmatched_per_scene']:.2f} "
-                  f"unmatched boxes per scene{'  <- chosen' if c == best else ''}")
-        net.cfg = net.cfg.changed("boxes", score_threshold=best)
-        chosen = f"score threshold {best}"
-        meta = {"box_threshold_tuned_on": tuned_on,
-                "box_recall_by_score_threshold": {str(c): v for c, v in table.items()}}
-    else:
-        best, soft, table = tune_box_threshold(net, metas, args.views)
-        for (c, sh), row in table.items():
-            print(f"occupancy > {c:.2f}{', soft height' if sh else ''}: box recall@0.5 {row['recall']:.1f} %, "
-                  f"{row['extra_boxes']} extra boxes{'  <- chosen' if (c, sh) == (best, soft) else ''}")
-        net.cfg = net.cfg.changed("boxes", occupancy_threshold=best, soft_height=soft)
-        chosen = f"occupancy threshold {best}, soft height {'on' if soft else 'off'}"
-        meta = {"box_threshold_tuned_on": tuned_on,
-                "box_recall_by_threshold": {f"{c}{' soft' if sh else ''}": v for (c, sh), v in table.items()}}
+    best, table = tune_boxes(net, metas, args.views)
+    chosen = " ".join(f"{k}={v}" for k, v in best.items())
+    for label, row in table.items():
+        print(f"{label}: box recall@0.5 {row['recall']:.1f} %, {row['unmatched_per_scene']:.2f} unmatched boxes "
+              f"per scene{'  <- chosen' if label == chosen else ''}")
+    net.cfg = net.cfg.changed(net.boxes.section, **best)
+    meta = {"box_threshold_tuned_on": f"{' + '.join(args.data)} {args.split} ({len(dirs)} scenes)",
+            "box_recall_by_setting": table}
     extra = extra_items(blob)
     save_checkpoint(args.out, net, meta={**blob.get("meta", {}), **meta}, half=args.half, **extra)
-    print(f"wrote {args.out} ({chosen})")
+    print(f"wrote {args.out} ({net.boxes.section} {chosen})")
     return 0

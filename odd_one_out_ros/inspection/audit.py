@@ -70,7 +70,9 @@ class AuditLog:
     `inspection_id` at the end of the log when it was opened (0 for a new log), then of this run's appends.
     Raises ValueError with one line when the file cannot be opened or another AuditLog holds it. A log whose path
     no longer names the open file (the file or its folder removed, or replaced) is opened again at its path before
-    the next record (append says so), so that every record lands where the path says and the ids go on."""
+    the next record (append says so), so that every record lands where the path says and the ids go on. Records
+    that could not be written (a full disk) leave a gap that the next record written names: its `audit_gap`
+    {"first_id", "last_id", "count", "error"}, so a reader knows which inspections have no record and why."""
 
     def __init__(self, path: str | os.PathLike, node: str = "", run_id: str | None = None):
         self.path = Path(path).expanduser()
@@ -80,6 +82,9 @@ class AuditLog:
         self.fenced: str | None = None  # what was fenced off at open ("line N: k bytes"), if anything
         self._lock = threading.Lock()
         self._dirty = False  # an append failed part way: the file may end inside a line
+        self._lost: tuple[int, int, int] | None = None  # (first id, last id, count) not written since the last record
+        self._lost_error = ""
+        self._closed = False  # close() was called (a file that failed to open again is retried instead)
         self._f = None
         self._open()
 
@@ -151,39 +156,61 @@ class AuditLog:
         record = {**record, "run_id": self.run_id}
         if self.node:
             record.setdefault("node", self.node)
-        data = json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+        json.dumps(record, allow_nan=False)  # ValueError before anything is written or counted as lost
         with self._lock:
-            if self._f is None:
-                raise ValueError(f"{self.path}: the audit log is closed")
-            moved = self._moved() if self._regular else None
-            if moved:  # write where the path says, not into a file nobody can find
-                old, self._f, self._dirty = self._f, None, False
-                old.close()
-                try:
-                    self._open()
-                except ValueError as e:
-                    raise OSError(str(e)) from None
-            if self._dirty and self._regular:
-                size = os.fstat(self._f.fileno()).st_size
-                start = _line_start(self._f.fileno(), size)
-                if size and start < size:
-                    self._fence((start, size - start))
-                self._dirty = False
+            if self._lost:
+                first, last, count = self._lost
+                record["audit_gap"] = {"first_id": first, "last_id": last, "count": count, "error": self._lost_error}
             try:
-                self._write(data)
-            except OSError:
-                self._dirty = True
+                moved = self._append(record)
+            except OSError as e:  # no record of this inspection: the next one written names the gap
+                i = record.get("inspection_id")
+                if isinstance(i, int):
+                    self._lost = (self._lost[0], i, self._lost[2] + 1) if self._lost else (i, i, 1)
+                    self._lost_error = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise
-            if isinstance(record.get("inspection_id"), int):
-                self.last_id = max(self.last_id, record["inspection_id"])
+            self._lost = None
             return (f"{self.path}: the audit log {moved} while in use; opened again at its path, records from "
                     f"inspection {record.get('inspection_id')} on are in the new file") if moved else None
+
+    def _append(self, record: dict) -> str | None:
+        """append's work under the lock; returns how the file had gone (it was opened again), or None."""
+        data = json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+        if self._closed:
+            raise ValueError(f"{self.path}: the audit log is closed")
+        if self._f is None:  # opening it again failed before (e.g. its folder was gone): try again
+            try:
+                self._open()
+            except ValueError as e:
+                raise OSError(str(e)) from None
+        moved = self._moved() if self._regular else None
+        if moved:  # write where the path says, not into a file nobody can find
+            old, self._f, self._dirty = self._f, None, False
+            old.close()
+            try:
+                self._open()
+            except ValueError as e:
+                raise OSError(str(e)) from None
+        if self._dirty and self._regular:
+            size = os.fstat(self._f.fileno()).st_size
+            start = _line_start(self._f.fileno(), size)
+            if size and start < size:
+                self._fence((start, size - start))
+            self._dirty = False
+        try:
+            self._write(data)
+        except OSError:
+            self._dirty = True
+            raise
+        if isinstance(record.get("inspection_id"), int):
+            self.last_id = max(self.last_id, record["inspection_id"])
+        return moved
 
     def close(self) -> str | None:
         """Close the file; never raises. Returns a one-line problem (the log ends inside a line, or the close
         failed) or None."""
         with self._lock:
-            f, self._f = self._f, None
+            f, self._f, self._closed = self._f, None, True
             if f is None:
                 return None
             problem = (f"{self.path}: the last append failed; a partial line it may have left is fenced off when "

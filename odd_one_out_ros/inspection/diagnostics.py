@@ -10,9 +10,10 @@ Camera-attributable problems (CAMERA_ERRORS) are logged the first time they happ
 once when the message changes (other than in its numbers), and otherwise at most every `log_every` seconds with the
 count since the last line. A camera is *out* when it has had no frame that passed the arrival checks for
 `camera_timeout` seconds, or when its latest view failed (bad pose, bad image, ...). Level: ERROR when the last
-inspection failed (until one succeeds) or fewer than `min_views` cameras are usable (after a start-up grace of
-`camera_timeout`); WARN when a camera is out, or frames were dropped for a problem (not for back-pressure) in the
-last `warn_window` seconds, or the audit trail could not be written; OK otherwise. Times are time.monotonic()
+inspection failed (until one succeeds), the last verdict was "cannot_inspect", or fewer than `min_views` cameras are
+usable (after a start-up grace of `camera_timeout`); WARN when the last verdict was "cannot_compare", a camera is
+out, or frames were dropped for a problem (not for back-pressure) in the last `warn_window` seconds, or the audit
+trail could not be written; OK otherwise. Times are time.monotonic()
 seconds.
 """
 from __future__ import annotations
@@ -30,6 +31,8 @@ OK, WARN, ERROR = 0, 1, 2  # = diagnostic_msgs/DiagnosticStatus levels
 DROP_REASONS = {  # reason -> what it means; every frame not inspected is counted under exactly one
     "encoding": "unsupported image encoding",
     "image": "malformed image (size, step, data length)",
+    "content": "an image without usable content: black, saturated or flat (a covered lens, a dead sensor), or frozen "
+               "(rig: the same image as its previous frame while the other cameras saw a new one)",
     "camera_info": "no CameraInfo yet, or an unusable one (K all zeros, wrong size)",
     "clock_skew": "stamped further than max_clock_skew from the node's clock (or unset: 0)",
     "pose": "no usable camera pose (no pose message within sync_slop, board not found, bad quaternion, frame)",
@@ -40,6 +43,7 @@ DROP_REASONS = {  # reason -> what it means; every frame not inspected is counte
                    "off theirs by more than sync_slop, though within max_clock_skew)",
     "superseded": "rig: a newer set was complete first (the newest wins; back-pressure)",
     "incomplete_set": "rig: its set had fewer than min_views usable views",
+    "no_target_frame": "target_frame: no transform from frame_id to it on /tf or /tf_static yet",
     "too_close": "moving: closer than min_view_angle_deg to a view already kept",
     "expired": "moving: stamped longer ago than max_view_age, or too far ahead",
     "busy": "its view set was replaced by a newer one while the model was busy (back-pressure)",
@@ -48,7 +52,7 @@ DROP_REASONS = {  # reason -> what it means; every frame not inspected is counte
     "gather_error": "an unexpected error while making its view (a bug; see gather_errors and the log)",
     "inactive": "the detector was deactivated (lifecycle) before it was inspected",
 }
-CAMERA_ERRORS = ("encoding", "image", "camera_info", "clock_skew", "pose", "gather_error",
+CAMERA_ERRORS = ("encoding", "image", "content", "camera_info", "clock_skew", "pose", "gather_error",
                  "out_of_sync")  # of one camera's input
 # not a fault, no WARN: back-pressure, and rig frames that missed their set (delivery jitter; a camera that keeps
 # missing is named in missing_views and goes out)
@@ -102,6 +106,7 @@ class DetectorHealth:
         self.inference_errors = 0
         self.gather_errors = 0
         self.audit_errors = 0
+        self.audit_failing = ""  # the audit log cannot be written now (ERROR until a record is written again)
         self.last_error = ""  # the last inspection failure; cleared by a successful inspection
         self.last_problem = float("-inf")  # last drop for a fault, audit or gather error
         self.last_problem_text = ""
@@ -109,6 +114,8 @@ class DetectorHealth:
         self.latency_sum = 0.0
         self.last_objects = self.last_anomalous = 0
         self.last_missing: list[str] = []
+        self.last_verdict = ("ok", "")  # (status, reason) of the last verdict (report.STATUSES)
+        self.verdicts: Counter = Counter()  # verdicts by status
         self._logs: dict[tuple[str, str], _LogState] = {}
         self._lock = threading.RLock()
 
@@ -117,6 +124,7 @@ class DetectorHealth:
     def restart(self, now: float) -> None:
         """A new start (lifecycle activate): cameras get `camera_timeout` again to deliver; counters are kept."""
         self.started = now
+        self.last_verdict = ("ok", "")  # a deactivation's verdict is not the new start's
         for st in self.cams.values():
             st.last_ok = max(st.last_ok, now)
 
@@ -158,7 +166,7 @@ class DetectorHealth:
         st = self.cams[camera]
         st.errors[reason] += n
         st.last_error, st.last_error_kind, st.last_error_at = message, reason, now
-        if reason in ("pose", "image", "camera_info", "gather_error", "out_of_sync"):
+        if reason in ("pose", "image", "content", "camera_info", "gather_error", "out_of_sync"):
             st.last_view_fail = now
         if reason == "gather_error":
             self.gather_errors += n
@@ -179,8 +187,18 @@ class DetectorHealth:
         return line
 
     @_locked
+    def verdict(self, status: str, reason: str, now: float) -> bool:
+        """A verdict went out; True when its status or the shape of its reason (numbers aside) is new."""
+        shape = (status, re.sub(r"\d+(\.\d+)?", "#", reason))
+        new = shape != (self.last_verdict[0], re.sub(r"\d+(\.\d+)?", "#", self.last_verdict[1]))
+        self.last_verdict = (status, reason)
+        self.verdicts[status] += 1
+        return new
+
+    @_locked
     def inspection_ok(self, n_frames: int, latency: dict[str, float], n_objects: int, n_anomalous: int,
                       missing: list[str]) -> None:
+        """The model ran on n_frames views (its verdict: `verdict`)."""
         self.inspections += 1
         self.inspected += n_frames
         self.latency = dict(latency)
@@ -202,11 +220,30 @@ class DetectorHealth:
         self.last_problem, self.last_problem_text = now, f"gather error: {message}"
 
     @_locked
-    def audit_error(self, message: str, now: float) -> None:
+    def audit_error(self, message: str, now: float, failing: bool = False) -> None:
+        """A problem with the audit trail; failing: a record could not be written (ERROR until `audit_ok`)."""
         self.audit_errors += 1
         self.last_problem, self.last_problem_text = now, f"audit trail: {message}"
+        if failing:
+            self.audit_failing = message
+
+    @_locked
+    def audit_ok(self) -> None:
+        """A record was written: the audit log works again."""
+        self.audit_failing = ""
 
     # ------------------------------------------------------------------ state
+    @_locked
+    def blind(self, now: float) -> str:
+        """Why no view set can be inspected: fewer than min_views cameras usable (after the start-up grace); ''
+        otherwise."""
+        out = [c for c in self.cameras if self.camera_out(c, now)]
+        usable = len(self.cameras) - len(out)
+        if usable >= self.min_views or now - self.started < self.camera_timeout:
+            return ""
+        return (f"only {usable} of {len(self.cameras)} cameras usable (min_views {self.min_views}); out: "
+                + "; ".join(f"{c} ({self.why_out(c, now)})" for c in out))
+
     @_locked
     def camera_out(self, camera: str, now: float) -> bool:
         st = self.cams[camera]
@@ -237,15 +274,23 @@ class DetectorHealth:
         out = [c for c in self.cameras if self.camera_out(c, now)]
         usable = len(self.cameras) - len(out)
         grace = now - self.started < self.camera_timeout
+        blind = self.blind(now)
+        status, reason = self.last_verdict
         if self.last_error:
             level, message = ERROR, self.last_error
-        elif usable < self.min_views and not grace:
-            level = ERROR
-            message = (f"only {usable} of {len(self.cameras)} cameras usable (min_views {self.min_views}); out: "
-                       + "; ".join(f"{c} ({self.why_out(c, now)})" for c in out))
+        elif blind:
+            level, message = ERROR, blind
+        elif self.audit_failing:
+            level, message = ERROR, f"audit log not written: {self.audit_failing}"
+        elif status != "ok":
+            level, message = (ERROR if status == "cannot_inspect" else WARN), f"{status.replace('_', ' ')}: {reason}"
         elif out and not grace:
             level = WARN
             message = "camera(s) out: " + "; ".join(f"{c} ({self.why_out(c, now)})" for c in out)
+        elif self.last_missing and not grace:  # a set that closed without them changes decisions: say so
+            level = WARN
+            message = (f"last inspection without {', '.join(self.last_missing)}: their views missed the set "
+                       "(missing_views)")
         elif now - self.last_problem < self.warn_window:
             level, message = WARN, f"{self.last_problem_text} in the last {self.warn_window:.0f} s (see values)"
         else:
@@ -265,6 +310,7 @@ class DetectorHealth:
             "last_node_overhead_s": f"{lat['pipeline'] - lat['inference'] - lat.get('waited', 0.0):.3f}"
             if "pipeline" in lat and "inference" in lat else "",
             "mean_latency_s": f"{self.latency_sum / self.inspections:.3f}" if self.inspections else "",
+            "last_verdict": status, **{f"verdicts/{k}": n for k, n in sorted(self.verdicts.items())},
             "last_objects": self.last_objects, "last_anomalous": self.last_anomalous,
             "last_missing_cameras": ",".join(self.last_missing)}
         for c in self.cameras:

@@ -35,32 +35,33 @@ def check_finite_result(result) -> None:
 class FiniteGuard:
     """guard = FiniteGuard(inspector); guard(views) -> inspector.inspect(views), or NonFiniteOutput.
 
-    Watches the network's density head and matcher (the anomaly logits) with forward hooks (no change to the
-    model), so that a NaN volume, which yields no boxes at all, is reported instead of passing as an empty
-    tray. Not re-entrant: one inspection at a time (the detector has one worker thread)."""
+    Watches the scene encoder's density head and the object scorer, whichever runs (its anomaly logits), with
+    forward hooks (no change to the model), so that a NaN volume, which yields no boxes at all, is reported instead
+    of passing as an empty tray. Not re-entrant: one inspection at a time (the detector has one worker thread)."""
 
-    WATCHED = {"density_head": "density volume", "matcher": "anomaly logits"}
+    WATCHED = {"scene.density_head": "density volume", "scorer": "anomaly logits"}
 
     def __init__(self, inspector):
         self.inspector = inspector
         self._counts: dict[str, list[int]] = {}
-        for attr, what in self.WATCHED.items():
-            module = getattr(inspector.net, attr, None)
-            if module is not None:
-                module.register_forward_hook(lambda m, i, out, what=what: self._watch(what, out))
+        for name, what in self.WATCHED.items():
+            module = inspector.net.get_submodule(name)
+            module.register_forward_hook(lambda m, i, out, what=what: self._watch(what, out))
 
     def _watch(self, what: str, output) -> None:
         import torch
 
+        output = getattr(output, "logits", output)  # the scorer's Scores: its logits per scene
         for t in output if isinstance(output, (tuple, list)) else (output,):
             if isinstance(t, torch.Tensor) and t.is_floating_point():
                 c = self._counts.setdefault(what, [0, 0])
                 c[0] += int((~torch.isfinite(t)).sum())
                 c[1] += t.numel()
 
-    def __call__(self, views):
+    def __call__(self, views, boxes=None):
+        """inspector.inspect(views, boxes) (boxes: given boxes to score instead of the model's own), checked."""
         self._counts = {}
-        result = self.inspector.inspect(views)
+        result = self.inspector.inspect(views, boxes)
         for what, (bad, total) in self._counts.items():
             if bad:
                 raise NonFiniteOutput(f"the model's {what} has {bad} non-finite values (of {total})"

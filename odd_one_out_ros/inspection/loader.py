@@ -12,7 +12,7 @@ from .guard import FiniteGuard
 @dataclass
 class LoadedModel:
     """inspector: model.inference.Inspector; guarded: the same behind FiniteGuard (non-finite outputs raise);
-    info: what reports record of the model (checkpoint path, sha256, config, variant, untrained)."""
+    info: what reports record of the model (checkpoint path, sha256, config, variant)."""
 
     inspector: object
     guarded: FiniteGuard
@@ -48,9 +48,7 @@ def load_inspector(checkpoint: str | os.PathLike | None = None, device: str = "c
     device = check_device(device)
     path = Path(checkpoint).expanduser() if checkpoint else DEFAULT_CHECKPOINT
     if not path.is_file():
-        hint = (" The shipped checkpoint is not there yet: train one (odd-one-out train) and pass its path."
-                if not checkpoint else "")
-        raise ValueError(f"checkpoint {path}: no such file.{hint}")
+        raise ValueError(f"checkpoint {path}: no such file")
     import torch
 
     from ..model.checkpoint import file_sha256, load_checkpoint
@@ -58,9 +56,34 @@ def load_inspector(checkpoint: str | os.PathLike | None = None, device: str = "c
 
     if threads:
         torch.set_num_threads(int(threads))
-    net, blob = load_checkpoint(path, device)
+    net, _ = load_checkpoint(path, device)
     inspector = Inspector(net, device, threshold)
-    meta = blob.get("meta") or {}
     info = {"checkpoint": str(path.resolve()), "sha256": file_sha256(path), "config": net.cfg.name,
-            "variant": net.cfg.variant, "untrained": bool(meta.get("untrained", False))}
+            "variant": net.cfg.variant}
     return LoadedModel(inspector, FiniteGuard(inspector), info)
+
+
+def node_model(checkpoint: str, device: str, injected=None) -> tuple:
+    """A node's model: (inspect_fn(views) -> InspectionResult behind FiniteGuard, the checkpoint's own anomaly
+    threshold, the reports' model info); injected: an inspect_fn that replaces the checkpoint (tests; threshold
+    0.5). Raises ValueError (one line) naming the parameter or the file."""
+    if injected is not None:
+        return injected, 0.5, {"checkpoint": None, "injected": True}
+    try:
+        check_device(device)
+    except ValueError as e:
+        raise ValueError(f"parameter {e}") from None
+    model = load_inspector(checkpoint or None, device)
+    return model.guarded, model.threshold, model.info
+
+
+def free_cuda(device: str) -> None:
+    """Give the CUDA memory of a model no longer referenced back now (the guard's hooks hold the network in a
+    reference cycle, which only the collector frees)."""
+    if str(device).startswith("cuda"):
+        import gc
+
+        import torch
+
+        gc.collect()
+        torch.cuda.empty_cache()

@@ -8,21 +8,26 @@ Three stages, so that no callback ever waits for the model (ros/detector.py runs
                       view sets into a bounded queue (oldest dropped and counted);
   inspect_loop        the model (non-finite outputs are errors: guard.py), the view bag and audit record, then
                       publishing (PipelineIO.publish).
+Every attempted inspection ends in one verdict (a report, report.py) that replaces the last one: status "ok", or
+"cannot_inspect" (a rig set with fewer than min_views usable views, black / saturated / flat / frozen images, no
+usable camera at all, a model run that failed, the detector deactivated) or "cannot_compare" (fewer than
+min_objects objects), never a pass.
 Every frame is counted: in an inspection, under one drop reason, or pending (diagnostics.py). Messages are read by
 their fields (odd_one_out_ros.views), so this module imports no ROS package; what needs one comes in PipelineIO.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..sync import ApproximateSync
-from ..views import IMAGE_ENCODINGS, PosedView, ViewError, stamp_seconds
+from ..views import IMAGE_ENCODINGS, PosedView, ViewError, content_problem, stamp_seconds
 from .audit import AuditLog, interrupted_bags, view_bag_path, write_view_bag
 from .diagnostics import DetectorHealth
 from .gather import DropQueue, MovingViewSelector, RigGatherer, RigSet
@@ -63,14 +68,20 @@ class ViewSet:
     items: list[GatheredView]
     missing: list[dict] = field(default_factory=list)  # [{"camera", "reason"}] of the report
     queued: float = 0.0  # time.monotonic() when it was queued for the model
+    blocked: str = ""  # why it cannot be inspected (a verdict "cannot_inspect" without running the model)
+    at: float = 0.0  # the node's clock when it was made: the stamp of a set without views
 
     @property
     def stamp(self) -> float:
-        return max(g.view.stamp for g in self.items)
+        return max((g.view.stamp for g in self.items), default=self.at)
 
     @property
     def received(self) -> float:
-        return max(g.frame.received for g in self.items)
+        return max((g.frame.received for g in self.items), default=self.queued)
+
+    @property
+    def newest(self) -> GatheredView | None:
+        return max(self.items, key=lambda g: g.view.stamp, default=None)
 
 
 @dataclass
@@ -89,10 +100,12 @@ class PipelineIO:
 
     log: Callable[[str, str], None]  # (level: "error" | "warning" | "info", one line)
     ros_now: Callable[[], float]  # the node's clock, seconds
-    publish: Callable[[dict, object, list[PosedView], GatheredView], None]  # report, result, views, the newest view
+    publish: Callable[[dict, object, "ViewSet"], None]
+    """report, result (None when the model did not run), the view set (no view: stamped now)"""
     bag_messages: Callable[[GatheredView], dict]  # {BAG_TOPICS[i]: serialized message} of one view
     bag_report: Callable[[dict], bytes]  # the report as a serialized message of the bag
     shutting_down: Callable[[], bool]  # the stages are being stopped, or the node's context is gone (Ctrl-C)
+    frame_problem: Callable[[], str] = lambda: ""  # why outputs cannot be given in target_frame now ("": they can)
 
 
 class Pipeline:
@@ -111,8 +124,10 @@ class Pipeline:
         self.inspection_id = max(last_id, audit.last_id if audit is not None else 0)
         self.active = False  # frames and ~/inspect calls are taken only while active (set_active)
         self._lock = threading.Lock()  # the request, the frames in flight and the pose syncs
-        self._request: Request | None = None
+        self._requests: list[Request] = []  # waiting ~/inspect calls, oldest first
         self._seen_request: Request | None = None
+        self._failing = False  # a failure's own verdict is being published (no second one if that fails too)
+        self.refusing = ""  # why every ~/inspect call is answered at once (the node is shutting down)
         self._infos: dict[str, object] = {}
         self._shutdown_logged = False
         self.reset()
@@ -131,6 +146,15 @@ class Pipeline:
         self._frames_in_gather = 0  # frames taken off the frame queue and not yet placed
         self._first_image: dict[str, float] = {}
         self._poses_seen: set[str] = set()
+        self._last_digest: dict[str, bytes] = {}  # rig: each camera's last image (frozen cameras)
+        self._blind_for: object = None  # what the last verdict on a rig with no usable view answered (a request)
+
+    def set_threshold(self, value: float, own: float) -> str:
+        """anomaly_threshold changed while running: value (-1: the checkpoint's `own`) from the next verdict on;
+        returns the line to log."""
+        old, self.threshold = self.threshold, value if value >= 0 else own
+        return (f"anomaly_threshold {old:g} -> {self.threshold:g}" + (" (the checkpoint's own)" if value < 0 else "")
+                + ": from the next inspection on")
 
     def set_active(self, active: bool) -> bool:
         """Start or stop taking frames and ~/inspect calls; returns whether it was active."""
@@ -164,11 +188,17 @@ class Pipeline:
         call is answered with `why`."""
         self.drop("inactive", self.pending_frames())
         self.reset()
+        self.answer_waiting(why)
+
+    def answer_waiting(self, why: str, refuse_new: bool = False) -> None:
+        """Answer every waiting ~/inspect call with `why` (deactivate, shutdown); refuse_new: later calls too (the
+        node is going away)."""
         with self._lock:
-            req, self._request = self._request, None
-        if req is not None:
-            req.error = why
-            req.done.set()
+            self.refusing = why if refuse_new else self.refusing
+            reqs, self._requests = self._requests, []
+            for req in reqs:
+                req.error = why
+                req.done.set()
 
     # ---------------------------------------------------------------------- intake (the node's callbacks)
     def on_info(self, cam: str, msg) -> None:
@@ -237,31 +267,44 @@ class Pipeline:
         (success, the report as JSON or why not)."""
         req = Request(after=self.io.ros_now())
         with self._lock:
-            active, busy = self.active, self._request is not None
-            if active and not busy:
-                self._request = req
+            active, waiting = self.active, len(self._requests)
+            busy = waiting >= self.p.max_waiting_calls
+            if active and not busy and not self.refusing:
+                self._requests.append(req)
+        if self.refusing:
+            return False, self.refusing
         if not active:
             return False, "the detector is not active (lifecycle state)"
         if busy:
-            return False, "another ~/inspect call is waiting; try again later"
-        ok = req.done.wait(self.p.inspect_timeout)
+            return False, (f"{waiting} ~/inspect calls are waiting already (max_waiting_calls "
+                           f"{self.p.max_waiting_calls}); try again when one is answered")
+        req.done.wait(self.p.inspect_timeout)
         with self._lock:
-            if self._request is req:
-                self._request = None
+            if req in self._requests:
+                self._requests.remove(req)
+            ok = req.done.is_set()  # (answered just as the wait ran out: the answer counts)
         if not ok:
             now = time.monotonic()
             out = {c: self.health.why_out(c, now) for c in self.cameras if self.health.camera_out(c, now)}
             return False, f"no inspection within {self.p.inspect_timeout} s" + (f"; cameras out: {out}" if out else "")
-        return (False, req.error) if req.error else (True, json.dumps(req.report))
+        if req.error:
+            return False, req.error
+        return req.report["status"] == "ok", json.dumps(req.report)
 
     def _finish_request(self, vs: ViewSet, report: dict | None, error: str) -> None:
+        """Answer the waiting calls that this set's views are new enough for."""
+        with self._lock:  # (answered under the lock: a call whose wait runs out sees either its answer or none)
+            done = [r for r in self._requests if vs.stamp >= r.after]
+            self._requests = [r for r in self._requests if r not in done]
+            for req in done:
+                req.report, req.error = report, error
+                req.done.set()
+
+    @property
+    def _request(self) -> Request | None:
+        """The oldest waiting ~/inspect call (trigger service inspects for it)."""
         with self._lock:
-            req = self._request
-            if req is None or vs.stamp < req.after:
-                return
-            self._request = None
-        req.report, req.error = report, error
-        req.done.set()
+            return self._requests[0] if self._requests else None
 
     def _idle(self, frame: Frame) -> bool:
         """trigger service: True (frame dropped) while no ~/inspect call waits for views this new."""
@@ -302,9 +345,16 @@ class Pipeline:
                     self._frames_in_gather = 0
 
     def _tick(self, now: float) -> None:
-        """Timeouts: rig sets that waited set_timeout; images that waited as long for their pose message."""
+        """Timeouts: rig sets that waited set_timeout; images that waited as long for their pose message; a blind
+        rig (or moving camera): a verdict cannot_inspect, once per waiting call (continuous: once per blindness)."""
         if self.rig_sync is not None:
             self._rig(lambda: self.rig_sync.poll(now))
+        blind = self.health.blind(now)
+        key = self._request if self.p.trigger == "service" else True
+        if blind and key is not None and key is not self._blind_for:
+            self._blind_for = key  # said once (per waiting call), until a set can be inspected again
+            self._queue_set(ViewSet([], [{"camera": c, "reason": self.health.why_out(c, now) or "out"}
+                                         for c in self.cameras], blocked=blind, at=self.io.ros_now()))
         if self.p.pose_source == "topic":
             for cam, sync in self._pose_sync.items():
                 with self._lock:
@@ -328,6 +378,7 @@ class Pipeline:
         self.drop("too_close", s.too_close - close)
         self.drop("expired", s.expired - expired)
         if chosen:
+            self._blind_for = None
             self._queue_set(ViewSet(chosen))
 
     def _rig(self, step: Callable[[], list[RigSet]]) -> None:
@@ -355,10 +406,38 @@ class Pipeline:
                     items.append(g)
                 else:
                     missing.append({"camera": cam, "reason": self.health.why_out(cam, now) or "no usable view"})
+            items, missing = self._frozen(items, missing)
             if len(items) < self.min_views:
-                self.drop("incomplete_set", len(items))
+                why = (f"only {len(items)} of {len(self.cameras)} cameras gave a usable view (min_views "
+                       f"{self.min_views}): " + "; ".join(f"{m['camera']}: {m['reason']}" for m in missing))
+                self._queue_set(ViewSet(items, missing, blocked=why, at=self.io.ros_now()))
                 continue
+            self._blind_for = None
             self._queue_set(ViewSet(items, missing))
+
+    def _frozen(self, items: list[GatheredView], missing: list[dict]) -> tuple[list[GatheredView], list[dict]]:
+        """Rig: the cameras whose image is byte for byte their previous one while another camera's changed (a
+        frozen driver re-sending its last frame with new stamps) go from `items` to `missing`. A static scene
+        seen by a noiseless simulator, where every image repeats, is not frozen."""
+        # every 127th byte of the message: a live camera's noise differs anywhere; under 2 KB, so that hashlib keeps
+        # the GIL (giving it up means waiting up to the switch interval to get it back while the model runs)
+        digests = {g.frame.camera: hashlib.blake2b(bytes(g.frame.image.data[::127]), digest_size=16).digest()
+                   for g in items}
+        same = {c for c, d in digests.items() if self._last_digest.get(c) == d}
+        changed = {c for c, d in digests.items() if self._last_digest.get(c, d) != d}  # (a first image: neither)
+        self._last_digest.update(digests)
+        if not same or not changed:
+            return items, missing
+        kept = []
+        for g in items:
+            cam = g.frame.camera
+            if cam not in same:
+                kept.append(g)
+                continue
+            why = "frozen: the same image as its previous frame while the other cameras saw a new one"
+            self.drop("content", 1, cam, f"unusable image content: {why}")
+            missing = missing + [{"camera": cam, "reason": f"content: {why}"}]
+        return kept, missing
 
     def _queue_set(self, vs: ViewSet) -> None:
         vs.queued = time.monotonic()
@@ -384,6 +463,10 @@ class Pipeline:
         except Exception as e:  # a bug (e.g. in a library), not a bad input: counted, logged, the set goes on
             self.drop("gather_error", 1, cam, f"making its view failed: {one_line(e)}")
             return None
+        why = content_problem(built.view.image)
+        if why:
+            self.drop("content", 1, cam, f"unusable image content: {why}")
+            return None
         self.health.view_ok(cam, time.monotonic())
         return GatheredView(built, frame, view_record(built.view, self.p.pose_source, **built.extra))
 
@@ -399,62 +482,109 @@ class Pipeline:
                     self.drop("inactive", len(vs.items))
                     continue
                 self._inspect(vs)
-            except Exception as e:  # never let the thread die
-                self.health.inspection_failed(len(vs.items), f"{one_line(e)}", time.monotonic())
-                self.io.log("error", f"inspection stage failed: {one_line(e)}")
+            except Exception as e:  # never let the thread die (a bug): counted, said, and a verdict that is no pass
+                self._failed(vs, f"inspection stage failed: {one_line(e)}")
             finally:
                 with self._lock:
                     self._frames_in_sets -= len(vs.items)
 
-    def _failed(self, vs: ViewSet, msg: str) -> None:
-        """An inspection that failed: counted (an inference error), one line, the waiting caller answered."""
-        self.health.inspection_failed(len(vs.items), msg, time.monotonic())
+    def _failed(self, vs: ViewSet, msg: str, frames: int | None = None) -> None:
+        """An inspection that failed after the model (its report, record or outputs): counted (an inference error;
+        `frames` of its frames, default all), one line, the waiting caller answered, and a verdict "cannot_inspect"
+        without views in its place, so that the last tray's verdict does not stay latched as if current."""
+        self.health.inspection_failed(len(vs.items) if frames is None else frames, msg, time.monotonic())
         self.io.log("error", msg)
         self._finish_request(vs, None, msg)
+        if self._failing or self.io.shutting_down():
+            return
+        self._failing = True
+        try:
+            self._verdict(ViewSet([], vs.missing, queued=time.monotonic(), at=vs.stamp), None, "cannot_inspect",
+                          msg, {}, said=True)
+        except Exception as e:  # its own verdict failed too: said, nothing more to try
+            self.io.log("error", f"no verdict could be published for the failure: {one_line(e)}")
+        finally:
+            self._failing = False
 
     def _inspect(self, vs: ViewSet) -> None:
         req, n = self._request, len(vs.items)
         if self.p.trigger == "service" and (req is None or vs.stamp < req.after):
             self.drop("not_requested", n)
             return
+        if vs.blocked:  # the model does not run on it; the verdict says why
+            self.drop("incomplete_set", n)
+            return self._verdict(vs, None, "cannot_inspect", vs.blocked, {})
+        frame_problem = self.io.frame_problem()
+        if frame_problem:  # no boxes the arm could not place
+            self.drop("no_target_frame", n)
+            return self._verdict(vs, None, "cannot_inspect", frame_problem, {})
         views = [g.view for g in vs.items]
         waited = time.monotonic() - vs.queued  # for the model to finish the previous set
         t0 = time.perf_counter()
         try:
             result = self.inspect_fn(views)
             check_finite_result(result)  # NaN / inf anywhere: an error, never an all-clear
-            inference = time.perf_counter() - t0
+        except Exception as e:
+            msg = f"inspection of {n} views failed: {one_line(e)}"
+            self.health.inspection_failed(n, msg, time.monotonic())
+            self.io.log("error", msg)
+            return self._verdict(vs, None, "cannot_inspect", msg, {}, said=True)
+        inference = time.perf_counter() - t0
+        found, need = len(result.objects), self.p.min_objects
+        status, reason = ("ok", "") if found >= need else \
+            ("cannot_compare", f"{found} object(s) found; comparing needs at least {need} (min_objects)")
+        self._verdict(vs, result, status, reason, {"inference": inference, "waited": waited})
+
+    def _verdict(self, vs: ViewSet, result, status: str, reason: str, latency: dict, said: bool = False) -> None:
+        """Report, audit record and outputs of one attempted inspection. result None: the model did not run or
+        failed (no objects; its frames are counted already). said: the reason is logged already."""
+        n, threshold = len(vs.items), self.threshold  # (anomaly_threshold may change while this runs)
+        unaccounted = n if result is not None else 0  # frames not yet counted anywhere
+        objects = [replace(o, anomalous=o.score > threshold) for o in (result.objects if result is not None else [])]
+        try:
             self.inspection_id += 1
             report = build_report(
-                inspection_id=self.inspection_id, stamp=vs.stamp, frame_id=self.p.frame_id, objects=result.objects,
-                threshold=self.threshold, views=[g.record for g in vs.items], missing_views=vs.missing,
-                latency={"inference": inference, "waited": waited, "pipeline": time.monotonic() - vs.received},
-                model=self.model_info, node=self.node_name)
+                inspection_id=self.inspection_id, stamp=vs.stamp, frame_id=self.p.frame_id,
+                objects=objects, threshold=threshold,
+                views=[g.record for g in vs.items], missing_views=vs.missing,
+                latency={**latency, "pipeline": time.monotonic() - vs.received}, model=self.model_info,
+                node=self.node_name, status=status, reason=reason)
             validate_report(json.loads(json.dumps(report, allow_nan=False)))
         except Exception as e:
-            return self._failed(vs, f"inspection of {n} views failed: {one_line(e)}")
-        recorded = self._audit(vs, report)  # before publishing: no decision without its record
+            return self._failed(vs, f"inspection of {n} views failed: {one_line(e)}", unaccounted)
+        new = self.health.verdict(status, reason, time.monotonic())
+        if new and status != "ok":
+            if not said:  # once per kind of reason (numbers aside), not at the rig's frame rate
+                self.io.log("warning", f"inspection {report['inspection_id']}: {status.replace('_', ' ')}: {reason}")
+        recorded = self._audit(vs, report, result is not None)  # before publishing: no decision without its record
         kept = " (it is in the audit log)" if recorded else ""
         try:
-            self.io.publish(report, result, views, max(vs.items, key=lambda g: g.view.stamp))
+            self.io.publish(report, result, vs)
         except Exception as e:
             if not self.io.shutting_down():  # recorded but not published: an error, said once, the caller answered
                 return self._failed(vs, f"inspection {report['inspection_id']} could not be published: "
-                                        f"{one_line(e)}{kept}")
+                                        f"{one_line(e)}{kept}", unaccounted)
             if not self._shutdown_logged:  # Ctrl-C during an inspection: the context is gone, say so in one line
                 self._shutdown_logged = True
                 self.io.log("warning", f"shutting down: inspection {report['inspection_id']} was not published{kept}")
-            self.drop("inspection_failed", n)
+            self.drop("inspection_failed", unaccounted)
             return self._finish_request(vs, None, "the detector is shutting down")
-        published = time.monotonic() - vs.received  # last view's arrival -> markers out
-        self.health.inspection_ok(n, {"inference": inference, "waited": waited, "pipeline": published},
-                                  report["n_objects"], report["n_anomalous"], [m["camera"] for m in vs.missing])
+        if result is not None:
+            published = time.monotonic() - vs.received  # last view's arrival -> markers out
+            self.health.inspection_ok(n, {**latency, "pipeline": published}, report["n_objects"],
+                                      report["n_anomalous"], [m["camera"] for m in vs.missing])
         self._finish_request(vs, report, "")
 
-    def _audit(self, vs: ViewSet, report: dict) -> bool:
-        """View bag and audit record of one inspection; True when the audit log holds its record."""
+    def publish_inactive(self, why: str) -> None:
+        """A verdict "cannot_inspect" (`why`) that replaces the last one, e.g. when the detector is deactivated: no
+        reject of an earlier tray stays latched as if current."""
+        self._verdict(ViewSet([], queued=time.monotonic(), at=self.io.ros_now()), None, "cannot_inspect", why, {})
+
+    def _audit(self, vs: ViewSet, report: dict, ran: bool = True) -> bool:
+        """View bag (when the model ran: `ran`, so that replay can run it again) and audit record of one verdict;
+        True when the audit log holds its record."""
         bag = None
-        if self.p.record_views_dir:
+        if self.p.record_views_dir and ran:
             try:
                 bag = write_view_bag(view_bag_path(self.p.record_views_dir, report["stamp"], report["inspection_id"]),
                                      [self.io.bag_messages(g) for g in vs.items], self.io.bag_report(report),
@@ -465,12 +595,13 @@ class Pipeline:
         if self.audit is not None:
             try:
                 moved = self.audit.append({**report, "bag": str(bag) if bag else None})
+                self.health.audit_ok()
                 if moved:  # recorded, in a file opened again at the path: said, counted (WARN)
                     self.health.audit_error(moved, time.monotonic())
                     self.io.log("warning", moved)
                 return True
             except (OSError, ValueError) as e:
-                self.health.audit_error(f"audit log: {e}", time.monotonic())
+                self.health.audit_error(f"audit log: {e}", time.monotonic(), failing=isinstance(e, OSError))
                 self.io.log("error", f"cannot append to the audit log {self.audit.path}: {e}")
         return False
 

@@ -1,13 +1,18 @@
-"""The JSON report of one inspection (schema `odd_one_out_ros/detections/2`), as published on the
-detector's `~/detections` topic, appended to the audit log and stored in each view bag.
+"""The JSON report of one inspection (schema `odd_one_out_ros/detections/3`), as published on the
+detector's `~/detections` topic, appended to the audit log and stored in each view bag. Every attempted inspection
+has one, also one that could not see or compare: its `status` says so, and a report whose status is not "ok" is
+never a pass (docs/ros.md "For the arm").
 
-    {"schema": "odd_one_out_ros/detections/2",
+    {"schema": "odd_one_out_ros/detections/3",
      "inspection_id": 3,                       # unique within the audit log (continues after its last id)
+     "status": "ok",                           # ok | cannot_inspect | cannot_compare (STATUSES)
+     "reason": "",                             # why not ok, one line ("" when ok)
      "stamp": 1764336000.25,                   # seconds: the newest view's stamp (= header.stamp of all outputs)
      "frame_id": "world",                      # frame of every centre / box (docs/frames.md)
      "anomaly_detected": true, "n_objects": 3, "n_anomalous": 1,
      "threshold": 0.5,                         # score > threshold -> "anomalous"
-     "objects": [{"id": 0, "center": [x, y, z], "size": [dx, dy, dz], "yaw": 0.3,   # metres, radians
+     "objects": [{"id": 0, "uid": "3/0",       # uid "<inspection_id>/<id>": the object's id for an arm
+                  "center": [x, y, z], "size": [dx, dy, dz], "yaw": 0.3,             # metres, radians
                   "score": 0.91, "label": "anomalous",                                # score in [0, 1]
                   "box_score": 0.87}],    # the box estimator's confidence in [0, 1] (1.0: the density estimator)
      "views": [{"camera": "cam0", "stamp": 1764336000.25, "width": 256, "height": 256,
@@ -15,13 +20,12 @@ detector's `~/detections` topic, appended to the audit log and stored in each vi
      "missing_views": [{"camera": "cam4", "reason": "encoding: unsupported image encoding 'yuv422' ..."}],
      "latency_s": {"inference": 0.71, "waited": 0.02, "pipeline": 0.78},  # the model; the set waiting for it
                                                            # (busy with the previous set); last view in -> report
-     "model": {"checkpoint": "/path/cpu_default.pt", "sha256": "...", "config": "cpu", "variant": "full",
-               "untrained": false},
+     "model": {"checkpoint": "/path/cpu_default.pt", "sha256": "...", "config": "cpu", "variant": "full"},
      "node": "/detector"}
 
 Object ids are the order of the model's boxes (sorted by centre x, then y) and equal the marker ids.
-`missing_views` names the rig's cameras that gave no usable view for this inspection and why (schema 2; a
-schema-1 report, from before, has no such key and is still read). Pure: no ROS imports.
+`missing_views` names the rig's cameras that gave no usable view for this inspection and why. Older reports are
+still read: schema 1 (no missing_views), schema 2 (no status, reason, uid). Pure: no ROS imports.
 """
 from __future__ import annotations
 
@@ -32,12 +36,15 @@ import numpy as np
 
 from ..geometry import Box3D, match_truth
 
-SCHEMA = "odd_one_out_ros/detections/2"
-OLD_SCHEMAS = ("odd_one_out_ros/detections/1",)  # still readable (no missing_views)
+SCHEMA = "odd_one_out_ros/detections/3"
+OLD_SCHEMAS = ("odd_one_out_ros/detections/1", "odd_one_out_ros/detections/2")  # still readable
 LABELS = ("normal", "anomalous")
+STATUSES = ("ok", "cannot_inspect", "cannot_compare")
+"""ok: the objects were compared; cannot_inspect: no usable view set (unusable, frozen or too few views, a failed
+model run, a detector deactivated); cannot_compare: fewer objects than a comparison needs"""
 
-__all__ = ["SCHEMA", "LABELS", "object_record", "view_record", "build_report", "validate_report", "report_boxes",
-           "compare_objects", "match_to_truth"]
+__all__ = ["SCHEMA", "LABELS", "STATUSES", "object_uid", "object_record", "view_record", "build_report",
+           "validate_report", "is_pass", "report_boxes", "compare_objects", "match_to_truth"]
 
 
 def _floats(v, n: int | None = None) -> list[float]:
@@ -47,8 +54,15 @@ def _floats(v, n: int | None = None) -> list[float]:
     return out
 
 
-def object_record(index: int, box: Box3D, score: float, anomalous: bool, box_score: float = 1.0) -> dict:
-    return {"id": int(index), "center": _floats(box.center, 3), "size": _floats(box.size, 3), "yaw": float(box.yaw),
+def object_uid(inspection_id: int, index: int) -> str:
+    """An object's id beyond its inspection: "<inspection_id>/<index>" (the typed verdict's ObjectVerdict.id)."""
+    return f"{int(inspection_id)}/{int(index)}"
+
+
+def object_record(index: int, box: Box3D, score: float, anomalous: bool, box_score: float = 1.0,
+                  inspection_id: int = 0) -> dict:
+    return {"id": int(index), "uid": object_uid(inspection_id, index), "center": _floats(box.center, 3),
+            "size": _floats(box.size, 3), "yaw": float(box.yaw),
             "score": float(score), "label": LABELS[bool(anomalous)], "box_score": float(box_score)}
 
 
@@ -61,12 +75,17 @@ def view_record(view, pose_source: str, **extra) -> dict:
 
 def build_report(*, inspection_id: int, stamp: float, frame_id: str, objects: Iterable, threshold: float,
                  views: list[dict], latency: dict, model: dict, node: str = "",
-                 missing_views: list[dict] = ()) -> dict:
+                 missing_views: list[dict] = (), status: str = "ok", reason: str = "") -> dict:
     """objects: anything with .box, .score, .anomalous (model.inference.ObjectResult); views: view_record()s;
-    missing_views: [{"camera": name, "reason": text}] of the cameras that gave no usable view."""
-    objs = [object_record(i, o.box, o.score, o.anomalous, getattr(o, "box_score", 1.0)) for i, o in enumerate(objects)]
+    missing_views: [{"camera": name, "reason": text}] of the cameras that gave no usable view; status (STATUSES)
+    and the reason when it is not "ok"."""
+    if status not in STATUSES or (status == "ok") != (not reason):
+        raise ValueError(f"status {status!r} with reason {reason!r}: a status of {STATUSES}, a reason when not ok")
+    objs = [object_record(i, o.box, o.score, o.anomalous, getattr(o, "box_score", 1.0), inspection_id)
+            for i, o in enumerate(objects)]
     n_anom = sum(o["label"] == "anomalous" for o in objs)
-    return {"schema": SCHEMA, "inspection_id": int(inspection_id), "stamp": float(stamp), "frame_id": str(frame_id),
+    return {"schema": SCHEMA, "inspection_id": int(inspection_id), "status": status, "reason": str(reason),
+            "stamp": float(stamp), "frame_id": str(frame_id),
             "anomaly_detected": n_anom > 0, "n_objects": len(objs), "n_anomalous": n_anom,
             "threshold": float(threshold), "objects": objs, "views": list(views),
             "missing_views": [{"camera": str(m["camera"]), "reason": str(m["reason"])} for m in missing_views],
@@ -107,6 +126,12 @@ def validate_report(d: Any) -> dict:
     for i, v in enumerate(d["views"]):
         _check(isinstance(v, dict) and isinstance(v.get("camera"), str), f"views[{i}].camera")
     if d["schema"] == SCHEMA:
+        _check(d.get("status") in STATUSES, f"status is {d.get('status')!r}, expected one of {STATUSES}")
+        _check(isinstance(d.get("reason"), str) and (d["status"] == "ok") == (not d["reason"]),
+               "reason must be a string, empty exactly when the status is ok")
+        for i, o in enumerate(d["objects"]):
+            _check(o.get("uid") == object_uid(d["inspection_id"], i), f"objects[{i}].uid is {o.get('uid')!r}")
+    if d["schema"] != OLD_SCHEMAS[0]:
         missing = d.get("missing_views")
         _check(isinstance(missing, list) and all(isinstance(m, dict) and isinstance(m.get("camera"), str)
                                                  and isinstance(m.get("reason"), str) for m in missing),
@@ -114,6 +139,12 @@ def validate_report(d: Any) -> dict:
         _check(not {m["camera"] for m in missing} & {v["camera"] for v in d["views"]},
                "a camera is both in views and in missing_views")
     return d
+
+
+def is_pass(report: dict) -> bool:
+    """The tray passes: it was inspected and compared (status ok; a report before schema 3 had no other) and no
+    object is anomalous."""
+    return report.get("status", "ok") == "ok" and not report["anomaly_detected"]
 
 
 def report_boxes(report: dict) -> list[Box3D]:

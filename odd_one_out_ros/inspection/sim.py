@@ -82,8 +82,7 @@ class SimRig:
     """
 
     def __init__(self, cfg: SimConfig):
-        from ..synth.render import Renderer
-        from ..synth.scene import GeneratorConfig, build_scene, load_floor_board, scene_meshes
+        from ..synth.scene import GeneratorConfig, build_scene, load_floor_board, scene_renderer
         from ..synth.shapes import TOY_CATEGORIES
 
         self.cfg = cfg
@@ -97,8 +96,7 @@ class SimRig:
         self.scene = build_scene(gen, rng, [cfg.category] if cfg.category else None, board=board)
         if n == 0:  # the generator always places objects: keep its floor and light, empty the tray
             self.scene.objects = []
-        self.renderer = Renderer(scene_meshes(self.scene.objects, self.scene.floor, self.scene.board),
-                                 self.scene.lighting)
+        self.renderer = scene_renderer(self.scene)
         self.cameras = fixed_cameras(cfg) if cfg.mode == "rig" else None
         self._cache: dict[int, tuple[np.ndarray, PinholeCamera]] = {}
 

@@ -96,7 +96,7 @@ def cell_points(box: Box3D, g: int, margin: float = 0.0) -> np.ndarray:
     return local @ box.rotation.T + box.center
 
 
-def _rotation_perms(g: int, rotations: int) -> np.ndarray:
+def rotation_perms(g: int, rotations: int) -> np.ndarray:
     """(R, g^3) cell index of the partner cell that corresponds to each cell after rotating the grid about z."""
     ix, iy, iz = np.meshgrid(np.arange(g), np.arange(g), np.arange(g), indexing="ij")
     out = []
@@ -222,7 +222,7 @@ def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) ->
     # rotation-invariant best match over all partner cells
     glob = S.max(-1).values  # (N, P, N)
     if cfg.radius >= 0:
-        perms = _rotation_perms(g, cfg.rotations)
+        perms = rotation_perms(g, cfg.rotations)
         idx, ok = _neighbours(g, perms, cfg.radius)  # (R, P, Q)
         R, _, Q = idx.shape
         loc = []
@@ -322,8 +322,8 @@ def calibrate(scores, cfg: BaselineConfig | None = None) -> np.ndarray:
 
 
 MODEL_PRIOR = "model-prior"
-"""BaselineScorer's extractor for the comparison a model's matcher.prior runs (its own maps, e.g. the backbone's
-levels with prior_features "trunk"): its raw scores come from the inspection (InspectionResult.prior_raw)"""
+"""BaselineScorer's extractor for the comparison a model's scorer runs (its own maps, e.g. the backbone's levels
+with comparison features "trunk"): its raw scores come from the inspection (InspectionResult.prior_raw)"""
 
 
 @dataclass
@@ -351,17 +351,18 @@ class BaselineScorer:
         return raw, calibrate(raw, self.cfg), time.perf_counter() - t0
 
     def computed_by(self, net) -> bool:
-        """Whether the model's matcher.prior computes this scorer's raw scores (InspectionResult.prior_raw): the
-        model's own prior (MODEL_PRIOR), or the same config and the same extractor (the offline MobileNetV2 at its
-        shipped weights) as a prior_features "teacher" model's."""
+        """Whether the model's scorer computes this scorer's raw scores (InspectionResult.prior_raw): the
+        model's own comparison (MODEL_PRIOR), or the same config and the same extractor (the offline MobileNetV2 at
+        its shipped weights) as a model's comparison of "teacher" features."""
         from .teacher import MobileNetTeacher
 
-        if not net.cfg.matcher.prior or self.cfg != net.prior_cfg:
+        comparison = net.scorer.comparison
+        if comparison is None or self.cfg != comparison.baseline_cfg:
             return False
         ext = self.extractor
         if isinstance(ext, str):
             return ext == MODEL_PRIOR
-        return not net.prior_trunk and isinstance(ext, MobileNetTeacher) and ext.weights == "deep-sort"
+        return not comparison.trunk and isinstance(ext, MobileNetTeacher) and ext.weights == "deep-sort"
 
     def config_dict(self) -> dict:
         import dataclasses

@@ -1,6 +1,6 @@
 """Box estimator B: occupied voxels -> DBSCAN clusters -> yaw-oriented 3D boxes in the world frame.
 
-No knowledge of the object count. Rules (BoxConfig):
+No knowledge of the object count. Rules (DensityBoxConfig; at most max_objects boxes):
 1. a voxel is occupied when its opacity 1 - exp(-sigma * voxel_size) > occupancy_threshold;
 2. DBSCAN (scikit-learn) on the occupied voxel centres with eps = eps_voxels * voxel_size and
    min_samples; DBSCAN's noise points are dropped;
@@ -24,7 +24,7 @@ from scipy import ndimage
 from sklearn.cluster import DBSCAN
 
 from ..geometry import Box3D
-from .config import BoxConfig
+from .config import DensityBoxConfig
 from .volume import VoxelGrid
 
 
@@ -33,12 +33,13 @@ def voxel_opacity(density: np.ndarray, voxel_size: float) -> np.ndarray:
     return 1.0 - np.exp(-np.asarray(density, dtype=np.float64) * voxel_size)
 
 
-def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list[Box3D]:
+def estimate_boxes(density: np.ndarray, grid: VoxelGrid, cfg: DensityBoxConfig, max_objects: int = 15) -> list[Box3D]:
     """density (Z, Y, X) in 1/m -> list of Box3D (possibly empty)."""
-    return boxes_from_opacity(voxel_opacity(density, grid.voxel_size), grid, cfg)
+    return boxes_from_opacity(voxel_opacity(density, grid.voxel_size), grid, cfg, max_objects)
 
 
-def boxes_from_opacity(opacity: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> list[Box3D]:
+def boxes_from_opacity(opacity: np.ndarray, grid: VoxelGrid, cfg: DensityBoxConfig, max_objects: int = 15
+                       ) -> list[Box3D]:
     """opacity (Z, Y, X) in [0, 1] (the voxel's filled fraction) -> list of Box3D (possibly empty)."""
     opacity = np.asarray(opacity, dtype=np.float64)
     idx = np.argwhere(opacity > cfg.occupancy_threshold)  # (P, 3) as (z, y, x)
@@ -70,7 +71,7 @@ def boxes_from_opacity(opacity: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> 
             continue
         clusters.append((int(members.sum()), box))
     clusters.sort(key=lambda c: -c[0])
-    boxes = [b for _, b in clusters[:cfg.max_objects]]
+    boxes = [b for _, b in clusters[:max_objects]]
     return sorted(boxes, key=lambda b: (round(b.center[0], 6), round(b.center[1], 6)))
 
 
@@ -91,7 +92,7 @@ def _upsampled_block(opacity: np.ndarray, k: int, lo: np.ndarray, hi: np.ndarray
     return fine[o[0]:e[0], o[1]:e[1], o[2]:e[2]]
 
 
-def _fine_points(opacity: np.ndarray, idx: np.ndarray, grid: VoxelGrid, cfg: BoxConfig) -> np.ndarray:
+def _fine_points(opacity: np.ndarray, idx: np.ndarray, grid: VoxelGrid, cfg: DensityBoxConfig) -> np.ndarray:
     """World centres (Q, 3) of the fine voxels (opacity upsampled by cfg.upsample) above cfg.boundary_level (or the
     cluster threshold, if lower) inside the cluster's voxels idx (P, 3) (z, y, x) grown by one voxel (its rim
     voxels fall below the cluster threshold but hold part of its surface)."""

@@ -1,4 +1,5 @@
-"""The learned box estimator (BoxConfig.estimator "heatmap"): a bird's-eye-view centre heatmap on the scene volume.
+"""The learned box estimator's networks (estimator "heatmap", model/estimators.py): a bird's-eye-view centre
+heatmap on the scene volume.
 
     F_v (B, c, Z, Y, X) + opacity + seen  --a linear map per voxel-->  (B, m, Z, Y, X)
       --the Z levels of each column stacked as channels, batch norm, ReLU-->  (B, m * Z, Y, X)
@@ -8,7 +9,7 @@ One heatmap cell per (x, y) voxel column of the grid. Regression channels (REG),
 centre and its 8 neighbours: the centre's offset from the cell centre (2, in voxels), the box bottom above the grid
 floor z_min (1, voxels), log of the box size l >= w and h (3, in voxels), sin / cos of 2 yaw (2: the box's yaw
 modulo pi, the symmetry of a box with l != w) and of 4 yaw (2: modulo pi / 2, the symmetry of a square footprint,
-which the 3D IoU also has). Peaks are local maxima of a 3 x 3 max-pool above BoxConfig.score_threshold: no object
+which the 3D IoU also has). Peaks are local maxima of a 3 x 3 max-pool above HeatmapBoxConfig.score_threshold: no object
 count, no NMS. Design facts from CenterPoint (Gaussian focal loss, prior-probability bias, minimum Gaussian radius;
 shared/notes/boxes-and-scoring.md); the code is our own. Frames and the grid: docs/frames.md.
 """
@@ -22,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..geometry import Box3D
-from .config import BoxConfig
+from .config import HeatmapBoxConfig
 from .volume import SceneVolume, VoxelGrid
 
 REG = 10  # offset (2), bottom (1), log size (3), 2 yaw (2), 4 yaw (2)
@@ -49,7 +50,7 @@ class _Block(nn.Module):
 class BoxHead(nn.Module):
     """scene volume -> (heatmap logits (B, 1, Y, X), regression (B, REG, Y, X)); see the module docstring."""
 
-    def __init__(self, volume_channels: int, grid: VoxelGrid, cfg: BoxConfig):
+    def __init__(self, volume_channels: int, grid: VoxelGrid, cfg: HeatmapBoxConfig):
         super().__init__()
         Z = grid.shape[2]
         m, h = cfg.head_column, cfg.head_channels
@@ -87,12 +88,12 @@ class BoxHead(nn.Module):
 
 
 class BoxRefiner(nn.Module):
-    """A second look at each box (BoxConfig.refine): the head's input sampled in the box's own frame, enlarged by
+    """A second look at each box (HeatmapBoxConfig.refine): the head's input sampled in the box's own frame, enlarged by
     REFINE_GROW (object volumes (N, c + 2, r, r, r), r = refine_size) and the box's log size -> a residual per box
     (N, 7): centre offset along the box's x, y (in box lengths) and z (in box heights), log size ratios and the
     yaw offset (rad). The last layer starts at zero: an untrained refiner leaves boxes as they are."""
 
-    def __init__(self, volume_channels: int, cfg: BoxConfig):
+    def __init__(self, volume_channels: int, cfg: HeatmapBoxConfig):
         super().__init__()
         r = cfg.refine_size
         self.conv = nn.Sequential(
@@ -154,17 +155,17 @@ def residual_targets(boxes: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
                         best[:, 6] - boxes[:, 6]], dim=1)
 
 
-def decode(heat: torch.Tensor, reg: torch.Tensor, grid: VoxelGrid, cfg: BoxConfig
+def decode(heat: torch.Tensor, reg: torch.Tensor, grid: VoxelGrid, score_threshold: float, max_objects: int
            ) -> list[tuple[list[Box3D], np.ndarray]]:
     """Heatmap logits (B, 1, Y, X) and regression (B, REG, Y, X) -> per scene (boxes, scores (N,) float64): the
-    3 x 3 local maxima above cfg.score_threshold, at most cfg.max_objects (the highest), sorted by centre (x, y)."""
+    3 x 3 local maxima above score_threshold, at most max_objects (the highest), sorted by centre (x, y)."""
     prob = torch.sigmoid(heat.float())
-    peaks = (prob == F.max_pool2d(prob, 3, stride=1, padding=1)) & (prob > cfg.score_threshold)
+    peaks = (prob == F.max_pool2d(prob, 3, stride=1, padding=1)) & (prob > score_threshold)
     out = []
     for b in range(prob.shape[0]):
         ys, xs = torch.nonzero(peaks[b, 0], as_tuple=True)
         scores = prob[b, 0, ys, xs]
-        order = torch.argsort(scores, descending=True)[:cfg.max_objects]
+        order = torch.argsort(scores, descending=True)[:max_objects]
         ys, xs, scores = ys[order], xs[order], scores[order]
         r = reg[b, :, ys, xs].float().T.cpu().numpy().astype(np.float64)  # (N, REG)
         boxes = [box_from_regression(r[i], int(xs[i]), int(ys[i]), grid) for i in range(len(r))]

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .baseline import BaselineConfig, _rotation_perms, object_scores
+from .baseline import BaselineConfig, object_scores, rotation_perms
 
 N_FEATURES = 8
 """per-cell features before the scene-relative copy: 4 distances x (nearest, nearer-half mean)"""
@@ -50,7 +50,7 @@ class CellComparator(nn.Module):
         super().__init__()
         self.g, self.mad_floor = grid, mad_floor
         self.baseline_cfg = BaselineConfig(grid=grid)
-        self.register_buffer("perms", torch.from_numpy(_rotation_perms(grid, 4)).long(), persistent=False)
+        self.register_buffer("perms", torch.from_numpy(rotation_perms(grid, 4)).long(), persistent=False)
         self.proj = nn.Sequential(nn.Linear(in_channels, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
         self.cell_in = nn.Linear(2 * N_FEATURES + 1, hidden)
         self.conv = nn.Sequential(nn.Conv3d(hidden, hidden, 3, padding=1), nn.GELU(),

@@ -1,6 +1,6 @@
 """Inference API: a checkpoint + a list of posed views -> each object's 3D box, anomaly score, label.
 
-    inspector = Inspector.from_checkpoint("model.pt", device="cpu")
+    inspector = inspection.loader.load_inspector("model.pt", device="cpu").inspector   # or Inspector(net)
     result = inspector.inspect(views)   # views: list[PosedView], any number >= 1
     for obj in result.objects: obj.box (world frame, docs/frames.md), obj.score in [0, 1], obj.anomalous
 
@@ -17,7 +17,6 @@ import torch
 
 from ..geometry import Box3D
 from ..views import PosedView
-from .checkpoint import load_checkpoint
 from .network import OddOneOutNet
 
 
@@ -35,8 +34,8 @@ class InspectionResult:
     n_views: int = 0
     latency_s: float = 0.0
     prior_raw: np.ndarray | None = None
-    """(N,) float64: the raw scores of the model's training-free prior for the objects (model/baseline.py), the
-    baseline's scores of the same boxes; None for a model without matcher.prior"""
+    """(N,) float64: the raw scores of the training-free comparison of the objects (model/comparison.py), the
+    baseline's scores of the same boxes; None for a scorer that runs no comparison (the matcher without prior)"""
 
 
 def views_to_tensors(views: list[PosedView], size: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -65,11 +64,6 @@ class Inspector:
         self.net = net.to(self.device).eval()
         self.threshold = net.cfg.anomaly_threshold if threshold is None else threshold
 
-    @staticmethod
-    def from_checkpoint(path, device: str | torch.device = "cpu", threshold: float | None = None) -> "Inspector":
-        net, _ = load_checkpoint(path, device)
-        return Inspector(net, device, threshold)
-
     @torch.no_grad()
     def inspect(self, views: list[PosedView], boxes: list[Box3D] | None = None, count: int | None = None
                 ) -> InspectionResult:
@@ -78,10 +72,10 @@ class Inspector:
         is known (the reference code's protocol: its own boxes, that many)."""
         t0 = time.perf_counter()
         images, K, T = views_to_tensors(views, self.net.cfg.image_size, self.device)
-        found, logits, extras = self.net(images, K, T, None if boxes is None else [list(boxes)], return_extras=True,
-                                         count=count)
-        boxes, logits, raw = found[0], logits[0], extras["prior_raw"]
-        scores = torch.sigmoid(logits.float()).cpu().numpy() if len(boxes) else np.zeros(0)
+        out = self.net(images, K, T, None if boxes is None else [list(boxes)], count=count)
+        found, logits = out.found[0], out.logits[0]
+        scores = torch.sigmoid(logits.float()).cpu().numpy() if len(found.boxes) else np.zeros(0)
         objects = [ObjectResult(b, float(s), bool(s > self.threshold), float(bs))
-                   for b, s, bs in zip(boxes, scores, extras["box_scores"][0])]
-        return InspectionResult(objects, len(views), time.perf_counter() - t0, None if raw is None else raw[0])
+                   for b, s, bs in zip(found.boxes, scores, found.scores)]
+        raw = None if out.raw is None else out.raw[0]
+        return InspectionResult(objects, len(views), time.perf_counter() - t0, raw)

@@ -170,13 +170,13 @@ class CrossInstanceMatcher(nn.Module):
     """Object volumes -> anomaly logits. Variant A: no attention; B, C: vanilla; full: sparse (Eq. 5-8).
 
     forward(z (N, C_in, r, r, r), corr_feats (N, P, d_f) or None, prior (N,) or None) -> logits (N,).
-    With `matcher.prior`, prior is each object's robust z-score from the training-free comparison and the
+    With `scorer.matcher.prior`, prior is each object's robust z-score from the training-free comparison and the
     logit is head + prior_scale * (prior - prior_shift).
     """
 
     def __init__(self, cfg: ModelConfig, in_channels: int):
         super().__init__()
-        m = cfg.matcher
+        m = cfg.scorer.matcher
         self.r, self.k, self.max_partners = m.roi_size, m.k, m.max_partners
         self.sparse = cfg.variant == "full"
         self.inp = nn.Linear(in_channels, m.dim)

@@ -17,14 +17,14 @@ from .config import GridConfig
 
 @dataclass(frozen=True)
 class SceneVolume:
-    """The 3D scene volume of B scenes on a Z x Y x X voxel grid (OddOneOutNet.build_volume; paper Sec. 3.2)."""
+    """The 3D scene volume of B scenes on a Z x Y x X voxel grid (SceneEncoder.volume; paper Sec. 3.2)."""
 
     fv: torch.Tensor
     """(B, c, Z, Y, X) the 3D network's features F_v"""
     density: torch.Tensor
     """(B, 1, Z, Y, X) density sigma >= 0 in 1/m"""
     colour: torch.Tensor | None
-    """(B, 3, Z, Y, X) RGB in [0, 1]; None in a volume built for inspection only (build_volume inspect_only)"""
+    """(B, 3, Z, Y, X) RGB in [0, 1]; None in a volume built for inspection only (SceneEncoder.volume inspect_only)"""
     seen: torch.Tensor
     """(B, 1, Z, Y, X) 1 where at least one input view sees the voxel centre, else 0"""
     feat: torch.Tensor | None = None

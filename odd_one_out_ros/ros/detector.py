@@ -27,13 +27,15 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_srvs.srv import Trigger
 
 from ..inspection.audit import AuditLog, new_run_id
-from ..inspection.loader import check_device, load_inspector
+from ..inspection.loader import free_cuda, node_model
 from ..inspection.pipeline import Pipeline, PipelineIO, audit_warnings, rig_cameras
 from ..inspection.poses import PoseResolver
 from ..resources import share_dir
-from .node_main import run_node
+from .node_main import log_at, node_logger, run_node
 from .params import DetectorParams, declare_params, default_audit_log, keep_parameter, read_params
-from .publishers import DetectorPublishers
+from .publishers import DetectorPublishers, FaultStatus
+
+INSPECT_QUEUE = 1000  # ~/inspect requests DDS keeps until the node takes them
 
 
 class DetectorNode(LifecycleNode):
@@ -63,10 +65,14 @@ class DetectorNode(LifecycleNode):
         self._last_id = 0  # inspection ids go on across reconfigures
         # rclpy's own use_sim_time is not read-only; the clock the stamps are checked against must not change here
         keep_parameter(self, "use_sim_time", "its stamps are checked against that clock")
-        # ~/inspect lives as long as the node (answered false unless active): no transition destroys it under a
-        # call being answered (rclpy: "cannot use Destroyable" / InvalidHandle in send_response)
+        # ~/inspect lives as long as the node (answered false unless active): no transition destroys it under a call
+        # being answered; its queue holds every caller (DDS's default of 10 dropped the rest unanswered)
         self._inspect_srv = self.create_service(Trigger, "~/inspect", self._on_inspect,
+                                                qos_profile=QoSProfile(depth=INSPECT_QUEUE),
                                                 callback_group=ReentrantCallbackGroup())
+        self._own_threshold = 0.5  # the checkpoint's own anomaly threshold (anomaly_threshold -1)
+        self._fault = FaultStatus(self)  # a failed configure / activate: said on /diagnostics
+        self.add_post_set_parameters_callback(self._apply)
         self._autostart = bool(self.get_parameter("autostart").value)
         if self._autostart:  # standalone (ros2 run): one line and exit 2 when configure fails (node_main.run_node)
             try:
@@ -79,11 +85,13 @@ class DetectorNode(LifecycleNode):
 
     # ---------------------------------------------------------------------- lifecycle transitions
     def _failed(self, what: str, e: Exception) -> TransitionCallbackReturn:
-        """A configure or activate that failed: the one line (logged, or raised by __init__ with autostart)."""
+        """A configure or activate that failed: the one line (logged, or raised by __init__ with autostart), and
+        /diagnostics ERROR with it until a configure succeeds."""
         self.transition_error = str(e) if isinstance(e, (ValueError, ParameterException)) else \
             f"{type(e).__name__}: {e}"
         if not self._autostart:
             self._log().error(f"{what} failed: {self.transition_error}")
+            self._fault.set(f"{what} failed: {self.transition_error}")
         return TransitionCallbackReturn.FAILURE
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -93,6 +101,7 @@ class DetectorNode(LifecycleNode):
             self._release()
             return self._failed("configure", e)
         self.transition_error = ""
+        self._fault.clear()
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -104,6 +113,7 @@ class DetectorNode(LifecycleNode):
             super().on_deactivate(state)
             return self._failed("activate", e)
         self.transition_error = ""
+        self._fault.clear()
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -115,6 +125,7 @@ class DetectorNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._fault.clear()
         self._deactivate(why="the detector is shutting down")
         self._release()
         return super().on_shutdown(state)
@@ -137,23 +148,11 @@ class DetectorNode(LifecycleNode):
         resolver = PoseResolver.create(
             p.pose_source, p.rig_file or str(share_dir() / "calibration" / "rig.yaml"),
             p.board_file or str(share_dir() / "calibration" / "tray_board_12tags.yaml"),
-            p.max_reprojection_error_px, p.min_tags, p.frame_id)
+            p.max_reprojection_error_px, p.min_tags, p.frame_id,
+            (p.rig_tolerance_m, p.rig_tolerance_deg) if p.rig_check else None, p.rig_check_period)
         self.cameras = rig_cameras(p, resolver)
-        if self._injected is None:
-            try:
-                check_device(p.device)
-            except ValueError as e:
-                raise ValueError(f"parameter {e}") from None
-            model = load_inspector(p.checkpoint or None, p.device, None if p.anomaly_threshold < 0 else
-                                   p.anomaly_threshold)
-            self.inspect_fn, threshold, model_info = model.guarded, model.threshold, model.info
-            if model_info["untrained"]:
-                self.get_logger().warning(f"checkpoint {model_info['checkpoint']} is an UNTRAINED network: it "
-                                          "finds no objects and its scores mean nothing")
-        else:
-            self.inspect_fn = self._injected
-            threshold = p.anomaly_threshold if p.anomaly_threshold >= 0 else 0.5
-            model_info = {"checkpoint": None, "injected": True}
+        self.inspect_fn, self._own_threshold, model_info = node_model(p.checkpoint, p.device, self._injected)
+        threshold = p.anomaly_threshold if p.anomaly_threshold >= 0 else self._own_threshold
         self.audit = AuditLog(p.audit_log, node=self.get_fully_qualified_name()) if p.audit_log else None
         self.run_id = self.audit.run_id if self.audit else new_run_id()
         for line in audit_warnings(self.audit, p.record_views_dir):
@@ -162,17 +161,20 @@ class DetectorNode(LifecycleNode):
         # outputs (published only while active); qos_overrides.<topic>.<publisher|subscription>.<policy> (docs/ros.md)
         self._overridable = QoSOverridingOptions([QoSPolicyKind.HISTORY, QoSPolicyKind.DEPTH,
                                                   QoSPolicyKind.RELIABILITY, QoSPolicyKind.DURABILITY])
-        self.outputs = DetectorPublishers(self, p.frame_id, p.overlay_max_views, self._overridable, self._log)
-        io = PipelineIO(log=lambda level, line: getattr(self._log(), level)(line), ros_now=self._now_ros,
-                        publish=self.outputs.inspection, bag_messages=self.outputs.bag_messages,
-                        bag_report=self.outputs.bag_report,
-                        shutting_down=lambda: self._stop.is_set() or not self.context.ok())
+        self.outputs = out = DetectorPublishers(self, p.frame_id, p.overlay_max_views, self._overridable, self._log,
+                                                static_poses=p.pose_source == "static", target_frame=p.target_frame)
+        io = PipelineIO(log=lambda level, line: log_at(self._log(), level, line),
+                        ros_now=lambda: self.get_clock().now().nanoseconds * 1e-9,
+                        publish=out.inspection, bag_messages=out.bag_messages, bag_report=out.bag_report,
+                        shutting_down=lambda: self._stop.is_set() or not self.context.ok(),
+                        frame_problem=out.frame_problem)
         self.pipeline = Pipeline(p, self.cameras, resolver, self.inspect_fn, threshold, model_info, self.audit,
                                  self.get_fully_qualified_name(), io, self._last_id)
         first = self.pipeline.inspection_id
         self.get_logger().info(
             f"{len(self.cameras)} camera(s) {self.cameras} on {p.camera_prefix}/<camera>/, poses: {p.pose_source}, "
-            f"mode: {p.mode}, trigger: {p.trigger}, frame: {p.frame_id}, model: "
+            f"mode: {p.mode}, trigger: {p.trigger}, frame: {p.frame_id}"
+            + (f" (verdicts in {p.target_frame})" if p.target_frame else "") + ", model: "
             f"{model_info.get('checkpoint') or 'injected'}, audit log: {p.audit_log or 'off'}, run {self.run_id}"
             + (f", inspection ids from {first + 1}" if first else ""))
 
@@ -230,6 +232,7 @@ class DetectorNode(LifecycleNode):
         self.pipeline.stop(why)
         if self.context.ok():
             try:
+                self.pipeline.publish_inactive(why)  # a verdict that replaces the last tray's: no stale reject
                 self._publish_diagnostics()  # the counts as they stand when it stops
             except Exception:  # a context shut down meanwhile: nothing to report to
                 pass
@@ -242,16 +245,9 @@ class DetectorNode(LifecycleNode):
             self.outputs = None
         if self.pipeline is not None:
             self._last_id = self.pipeline.inspection_id
-        model, self.inspect_fn, self.pipeline = self.inspect_fn, None, None
-        if model is not None and self._injected is None and self.params is not None \
-                and self.params.device.startswith("cuda"):
-            import gc
-
-            import torch
-
-            del model
-            gc.collect()  # the guard's hooks hold the network in a reference cycle
-            torch.cuda.empty_cache()
+        had_model, self.inspect_fn, self.pipeline = self.inspect_fn is not None, None, None
+        if had_model and self._injected is None and self.params is not None:
+            free_cuda(self.params.device)
         if self.audit is not None:
             problem = self.audit.close()  # never raises (e.g. on a full disk): one line instead
             self.audit = None
@@ -259,16 +255,13 @@ class DetectorNode(LifecycleNode):
                 self._log().error(problem)
 
     def _log(self):
-        """The node's logger; once the context is shut down (Ctrl-C) a logger of another name, so that a line
-        logged then is that one line (the node's own would also try /rosout and print an rcl error)."""
-        if self.context.ok():
-            return self.get_logger()
-        import rclpy.logging
+        return node_logger(self)
 
-        return rclpy.logging.get_logger(self.get_logger().name + ".shutdown")
-
-    def _now_ros(self) -> float:
-        return self.get_clock().now().nanoseconds * 1e-9
+    def _apply(self, params) -> None:
+        """A run-time change of anomaly_threshold (rclpy checked its range): from the next inspection on, logged."""
+        for prm in params:
+            if prm.name == "anomaly_threshold" and self.pipeline is not None:
+                self.get_logger().info(self.pipeline.set_threshold(float(prm.value), self._own_threshold))
 
     # ---------------------------------------------------------------------- service and outputs
     def _on_inspect(self, request, response):
@@ -280,6 +273,15 @@ class DetectorNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         self.outputs.diagnostics(*self.pipeline.diagnostics({"run_id": self.run_id}))
 
+    def answer_waiting_calls(self, why: str) -> None:
+        """Answer the waiting ~/inspect calls now, refuse new ones (run_node, on SIGINT / SIGTERM)."""
+        if self.pipeline is not None:
+            self.pipeline.answer_waiting(why, refuse_new=True)
+
+    def executor_threads(self) -> int:
+        """Threads its executor needs: one per waiting ~/inspect call, and three for everything else."""
+        return int(self.get_parameter("max_waiting_calls").value) + 3
+
     def destroy_node(self):  # also called by rclpy on a node whose __init__ failed half way
         """Whatever the state: stop the stages (a running inspection gets 10 s to finish), free the model, close
         the audit log. (Ctrl-C: the context is already shut down, so no shutdown transition can be published.)"""
@@ -290,7 +292,7 @@ class DetectorNode(LifecycleNode):
 
 
 def main(args=None) -> int:
-    return run_node(DetectorNode, "detector", args, threads=3)
+    return run_node(DetectorNode, "detector", args, threads=DetectorNode.executor_threads)
 
 
 if __name__ == "__main__":

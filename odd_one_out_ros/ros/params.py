@@ -1,6 +1,6 @@
-"""Node parameters as frozen dataclasses: each field is one read-only ROS parameter, its default, description,
-range and choices written once (`ros_param`); `declare_params(node, Params)` declares them all on a node, checks
-the choices and returns the filled dataclass. Every node of the package reads its parameters this way.
+"""Node parameters as frozen dataclasses: each field is one ROS parameter (read-only unless `dynamic`), its
+default, description, range and choices written once (`ros_param`); `declare_params(node, Params)` declares them all
+on a node, checks the choices and returns the filled dataclass. Every node of the package reads its parameters this way.
 
 Ranges and types are enforced by rclpy at declaration (a value outside raises ParameterException: exit 2 with one
 line, node_main.run_node); choices are checked when the values are read (`read_params`, a ValueError naming the
@@ -34,20 +34,24 @@ class _Meta:
     hi: float | int | None = None
     choices: tuple = ()
     ros_type: Parameter.Type | None = None  # for parameters without a default (unset = None)
+    dynamic: bool = False  # settable while the node runs (the node applies it: e.g. DetectorNode._apply)
 
 
 def ros_param(default: Any, description: str, lo=None, hi=None, choices: tuple = (),
-              ros_type: Parameter.Type | None = None):
-    """A dataclass field that is a read-only ROS parameter. Integer ranges when lo and hi are ints, float otherwise.
+              ros_type: Parameter.Type | None = None, dynamic: bool = False):
+    """A dataclass field that is a ROS parameter, read-only unless dynamic. Integer ranges when lo and hi are ints,
+    float otherwise.
     List parameters take a tuple default (frozen dataclass); an unset array parameter: default None + ros_type."""
     if choices and default not in choices:
         raise ValueError(f"default {default!r} is not one of its choices {choices}")
-    return field(default=default, metadata={"ros": _Meta(description, lo, hi, tuple(choices), ros_type)})
+    return field(default=default, metadata={"ros": _Meta(description, lo, hi, tuple(choices), ros_type, dynamic)})
 
 
-def param_descriptor(text: str, lo=None, hi=None, choices: tuple = ()) -> ParameterDescriptor:
-    """A read-only parameter's descriptor: its description, allowed choices, and integer or float range."""
-    d = ParameterDescriptor(description=text, read_only=True)
+def param_descriptor(text: str, lo=None, hi=None, choices: tuple = (), dynamic: bool = False) -> ParameterDescriptor:
+    """A parameter's descriptor: its description (saying when it is read-only), allowed choices, and integer or
+    float range."""
+    d = ParameterDescriptor(description=text if dynamic else f"{text} (read-only: set it at start-up)",
+                            read_only=not dynamic)
     if choices:
         d.additional_constraints = "one of: " + ", ".join(choices)
     if isinstance(lo, int) and isinstance(hi, int):
@@ -70,7 +74,8 @@ def declare_params(node: Node, cls: type, defaults: dict[str, Any] | None = None
             initial = meta.ros_type
         else:
             initial = list(default) if isinstance(default, tuple) else default
-        node.declare_parameter(f.name, initial, param_descriptor(meta.description, meta.lo, meta.hi, meta.choices))
+        node.declare_parameter(f.name, initial, param_descriptor(meta.description, meta.lo, meta.hi, meta.choices,
+                                                                 meta.dynamic))
     return read_params(node, cls) if read else None
 
 
@@ -119,7 +124,9 @@ class DetectorParams:
                                     "odd_one_out_ros/assets/checkpoints/cpu_default.pt")
     device: str = ros_param("cpu", "torch device: cpu, cuda or cuda:N")
     anomaly_threshold: float = ros_param(-1.0, "score above which an object is anomalous; -1 = the checkpoint's "
-                                               "own threshold", -1.0, 1.0)
+                                               "own threshold; settable while running (ros2 param set), from the "
+                                               "next inspection on (odd-one-out tune-threshold)", -1.0, 1.0,
+                                         dynamic=True)
     cameras: tuple | None = ros_param(None, "camera names; topics are <camera_prefix>/<name>/{image_raw,camera_info,"
                                             "pose}; unset with pose_source static = every camera of the rig file",
                                       ros_type=Parameter.Type.STRING_ARRAY)
@@ -132,6 +139,15 @@ class DetectorParams:
                                   "calibration/rig.yaml")
     board_file: str = ros_param("", "AprilTag board YAML for pose_source apriltag; empty = "
                                     "calibration/tray_board_12tags.yaml")
+    rig_check: bool = ros_param(True, "static: check each camera's rig-file pose against the AprilTag board "
+                                      "(board_file) where its tags are in view, once per rig_check_period; a "
+                                      "camera off by more than rig_tolerance_* (moved, or cables swapped) gives "
+                                      "no view, named, until a check finds it right")
+    rig_check_period: float = ros_param(5.0, "rig_check: seconds between two checks of one camera, run in the "
+                                             "background after its first view (0 = every view, before it is used)",
+                                        0.0, 3600.0)
+    rig_tolerance_m: float = ros_param(0.02, "rig_check: largest camera-centre offset (m)", 0.0001, 1.0)
+    rig_tolerance_deg: float = ros_param(2.0, "rig_check: largest rotation offset (degrees)", 0.01, 180.0)
     max_reprojection_error_px: float = ros_param(2.0, "apriltag: views whose board pose has a larger RMS "
                                                       "reprojection error are dropped", 0.01, 50.0)
     min_tags: int = ros_param(2, "apriltag: board tags needed for a pose", 1, 1000)
@@ -156,7 +172,15 @@ class DetectorParams:
     trigger: str = ros_param("continuous", "continuous: inspect every complete set; service: only on a call of "
                                            "~/inspect", choices=TRIGGERS)
     inspect_timeout: float = ros_param(60.0, "seconds a call of ~/inspect waits for its result", 0.1, 3600.0)
+    min_objects: int = ros_param(3, "fewer objects than this on the tray: the verdict is cannot_compare (never a "
+                                    "pass): an odd one out needs neighbours to be compared with; 0 = no check",
+                                 0, 1000)
+    max_waiting_calls: int = ros_param(8, "~/inspect calls that may wait at once (all answered by the next "
+                                          "inspection); more are refused at once with the reason", 1, 64)
     frame_id: str = ros_param("world", "world (board) frame of poses and results")
+    target_frame: str = ros_param("", "the frame ~/verdict, ~/anomalies and ~/detections_3d are given in (e.g. the "
+                                      "arm's base), by the latest frame_id -> target_frame transform on /tf or "
+                                      "/tf_static; none yet: the verdict is cannot_inspect; empty = frame_id")
     queue_size: int = ros_param(1, "complete view sets waiting for the model; when full the oldest is dropped",
                                 1, 100)
     audit_log: str = ros_param("", "JSONL file every inspection is appended to (fsynced); empty = no audit log; "

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import write_text_atomic
-from .scene import GeneratorConfig, build_scene, load_floor_board, load_user_shapes
+from .scene import GeneratorConfig, Scene, build_scene, load_floor_board, load_user_shapes
 from .shapes import TOY_CATEGORIES, UNSEEN_TOY_CATEGORIES
 from .writer import is_complete, write_scene
 
@@ -59,12 +59,18 @@ def make_one(args: tuple) -> tuple[str, str, bool]:
     path = Path(out) / "scenes" / name
     if is_complete(path):
         return name, sp, False
+    scene = rebuild_scene(cfg, seed, index, sp)
+    write_scene(scene, path, {"seed": seed, "index": index, "split": sp}, cfg.supersample)
+    return name, sp, True
+
+
+def rebuild_scene(cfg: GeneratorConfig, seed: int, index: int, split: str) -> Scene:
+    """Scene `index` of a generate() run with this config and seed, its split as drawn (the scene's metadata
+    `generator` block records seed, index and split): the same objects, poses, materials and cameras."""
     rng = np.random.default_rng([seed, index])
     user = load_user_shapes(cfg.shapes_dir) if cfg.kind == "custom" else None
     board = _board(cfg.board_file) if cfg.apriltag_board else None
-    scene = build_scene(cfg, rng, categories_for(sp) if cfg.kind == "toys" else None, user, board)
-    write_scene(scene, path, {"seed": seed, "index": index, "split": sp}, cfg.supersample)
-    return name, sp, True
+    return build_scene(cfg, rng, categories_for(split) if cfg.kind == "toys" else None, user, board)
 
 
 _BOARDS: dict[str, dict] = {}
@@ -86,7 +92,8 @@ def generate(cfg: GeneratorConfig, scenes: int, out: str | Path, seed: int, spli
         load_user_shapes(cfg.shapes_dir)  # fail early, naming the bad file
     if cfg.apriltag_board:
         _board(cfg.board_file)
-    settings = {"config": asdict(cfg), "seed": seed}
+    config = {k: v for k, v in asdict(cfg).items() if (k, v) != ("look", "classic")}  # (as folders made before)
+    settings = {"config": config, "seed": seed}
     gen_file = out / "generator.json"
     if gen_file.exists():
         old = json.loads(gen_file.read_text())

@@ -4,17 +4,21 @@ Per view: RGB (anti-aliased by adaptive supersampling of edge pixels), z-depth a
 the pixel centres (docs/frames.md). The camera must have no lens distortion.
 Shading: interpolated vertex normals, procedural albedo (materials.py)
 evaluated in each object's own frame, a sun with hard shadows (shadow rays), sky ambient light,
-Blinn-Phong highlights; rays that hit nothing see a vertical background gradient.
+Blinn-Phong highlights; rays that hit nothing see a vertical background gradient. A `Look` (look.py) other
+than the classic one adds soft shadows (a sun of some size), light bounced from the floor, the objects' finish
+(metal reflects the sky and floor) and the camera's effects (exposure, vignetting, gamma, blur, noise).
 Instance ids: -1 background, 0 floor, k + 1 object k.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
 
 from ..geometry import PinholeCamera
+from .look import Look, camera_effects
 from .materials import Material, shade_pattern
 
 
@@ -43,8 +47,13 @@ class Renderer:
     """All meshes go into one triangle soup (one Open3D geometry) with per-face mesh indices, so that
     shading is vectorised over all hits instead of looping over parts."""
 
-    def __init__(self, meshes: list[RenderMesh], lighting: Lighting):
-        self.meshes, self.light = meshes, lighting
+    def __init__(self, meshes: list[RenderMesh], lighting: Lighting, look: Look | None = None):
+        self.meshes, self.light, self.look = meshes, lighting, look or Look()
+        self._rng = np.random.default_rng(self.look.seed)  # soft-shadow samples (classic: unused)
+        floor = meshes[0].material if meshes and meshes[0].instance == 0 else None
+        self.floor_albedo = (np.add(floor.color, floor.color2) / 2).astype(np.float32) if floor is not None else \
+            np.full(3, 0.5, np.float32)  # what light bounced from the floor carries (linear)
+        self.floor_albedo = self.floor_albedo ** np.float32(self.look.gamma)
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes])
         self.vertices = np.concatenate([m.vertices for m in meshes]).astype(np.float64)
         self.normals = np.concatenate([m.normals for m in meshes]).astype(np.float32)  # float32: shading speed
@@ -86,7 +95,8 @@ class Renderer:
 
     def _background(self, d: np.ndarray) -> np.ndarray:
         up = np.clip(d[:, 2] * 2 + 0.5, 0, 1)[:, None]  # vertical gradient by ray elevation
-        return np.asarray(self.light.background_bottom) * (1 - up) + np.asarray(self.light.background_top) * up
+        bg = np.asarray(self.light.background_bottom) * (1 - up) + np.asarray(self.light.background_top) * up
+        return bg if self.look.classic else bg ** self.look.gamma  # (colours are given as displayed: linearised)
 
     def _colour(self, origin: np.ndarray, d: np.ndarray, ans: dict | None = None) -> tuple[np.ndarray, dict]:
         """Shaded colour (N, 3) of rays from `origin` along unit dirs d (N, 3)."""
@@ -140,7 +150,10 @@ class Renderer:
                 dw /= np.linalg.norm(dw, axis=1, keepdims=True)
                 sub, _ = self._colour(origin, dw)
                 img[rows, cols] = sub.reshape(len(rows), ss * ss, 3).mean(axis=1)
-        rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if self.look.classic:
+            rgb = (np.clip(img, 0, 1) * 255 + 0.5).astype(np.uint8)
+        else:  # the camera: per-view noise seeded by the look and the camera's pose
+            rgb = camera_effects(img, self.look, zlib.crc32(np.round(cam.T_cw.as_matrix(), 6).tobytes()))
         return rgb, depth.reshape(H, W), inst.reshape(H, W)
 
     def albedo_at(self, p: np.ndarray, prims: np.ndarray) -> np.ndarray:
@@ -180,6 +193,8 @@ class Renderer:
         n /= np.maximum(np.sqrt(np.einsum("ij,ij->i", n, n)), 1e-9)[:, None]
         n *= np.where(np.einsum("ij,ij->i", n, d) > 0, -1.0, 1.0).astype(np.float32)[:, None]  # face the camera
         albedo = self.albedo_at(p, prims).astype(np.float32)
+        if not self.look.classic:  # material colours are given as displayed: linear for the light, gamma at the end
+            albedo = albedo ** self.look.gamma
         mat = self.mesh_material[self.face_mesh[prims]]
         spec = np.array([m.specular for m in self.materials])[mat]
         shin = np.array([m.shininess for m in self.materials])[mat]
@@ -187,11 +202,42 @@ class Renderer:
         ndl = np.clip(n @ L, 0, None)
         lit = ndl > 0
         vis = np.zeros(len(p))
+        look = self.look
         if lit.any():
-            sh = self._cast(p[lit] + n[lit] * 1e-3, np.broadcast_to(L, (int(lit.sum()), 3)))
+            Ls = np.broadcast_to(L, (int(lit.sum()), 3))
+            if look.sun_radius_deg > 0:  # a sun of some size: each shadow ray to a random point of its disc
+                Ls = self._sun_samples(L, len(Ls), np.radians(look.sun_radius_deg))
+            sh = self._cast(p[lit] + n[lit] * 1e-3, Ls)
             vis[lit] = ~np.isfinite(sh["t_hit"])
         h = L[None] - d
         h /= np.maximum(np.sqrt(np.einsum("ij,ij->i", h, h)), 1e-9)[:, None]
         highlight = spec * np.clip(np.einsum("ij,ij->i", n, h), 0, None) ** shin * vis * self.light.sun
         sky = 0.75 + 0.25 * n[:, 2]  # hemisphere ambient: more light from above
-        return albedo * (self.light.ambient * sky + self.light.sun * ndl * vis)[:, None] + highlight[:, None]
+        light = self.light.ambient * sky + self.light.sun * ndl * vis
+        if look.classic:
+            return albedo * light[:, None] + highlight[:, None]
+        # light bounced from the floor reaches what faces down; the objects' finish
+        bounce = look.bounce * self.light.sun * L[2] * np.clip(-n[:, 2], 0, None)
+        colour = albedo * light[:, None] + bounce[:, None] * albedo * self.floor_albedo[None]
+        obj = self.instances[self.face_mesh[prims]] > 0
+        if look.finish == "painted":
+            return np.where(obj[:, None], colour + 0.3 * highlight[:, None], colour + highlight[:, None])
+        if look.finish == "metal" and obj.any():
+            r = d[obj] - 2 * np.einsum("ij,ij->i", d[obj], n[obj])[:, None] * n[obj]  # mirror direction
+            env = np.where(r[:, 2:3] > 0, self._background(r),
+                           self.floor_albedo[None] * (self.light.ambient + self.light.sun * L[2]))
+            m = look.metallic
+            colour[obj] = (1 - m) * colour[obj] + m * albedo[obj] * env + 2.5 * highlight[obj, None] * albedo[obj]
+            colour[~obj] += highlight[~obj, None]
+            return colour
+        return colour + highlight[:, None]
+
+    def _sun_samples(self, L: np.ndarray, n: int, radius: float) -> np.ndarray:
+        """n unit directions uniformly over the sun's disc of angular `radius` around L (3,)."""
+        a = np.cross(L, [1.0, 0.0, 0.0] if abs(L[0]) < 0.9 else [0.0, 1.0, 0.0])
+        a /= np.linalg.norm(a)
+        b = np.cross(L, a)
+        rr = np.tan(radius) * np.sqrt(self._rng.random(n))
+        phi = 2 * np.pi * self._rng.random(n)
+        dirs = L[None] + (rr * np.cos(phi))[:, None] * a[None] + (rr * np.sin(phi))[:, None] * b[None]
+        return (dirs / np.linalg.norm(dirs, axis=1, keepdims=True)).astype(np.float32)

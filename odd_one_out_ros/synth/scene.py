@@ -21,6 +21,7 @@ import trimesh
 from ..geometry import Box3D, PinholeCamera, look_at
 from ..geometry.transforms import yaw_to_matrix
 from . import anomalies
+from .look import LOOKS, Look, random_look
 from .materials import Material, random_floor
 from .parts import make_part
 from .render import Lighting, Renderer, RenderMesh
@@ -60,6 +61,9 @@ class GeneratorConfig:
     """camera distance with apriltag_board: the tags lie on a 1 m square around the tray and must be in view"""
     focal: float = 0.8333
     """focal length / image width (ToysAD: 213.33 / 256)"""
+    look: str = "classic"
+    """classic (the shipped model's training data) or real (look.random_look per scene: crease-angle normals, gamma,
+    soft shadows, bounce light, finishes, camera effects)"""
 
 
 @dataclass
@@ -92,6 +96,7 @@ class Scene:
     lighting: Lighting
     board: dict | None = None  # {"image": (H, W, 3) float, "extent": (x0, y0, x1, y1), "yaml": dict}
     info: dict = field(default_factory=dict)
+    look: Look = field(default_factory=Look)
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -198,7 +203,10 @@ def _posed(shape: Shape, R: np.ndarray, scale: float) -> tuple[Shape, np.ndarray
 
 
 # ----------------------------------------------------------------------------- rendering helpers
-def scene_meshes(objects: list[PlacedObject], floor: Material | None, board: dict | None = None) -> list[RenderMesh]:
+def scene_meshes(objects: list[PlacedObject], floor: Material | None, board: dict | None = None,
+                 crease_deg: float = 180.0) -> list[RenderMesh]:
+    """The floor (when given) and every object part as render meshes in the world frame. crease_deg < 180: shading
+    normals are smoothed only across edges flatter than that (trimesh.graph.smooth_shade splits the others)."""
     meshes = []
     if floor is not None:
         s = 6.0
@@ -210,7 +218,8 @@ def scene_meshes(objects: list[PlacedObject], floor: Material | None, board: dic
         T = obj.local_to_world()
         inv = np.linalg.inv(T)
         for part in obj.shape.parts:
-            m = part.mesh
+            m = part.mesh if crease_deg >= 180 else trimesh.graph.smooth_shade(part.mesh, np.radians(crease_deg),
+                                                                                 facet_minarea=None)
             verts = m.vertices @ T[:3, :3].T + T[:3, 3]
             normals = np.asarray(m.vertex_normals) @ T[:3, :3].T
             mat = obj.shape.materials[part.material]
@@ -363,12 +372,25 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
                      sun=float(rng.uniform(0.6, 0.9)), ambient=float(rng.uniform(0.25, 0.45)),
                      background_top=tuple(float(x) for x in rng.uniform(0.5, 0.95, 3)),
                      background_bottom=tuple(float(x) for x in rng.uniform(0.2, 0.6, 3)))
-    return Scene(objs, cameras, floor, light, board, {"category": category, "shape_id": shape_id, "kind": cfg.kind})
+    if cfg.look not in LOOKS:
+        raise ValueError(f"look must be one of {LOOKS}, got {cfg.look!r}")
+    # (drawn last, from a stream of its own: the classic look leaves every scene as it was)
+    look = random_look(np.random.default_rng(rng.integers(1 << 62)), cfg.kind) if cfg.look == "real" else Look()
+    info = {"category": category, "shape_id": shape_id, "kind": cfg.kind}
+    if cfg.look != "classic":
+        info["look"] = look.to_dict()
+    return Scene(objs, cameras, floor, light, board, info, look)
+
+
+def scene_renderer(scene: Scene) -> Renderer:
+    """The renderer of a scene in its look."""
+    return Renderer(scene_meshes(scene.objects, scene.floor, scene.board, scene.look.crease_deg), scene.lighting,
+                    scene.look)
 
 
 def render_scene(scene: Scene, supersample: int = 2):
     """Yields (view index, rgb (H, W, 3) uint8, depth (H, W) float32 m, instance (H, W) int32) per camera."""
-    renderer = Renderer(scene_meshes(scene.objects, scene.floor, scene.board), scene.lighting)
+    renderer = scene_renderer(scene)
     for i, cam in enumerate(scene.cameras):
         rgb, depth, inst = renderer.render(cam, supersample)
         yield i, rgb, depth, inst

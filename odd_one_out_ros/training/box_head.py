@@ -1,19 +1,18 @@
-"""Training the learned box head (BoxConfig.estimator "heatmap", model/box_head.py) on cached frozen volumes.
+"""Training the learned box head (estimator "heatmap", model/estimators.py, model/box_head.py) on cached frozen volumes.
 
 1. `cache_volumes`: each training scene's inspection volume (the frozen encoder, back-projection and 3D network of
    a trained checkpoint) for `subsets` sets of `views` input views, stored as float16 head inputs
    (S, c + 2, Z, Y, X) with the scene's true boxes: one file per scene, resumable, shardable across processes.
 2. `train_box_head`: the head alone on those caches (Gaussian focal loss + L1 regression, model/box_head.py), with
    the grid's symmetries as augmentation (turns by 90 degrees about z and a mirror, applied to the volume and the
-   boxes alike); AdamW with a cosine schedule; a resume file every `checkpoint_every` steps.
+   boxes alike); AdamW with a warm-up and a cosine schedule (training/loop.py); a resume file every
+   `checkpoint_every` steps.
 The rest of the network is not touched: the result is the input checkpoint with a box head (and the "heatmap"
 estimator) added. docs/training.md "Learned boxes".
 """
 from __future__ import annotations
 
-import dataclasses
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,21 +24,22 @@ from ..data.scene_meta import SceneFormatError, read_scene_meta
 from ..fileio import atomic_path
 from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, match_truth
 from ..model.box_head import BoxHead, decode, head_loss, refine_regions, residual_targets, targets
+from ..model.checkpoint import with_parts
 from ..model.inference import views_to_tensors
 from ..model.network import OddOneOutNet
+from .loop import PartTrainConfig, TrainLoop, fit
 
 
 @dataclass(frozen=True)
-class BoxHeadTrainConfig:
+class BoxHeadTrainConfig(PartTrainConfig):
     steps: int = 3000
     batch: int = 16
+    """volumes per step (the refiner: scenes)"""
     lr: float = 2e-3
     weight_decay: float = 1e-4
+    log_every: int = 50
     reg_weight: float = 0.5
     """weight of the L1 regression beside the heatmap's focal loss"""
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 50
     squash: float = 0.0
     """share of the training volumes squashed along z (`squashed`, by a factor drawn from squash_range): objects
     flatter than any training object, e.g. plates thinner than a voxel"""
@@ -96,7 +96,7 @@ def cache_volumes(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5
         xs = []
         for vs in view_subsets(len(meta.cameras), views, subsets, rng):
             images, K, T = views_to_tensors(meta.posed_views(vs), net.cfg.image_size, "cpu")
-            _, vol = net.inspection_volume(images, K, T)
+            vol = net.scene(images, K, T).volume
             xs.append(BoxHead.inputs(vol, net.grid.voxel_size)[0].half())
         return {"x": torch.stack(xs), "boxes": boxes_to_tensor([o.box for o in meta.objects])}
 
@@ -155,21 +155,13 @@ def load_caches(cache_dirs: list[Path]) -> list[dict]:
     return items
 
 
-def with_box_head(net: OddOneOutNet, **box_fields) -> OddOneOutNet:
-    """A copy of net with the "heatmap" estimator and the given BoxConfig fields (e.g. score_threshold,
+def with_box_head(net: OddOneOutNet, **heatmap_fields) -> OddOneOutNet:
+    """A copy of net with the "heatmap" estimator and the given HeatmapBoxConfig fields (e.g. score_threshold,
     head_blocks, refine): its weights, and a box head (net's own when it has one and its shape is kept, else new)
-    and, with refine, a box refiner (net's own when it has one, else new)."""
-    cfg = net.cfg.changed("boxes", estimator="heatmap", **box_fields)
-    new = OddOneOutNet(cfg)
-    state = net.state_dict()
-    if any(f.startswith("head_") for f in box_fields):  # a head of another shape starts anew
-        state = {k: v for k, v in state.items() if not k.startswith("box_head.")}
-    if not cfg.boxes.refine:
-        state = {k: v for k, v in state.items() if not k.startswith("box_refiner.")}
-    missing, unexpected = new.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith(("box_head.", "box_refiner.")) for k in missing):
-        raise ValueError(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return new
+    and, with refine, a box refiner (net's own when it has one, else new): model/checkpoint.py with_parts."""
+    cfg = net.cfg.changed("boxes", estimator="heatmap").changed("boxes.heatmap", **heatmap_fields)
+    fresh = ("boxes.head",) if any(f.startswith("head_") for f in heatmap_fields) else ()
+    return with_parts(net, cfg, fresh)[0]
 
 
 def batch_targets(boxes: list[list[Box3D]], grid, device) -> dict[str, torch.Tensor]:
@@ -177,52 +169,11 @@ def batch_targets(boxes: list[list[Box3D]], grid, device) -> dict[str, torch.Ten
     return {k: torch.from_numpy(np.stack([t[k] for t in ts])).to(device) for k in ts[0]}
 
 
-def _fit(module: torch.nn.Module, batch_loss, cfg: BoxHeadTrainConfig, resume_file: Path | None, log) -> None:
-    """AdamW with 100 warm-up steps and a cosine schedule over cfg.steps on module's parameters; batch_loss(rng) ->
-    loss terms with "total" for one batch. resume_file: written every cfg.checkpoint_every steps and at the end,
-    read at the start when it exists (same items and cfg: an exact resume of weights, optimiser and random
-    state)."""
-    module.train()
-    opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / 100) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps)))
-    rng = np.random.default_rng(cfg.seed)
-    step = 0
-    if resume_file is not None and resume_file.exists():
-        st = torch.load(resume_file, map_location="cpu", weights_only=True)
-        module.load_state_dict(st["module"])
-        opt.load_state_dict(st["opt"])
-        sched.load_state_dict(st["sched"])
-        rng.bit_generator.state = st["rng"]
-        step = st["step"]
-        log(f"resumed at step {step}")
-    t0, acc = time.perf_counter(), {}
-    while step < cfg.steps:
-        terms = batch_loss(rng)
-        opt.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        opt.step()
-        sched.step()
-        step += 1
-        for k, v in terms.items():
-            acc[k] = acc.get(k, 0.0) + float(v.detach())
-        if resume_file is not None and (step % cfg.checkpoint_every == 0 or step == cfg.steps):
-            with atomic_path(resume_file) as tmp:
-                torch.save({"module": module.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                            "rng": rng.bit_generator.state, "step": step}, tmp)
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            n = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
-            log(f"step {step}/{cfg.steps} " + " ".join(f"{k} {v / n:.4f}" for k, v in acc.items())
-                + f" lr {sched.get_last_lr()[0]:.2e} {(time.perf_counter() - t0) / n:.2f} s/step")
-            acc, t0 = {}, time.perf_counter()
-    module.eval()
-
-
 def train_box_head(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainConfig, resume_file: Path | None = None,
                    log=print, device: str = "cpu") -> OddOneOutNet:
-    """Train net.box_head (net must have the "heatmap" estimator, e.g. `with_box_head`) on cached items
-    (`load_caches`); only the head's parameters change. resume_file: see `_fit`."""
-    head = net.box_head
+    """Train net.boxes.head (net must have the "heatmap" estimator, e.g. `with_box_head`) on cached items
+    (`load_caches`); only the head's parameters change. resume_file: training/loop.py `fit`."""
+    head = getattr(net.boxes, "head", None)
     if head is None:
         raise ValueError("the network has no box head (boxes.estimator is not 'heatmap')")
     head.to(device)
@@ -244,7 +195,7 @@ def train_box_head(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainConfig
         heat, reg = head.from_columns(torch.stack(cols))
         return head_loss(heat, reg, batch_targets(bs, net.grid, device), cfg.reg_weight)
 
-    _fit(head, batch_loss, cfg, resume_file, log)
+    fit(head, batch_loss, TrainLoop({"head": list(head.parameters())}, cfg.loop()), resume_file, log)
     return net
 
 
@@ -256,13 +207,13 @@ PROPOSAL_THRESHOLD, PROPOSAL_MIN_IOU = 0.1, 0.1
 def proposals(net: OddOneOutNet, items: list[dict], device: str = "cpu") -> list[list[tuple[list, list]]]:
     """For each cached item and view set: (the trained head's boxes, their true boxes), the pairs of
     geometry.match_truth at IoU PROPOSAL_MIN_IOU among the head's peaks above PROPOSAL_THRESHOLD."""
-    bcfg = dataclasses.replace(net.cfg.boxes, score_threshold=PROPOSAL_THRESHOLD)
-    net.box_head.eval()
+    head = net.boxes.head.eval()
     out = []
     for it in items:
         per = []
         for x in it["x"]:
-            found = decode(*net.box_head(x[None].to(device, torch.float32)), net.grid, bcfg)[0][0]
+            found = decode(*head(x[None].to(device, torch.float32)), net.grid, PROPOSAL_THRESHOLD,
+                           net.cfg.boxes.max_objects)[0][0]
             pairs = [(found[j], g) for g, j in zip(it["boxes"], match_truth(it["boxes"], found, PROPOSAL_MIN_IOU))
                      if j >= 0]
             per.append(([p for p, _ in pairs], [g for _, g in pairs]))
@@ -278,16 +229,16 @@ def jittered(box: Box3D, rng: np.random.Generator) -> Box3D:
 
 def train_box_refiner(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainConfig, resume_file: Path | None = None,
                       log=print, device: str = "cpu") -> OddOneOutNet:
-    """Train net.box_refiner (BoxConfig.refine) on cached items: the trained head's boxes (`proposals`) and
+    """Train net.boxes.refiner (HeatmapBoxConfig.refine) on cached items: the trained head's boxes (`proposals`) and
     jittered true boxes, each regressed to its true box (smooth L1 of model/box_head.py residual_targets), with the
     head's symmetries as augmentation; cfg.batch scenes per step. Only the refiner's parameters change."""
-    refiner = net.box_refiner
+    refiner = getattr(net.boxes, "refiner", None)
     if refiner is None:
-        raise ValueError("the network has no box refiner (boxes.refine is off)")
+        raise ValueError("the network has no box refiner (boxes.heatmap.refine is off)")
     props = proposals(net, items, device)
     log(f"proposals: {sum(len(p) for per in props for p, _ in per)} boxes of the head matched to true boxes")
     refiner.to(device)
-    r = net.cfg.boxes.refine_size
+    r = net.cfg.boxes.heatmap.refine_size
 
     def batch_loss(rng):
         rois, boxes, truth = [], [], []
@@ -312,5 +263,5 @@ def train_box_refiner(net: OddOneOutNet, items: list[dict], cfg: BoxHeadTrainCon
                                                   reduction="none").sum(1).mean()
         return {"total": loss}
 
-    _fit(refiner, batch_loss, cfg, resume_file, log)
+    fit(refiner, batch_loss, TrainLoop({"refiner": list(refiner.parameters())}, cfg.loop()), resume_file, log)
     return net

@@ -1,7 +1,8 @@
-"""Stage 2 that learns on a CPU (issue 22): the comparator (model/comparator.py) trained on cached cells.
+"""Stage 2 that learns on a CPU (issue 22): the comparator (scorer "comparator", model/comparator.py) trained on
+cached cells.
 
 1. `cache_cells`: for each training scene and `subsets` sets of `views` input views, the frozen model's inspection
-   (its volume, its learned boxes, the comparison's 2D maps) -> the comparison's cells (N, P, C) float16 and valid
+   (its volume, its boxes) and the comparison's 2D maps -> the comparison's cells (N, P, C) float16 and valid
    (N, P) for two sets of boxes: the model's own boxes (label = the label of the true object it overlaps at IoU
    >= OWN_MIN_IOU, else -1: ignored) and the true boxes jittered like proposals (training/box_head.py jittered).
    One file per scene, resumable, shardable.
@@ -19,26 +20,22 @@ import numpy as np
 import torch
 
 from ..geometry import iou_matrix
+from ..model.checkpoint import with_parts
 from ..model.comparator import CellComparator
+from ..model.comparison import Comparison
 from ..model.inference import views_to_tensors
 from ..model.losses import weighted_bce
 from ..model.network import OddOneOutNet
-from .box_head import _fit, cache_scene_files, jittered, view_subsets
+from .box_head import cache_scene_files, jittered, view_subsets
+from .loop import PartTrainConfig, TrainLoop, fit
 
 OWN_MIN_IOU = 0.25
 """a box of the model's own takes the label of the true object it overlaps by at least this IoU"""
 
 
 @dataclass(frozen=True)
-class ComparatorTrainConfig:
-    steps: int = 2000
-    batch: int = 8
-    """scenes per step"""
-    lr: float = 1e-3
-    weight_decay: float = 1e-3
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 100
+class ComparatorTrainConfig(PartTrainConfig):
+    """The comparator's training (the defaults of PartTrainConfig; a batch is that many inspections)."""
 
 
 @torch.no_grad()
@@ -46,8 +43,10 @@ def cache_cells(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, 
                 shard: tuple[int, int] = (0, 1), progress=None) -> int:
     """Write out/<scene>.pt = {"own" / "gt": per view set {"cells": (N, P, C) float16, "valid": (N, P) bool,
     "labels": (N,) long (1 anomalous, 0 normal, -1 ignored)}} for the scenes of this shard
-    (training/box_head.py `cache_scene_files`). Returns the number written."""
+    (training/box_head.py `cache_scene_files`); the cells of the comparison net's config names (scorer.comparison).
+    Returns the number written."""
     net.eval()
+    comparison = Comparison(net.cfg.scorer.comparison)
 
     def build(meta, rng):
         truth = [o.box for o in meta.objects]
@@ -55,8 +54,8 @@ def cache_cells(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, 
         blob = {"own": [], "gt": []}
         for vs in view_subsets(len(meta.cameras), views, subsets, rng):
             images, K, T = views_to_tensors(meta.posed_views(vs), net.cfg.image_size, "cpu")
-            levels, vol = net.inspection_volume(images, K, T)
-            own = net.detect_boxes(vol)[0][0]
+            insp = net(images, K, T, score=False)  # the inspection up to its boxes
+            own = insp.boxes[0]
             jit = [jittered(b, rng) for b in truth]
             labels_own = np.full(len(own), -1)
             if own and truth:
@@ -65,7 +64,7 @@ def cache_cells(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, 
                 ok = M[np.arange(len(own)), best] >= OWN_MIN_IOU
                 labels_own[ok] = truth_labels[best[ok]]
             for key, boxes, labels in (("own", own, labels_own), ("gt", jit, truth_labels)):
-                cells, valid = net.prior_cells(images, K, T, [boxes], levels)[0]
+                cells, valid = comparison.cells(insp.encoding, [boxes])[0]
                 blob[key].append({"cells": cells.half(), "valid": valid,
                                   "labels": torch.as_tensor(labels, dtype=torch.long)})
         return blob
@@ -103,7 +102,7 @@ def augmented(item: dict, comparator: CellComparator, rng: np.random.Generator
 
 def train_comparator(comparator: CellComparator, items: list[dict], cfg: ComparatorTrainConfig,
                      resume_file: Path | None = None, log=print) -> CellComparator:
-    """Train the comparator on cached items (`load_cell_caches`). resume_file: training/box_head.py `_fit`."""
+    """Train the comparator on cached items (`load_cell_caches`). resume_file: training/loop.py `fit`."""
 
     def batch_loss(rng):
         logits, labels = [], []
@@ -115,19 +114,14 @@ def train_comparator(comparator: CellComparator, items: list[dict], cfg: Compara
         keep = labels >= 0
         return {"total": weighted_bce(logits[keep], labels[keep])}
 
-    _fit(comparator, batch_loss, cfg, resume_file, log)
+    loop = TrainLoop({"comparator": list(comparator.parameters())}, cfg.loop())
+    fit(comparator, batch_loss, loop, resume_file, log)
     return comparator
 
 
 def with_comparator(net: OddOneOutNet, **fields) -> OddOneOutNet:
-    """A copy of net with matcher.comparator on (and the given MatcherConfig fields, e.g. comparator_dim): its
-    weights, and its comparator when it has one of the same shape, else a new one (which ranks as the comparison)."""
-    cfg = net.cfg.changed("matcher", comparator=True, **fields)
-    new = OddOneOutNet(cfg)
-    state = net.state_dict()
-    if fields:
-        state = {k: v for k, v in state.items() if not k.startswith("comparator.")}
-    missing, unexpected = new.load_state_dict(state, strict=False)
-    if unexpected or any(not k.startswith("comparator.") for k in missing):
-        raise ValueError(f"weights do not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-    return new
+    """A copy of net with the comparator as its scorer (and the given ComparatorConfig fields, e.g. dim): its
+    weights, and its comparator when it has one of the same shape, else a new one (which ranks as the comparison):
+    model/checkpoint.py with_parts."""
+    cfg = net.cfg.changed("scorer", kind="comparator").changed("scorer.comparator", **fields).validate()
+    return with_parts(net, cfg, ("scorer.comparator",) if fields else ())[0]

@@ -27,7 +27,7 @@ class TrainConfig:
     backbone_lr_scale: float = 0.5
     """learning rate factor for the pretrained 2D backbone"""
     prior_lr_scale: float = 50.0
-    """learning rate factor for the two scalars of the training-free prior (matcher.prior)"""
+    """learning rate factor for the two scalars of the training-free prior (scorer.matcher.prior)"""
     warmup_steps: int = 50
     """steps of linear learning-rate warm-up"""
     schedule: str = "cosine"
@@ -95,8 +95,8 @@ def field_help(cls=TrainConfig) -> dict[str, str]:
 def continue_config(cfg: ModelConfig, variant: str, source: str, resuming: bool) -> ModelConfig:
     """The model config to train `variant` from the checkpoint `source` of config `cfg` (its own config: e.g. a box
     threshold tuned before stage 2). The ablations share stage 1 when both distil or both do not (A with B, C with
-    full: the same network but the matcher, which starts anew; Trainer(init=...) loads all but matcher.*); a run
-    resumes (`resuming`) only its own variant. ValueError otherwise."""
+    full: the same network but the matcher, which starts anew: model/checkpoint.py with_parts); a run resumes
+    (`resuming`) only its own variant. ValueError otherwise."""
     if cfg.variant == variant:
         return cfg
     if resuming:

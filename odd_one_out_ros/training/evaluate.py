@@ -130,84 +130,39 @@ def evaluate(results: list[SceneResult]) -> dict:
     return out
 
 
-THRESHOLDS = (0.02, 0.03, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
-
-
-def tune_box_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = THRESHOLDS,
-                       soft_heights: tuple[bool, ...] = (False, True), tolerance: float = 2.0
-                       ) -> tuple[float, bool, dict]:
-    """The occupancy threshold and soft_height setting of the box estimator for `scenes` (SceneMeta list, e.g.
-    training scenes): of the settings within `tolerance` points of the best box recall at IoU 0.5, the one with
-    the fewest extra boxes (more boxes than objects: false detections), then the highest recall.
-    Returns (threshold, soft_height, {(threshold, soft_height): {"recall", "extra_boxes"}})."""
-    import dataclasses
-
-    import torch
-
-    from ..model.box_estimator import estimate_boxes
-    from ..model.inference import views_to_tensors
-
-    vols = []
-    with torch.no_grad():
-        for meta in scenes:
-            images, K, T = views_to_tensors(meta.posed_views(meta.even_views(views)), net.cfg.image_size,
-                                            next(net.parameters()).device)
-            vols.append((meta, net.build_volume(images, K, T).density[0, 0].float().cpu().numpy()))
-    table = {}
-    for c, soft in ((c, soft) for c in candidates for soft in soft_heights):
-        bcfg = dataclasses.replace(net.cfg.boxes, occupancy_threshold=c, soft_height=soft)
-        hits = extra = n = 0
-        for meta, dens in vols:
-            pred = estimate_boxes(dens, net.grid, bcfg)
-            gt = [o.box for o in meta.objects]
-            hits += sum(j >= 0 for j in match_truth(gt, pred))
-            extra += max(0, len(pred) - len(gt))
-            n += len(gt)
-        table[(c, soft)] = {"recall": 100 * hits / max(n, 1), "extra_boxes": extra}
-    top = max(row["recall"] for row in table.values())
-    best = min((k for k in table if table[k]["recall"] >= top - tolerance),
-               key=lambda k: (table[k]["extra_boxes"], -table[k]["recall"]))
-    return best[0], best[1], table
-
-
-SCORE_THRESHOLDS = (0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
-
-
-def tune_score_threshold(net, scenes: list, views: int = 5, candidates: tuple[float, ...] = SCORE_THRESHOLDS,
-                         tolerance: float = 1.0) -> tuple[float, dict]:
-    """The learned box head's score threshold (BoxConfig.score_threshold) for `scenes` (SceneMeta list, e.g. a mix
-    of toys and parts training scenes): of the thresholds within `tolerance` points of the best box recall at IoU
-    0.5, the one with the fewest unmatched boxes, then the highest recall.
-    Returns (threshold, {threshold: {"recall", "unmatched_per_scene"}})."""
-    import dataclasses
-
+def tune_boxes(net, scenes: list, views: int = 5) -> tuple[dict, dict[str, dict]]:
+    """The box estimator's settings for `scenes` (SceneMeta list, e.g. a mix of toys and parts training scenes): of
+    the settings it offers (BoxEstimator.tuning_grid, fields of its config section) within its tuning_tolerance
+    points of the best box recall at IoU 0.5, the one with the fewest unmatched boxes per scene, then the highest
+    recall. The volume is encoded once per scene and only the estimator's decoding runs per setting.
+    Returns (the chosen settings, {setting label ("field=value ..."): {"recall", "unmatched_per_scene"}})."""
     import torch
 
     from ..model.inference import views_to_tensors
 
-    outs = []
+    est, evidence = net.boxes, []
     with torch.no_grad():
         for meta in scenes:
             images, K, T = views_to_tensors(meta.posed_views(meta.even_views(views)), net.cfg.image_size,
                                             next(net.parameters()).device)
-            _, vol = net.inspection_volume(images, K, T)
-            x = net.box_head.inputs(vol, net.grid.voxel_size)
-            outs.append((meta, x, net.box_head(x)))
-    table = {}
-    for c in candidates:
-        bcfg = dataclasses.replace(net.cfg.boxes, score_threshold=c)
-        hits = unmatched = n = 0
-        for meta, x, (heat, reg) in outs:
-            pred, _ = net.head_boxes(x, (heat, reg), bcfg)[0]  # the boxes an inspection gives at this threshold
-            found = sum(j >= 0 for j in match_truth([o.box for o in meta.objects], pred))
-            hits += found
-            unmatched += len(pred) - found
-            n += len(meta.objects)
-        table[c] = {"recall": 100 * hits / max(n, 1), "unmatched_per_scene": unmatched / max(len(outs), 1)}
+            evidence.append((meta, est.evidence(net.scene(images, K, T).volume)[0]))
+        table, settings = {}, {}
+        for values in est.tuning_grid():
+            bcfg = net.cfg.changed(est.section, **values).boxes
+            hits = unmatched = n = 0
+            for meta, e in evidence:
+                pred = est.decode(e, bcfg).boxes  # the boxes an inspection gives with these settings
+                found = sum(j >= 0 for j in match_truth([o.box for o in meta.objects], pred))
+                hits += found
+                unmatched += len(pred) - found
+                n += len(meta.objects)
+            label = " ".join(f"{k}={v}" for k, v in values.items())
+            settings[label] = values
+            table[label] = {"recall": 100 * hits / max(n, 1), "unmatched_per_scene": unmatched / max(len(evidence), 1)}
     top = max(row["recall"] for row in table.values())
-    best = min((c for c in table if table[c]["recall"] >= top - tolerance),
-               key=lambda c: (table[c]["unmatched_per_scene"], -table[c]["recall"]))
-    return best, table
+    best = min((k for k in table if table[k]["recall"] >= top - est.tuning_tolerance),
+               key=lambda k: (table[k]["unmatched_per_scene"], -table[k]["recall"]))
+    return settings[best], table
 
 
 def format_table(metrics: dict, baseline: dict | None = None, boxes: str = "predicted") -> str:

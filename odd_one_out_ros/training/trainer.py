@@ -1,6 +1,13 @@
 """Two-stage training (paper A.2): stage 1 reconstruction (image + mask + feature distillation), stage 2
 end to end with the anomaly BCE, on boxes predicted by the model and matched to the ground truth by IoU.
 
+Stage 1 trains the scene encoder; stage 2 the scene encoder and the scorer, when it trains through the volume (the
+volume matcher: ObjectScorer.end_to_end). A model whose scorer trains apart (the comparator, on cached cells:
+training/comparator.py) or has nothing to train (the comparison) gets the anomaly BCE of stage 2 through an
+auxiliary volume matcher (`stage2_scorer`, its config's scorer.matcher settings) that only the run's resume files
+keep: stage<k>.pt is always the model of the config asked for, its own scorer as it was. The optimiser, the schedule
+and its state are training/loop.py's TrainLoop.
+
 Run folder: config.json, log.csv (one row per step), last_stage<k>.pt (periodic, everything needed to
 resume exactly: model, optimiser, step, RNG state), stage<k>.pt (the final model of a stage, a plain
 inference checkpoint). Data order and augmentation depend only on (seed, epoch, index), so a resumed
@@ -23,27 +30,35 @@ import torch
 import torch.nn.functional as F
 
 from ..data.dataset import DatasetConfig, SceneDataset, scene_dirs
-from ..geometry import Box3D, boxes_from_tensor, boxes_to_tensor, match_truth
+from ..geometry import Box3D, boxes_from_tensor, match_truth
 from ..model.baseline import extract
-from ..model.checkpoint import read_checkpoint, save_checkpoint
+from ..model.checkpoint import FORMAT_V1, load_fitting, read_checkpoint, save_checkpoint, with_parts
 from ..model.config import ModelConfig
 from ..model.losses import LossWeights
-from ..model.network import OddOneOutNet
+from ..model.network import PRIOR_SCALARS, OddOneOutNet
+from ..model.scorers import MatcherScorer, ObjectScorer
 from ..model.teacher import FeatureCache, FeaturePCA, MobileNetTeacher, TeacherCache, TrunkTeacherCache, build_teacher
-from .config import SCHEDULES, TrainConfig
+from .config import TrainConfig
+from .loop import LoopConfig, TrainLoop
 
 
-def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Learning rate multiplier at optimiser step `step` (0-based): linear warm-up over cfg.warmup_steps, then
-    cfg.schedule (cosine from 1 to cfg.min_lr_scale at cfg.max_steps, or constant)."""
-    if cfg.schedule not in SCHEDULES:
-        raise ValueError(f"schedule must be cosine or constant, got {cfg.schedule!r}")
-    w = cfg.warmup_steps
-    f = min(1.0, (step + 1) / w) if w else 1.0
-    if cfg.schedule == "cosine" and cfg.max_steps > w:
-        t = min(1.0, max(0, step - w) / (cfg.max_steps - w))
-        f *= cfg.min_lr_scale + (1 - cfg.min_lr_scale) * 0.5 * (1 + math.cos(math.pi * t))
-    return f
+def stage2_scorer(net: OddOneOutNet, state: dict | None = None) -> ObjectScorer | None:
+    """The auxiliary scorer stage 2 trains through the volume when net's own scorer does not (module docstring): a
+    volume matcher of net's scorer.matcher settings, with the weights `state` (a checkpoint's "aux_scorer": the
+    one its stage 2 trained) where they fit; None when net's scorer trains end to end."""
+    if net.scorer.end_to_end:
+        return None
+    aux = MatcherScorer(net.cfg.changed("scorer", kind="matcher"), net.scene.feature_channels)
+    if state:
+        load_fitting(aux, state)  # else it starts at its init
+    return aux
+
+
+def loop_config(cfg: TrainConfig) -> LoopConfig:
+    """The optimiser settings of a training config: Adam, warm-up and schedule, gradients clipped to norm 5."""
+    return LoopConfig(lr=cfg.lr, steps=cfg.max_steps, warmup_steps=cfg.warmup_steps, schedule=cfg.schedule,
+                      min_lr_scale=cfg.min_lr_scale, optimizer="adam", clip_grad_norm=5.0,
+                      checkpoint_every=cfg.checkpoint_every)
 
 
 def _rank() -> tuple[int, int]:
@@ -118,6 +133,11 @@ def lr_scales(cfg: TrainConfig) -> dict[str, float]:
     return {"backbone": cfg.backbone_lr_scale, "network": 1.0, "prior": cfg.prior_lr_scale}
 
 
+def enc_views(enc) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A scene encoding's posed views: (images, K, T_cw)."""
+    return enc.images, enc.K, enc.T_cw
+
+
 class StepLoss(torch.nn.Module):
     """forward(item, teacher_features, rng) -> loss terms of one scene (the whole differentiable step).
 
@@ -126,23 +146,25 @@ class StepLoss(torch.nn.Module):
     version.
     """
 
-    def __init__(self, net: OddOneOutNet, cfg: TrainConfig, device: torch.device):
+    def __init__(self, net: OddOneOutNet, cfg: TrainConfig, device: torch.device, aux: ObjectScorer | None = None):
         super().__init__()
-        self.net, self.cfg, self.device = net, cfg, device
+        self.net, self.cfg, self.device, self.aux = net, cfg, device, aux
         self.weights = loss_weights(cfg)
 
     def forward(self, item: dict, target: torch.Tensor | None, rng: np.random.Generator,
                 levels: list[torch.Tensor] | None = None, prior_feats: list[torch.Tensor] | None = None
                 ) -> dict[str, torch.Tensor]:
         """item: a SceneDataset item; target (1, Vt, d_f, f, f) teacher features of the target views (or None);
-        levels: the frozen backbone's levels of the input views (or None: the encoder runs whole); prior_feats:
-        the prior's extractor maps of the input views, one (n_input, C, h, w) per scale (stage 2 with
-        matcher.prior; None: computed here)."""
+        levels: the frozen backbone's levels of the input views (or None: the backbone runs here); prior_feats:
+        the comparison's maps of the input views, one (n_input, C, h, w) per scale (stage 2 with the matcher's
+        prior, cached; None: computed in the inspection)."""
         cfg, m, net, dev = self.cfg, self.net.cfg, self.net, self.device
         n_in = cfg.n_input
         images, K, T = item["images"][None].to(dev), item["K"][None].to(dev), item["T_cw"][None].to(dev)
         masks = item["masks"][None].to(dev)
-        vol = net.build_volume(images[:, :n_in], K[:, :n_in], T[:, :n_in], levels)
+        enc = net.scene(images[:, :n_in], K[:, :n_in], T[:, :n_in], levels, full=True)
+        enc.maps = None if prior_feats is None else [prior_feats]
+        vol = enc.volume
         S = m.image_size
         r, f = m.render.rgb_size, m.render.feature_size
         Vt = images.shape[1] - n_in
@@ -152,7 +174,7 @@ class StepLoss(torch.nn.Module):
         if 0 < cfg.rays < r * r:
             pixels = sample_pixels(r * r, cfg.rays, Vt, rng).to(dev)
             gt_rgb, gt_mask = _gather(gt_rgb, pixels), _gather(gt_mask, pixels)
-        distil = net.projector is not None and target is not None
+        distil = net.scene.projector is not None and target is not None
         if distil:
             mask_f = F.interpolate(masks[0, n_in:], size=(f, f), mode="area")[None]  # (1, Vt, 1, f, f)
             if 0 < cfg.feature_rays < f * f:
@@ -161,25 +183,22 @@ class StepLoss(torch.nn.Module):
                 target = _gather(target, feat_pixels)
             else:
                 feat_weights = mask_f
-        out = net.render(vol, K[:, n_in:], T[:, n_in:], (S, S), stratified=True, pixels=pixels,
-                         feature_pixels=feat_pixels)
+        out = net.scene.render(vol, K[:, n_in:], T[:, n_in:], (S, S), stratified=True, pixels=pixels,
+                               feature_pixels=feat_pixels)
         targets = {"rgb": gt_rgb, "mask": gt_mask}
         if distil:
             targets["feat"], targets["feat_weights"] = target, feat_weights
         if cfg.lambda_occ > 0:
             targets["occupancy"] = item["occupancy"][None].to(dev)
         metrics = {}
-        if cfg.stage == 2:
+        if cfg.stage == 2:  # the inspection sequence on this volume, scoring the predicted boxes matched to the truth
             gt = boxes_from_tensor(item["boxes"])
-            pred = net.estimate_boxes(vol)[0]
+            insp = net(*enc_views(enc), encoding=enc, scorer=self.aux,
+                       select=lambda b, found: match_boxes(found.boxes, gt, cfg.match_iou, rng))
+            pred = insp.found[0].boxes
             metrics["predicted_match"] = torch.tensor(
                 float(np.mean([j >= 0 for j in match_truth(gt, pred)])) if gt else 0.0)
-            boxes = match_boxes(pred, gt, cfg.match_iou, rng)
-            prior = None
-            if m.matcher.prior:
-                prior = net.prior_scores(images[:, :n_in], K[:, :n_in], T[:, :n_in], [boxes],
-                                         None if prior_feats is None else [prior_feats])
-            out["logits"] = net.classify(vol, [boxes_to_tensor(boxes, dev)], prior)[0]
+            out["logits"] = insp.logits[0]
             targets["labels"] = item["labels"].to(dev)
         return {**net.get_loss_dict(vol, out, targets, self.weights), **metrics}
 
@@ -194,30 +213,28 @@ class Trainer:
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
-        self.net = OddOneOutNet(model_cfg).to(self.device)
-        self.pca_state = None
-        if init:
+        self.pca_state, self.aux_state = None, None
+        if init:  # its scene encoder, and each part of its boxes and scorer that fits (another variant's matcher,
+            # or a prior's two scalars switched on for stage 2, start at their init: model/checkpoint.py with_parts)
             blob = read_checkpoint(init)
-            state = {k: v.float() if v.is_floating_point() else v for k, v in blob["model"].items()}
-            if blob["config"].variant != model_cfg.variant:  # another ablation's stage 1: all but the matcher
-                state = {k: v for k, v in state.items() if not k.startswith("matcher.")}
-            # matcher parameters the checkpoint lacks start at their init (another variant's matcher; or ones a
-            # newer matcher added, e.g. the prior's two scalars when matcher.prior is switched on for stage 2)
-            if self.net.comparator is None:  # a comparator checkpoint trained without it (e.g. --prior off)
-                state = {k: v for k, v in state.items() if not k.startswith("comparator.")}
-            missing, unexpected = self.net.load_state_dict(state, strict=False)
-            if unexpected or any(not k.startswith("matcher.") for k in missing):
-                raise ValueError(f"{init}: does not fit variant {model_cfg.variant} (missing {missing[:3]}, "
-                                 f"unexpected {unexpected[:3]})")
+            other = blob["config"].variant != model_cfg.variant  # another ablation's matcher starts anew
+            try:
+                self.net = with_parts(blob["model"], model_cfg, ("scorer.matcher",) if other else ())[0]
+            except ValueError as e:
+                raise ValueError(f"{init}: does not fit variant {model_cfg.variant}: {e}") from None
             self.pca_state = blob.get("teacher_pca")
+            self.aux_state = None if other else blob.get("aux_scorer")
+        else:
+            self.net = OddOneOutNet(model_cfg)
+        self.net.to(self.device)
         if self.cfg.freeze_backbone:
-            self.net.encoder.freeze_backbone()
+            self.net.scene.encoder.freeze_backbone()
+        self.aux = stage2_scorer(self.net, self.aux_state) if self.cfg.stage == 2 else None
+        if self.aux is not None:
+            self.aux.to(self.device)
         self.stage_params()
-        scales = lr_scales(self.cfg)
-        self.opt = torch.optim.Adam([{"params": params, "lr": self.cfg.lr * scales[name]}
-                                     for name, params in self.net.param_groups().items()])
-        self.base_lrs = [g["lr"] for g in self.opt.param_groups]
-        self.step_loss = StepLoss(self.net, train_cfg, self.device)
+        self.loop = TrainLoop(self.param_groups(), loop_config(self.cfg), lr_scales(self.cfg))
+        self.step_loss = StepLoss(self.net, train_cfg, self.device, self.aux)
         if self.world > 1:  # DDP wraps the loss module: its forward is the whole differentiable step
             self.step_loss = torch.nn.parallel.DistributedDataParallel(self.step_loss, find_unused_parameters=True)
         roots = list(data) if isinstance(data, (list, tuple)) else [data]
@@ -236,7 +253,7 @@ class Trainer:
             self.pca = FeaturePCA(teacher_net.dim, model_cfg.teacher_dim).to(self.device)
             if self.pca_state is not None:
                 self.pca.load_state_dict(self.pca_state)
-        self.step, self.epoch, self.batch_in_epoch = 0, 0, 0
+        self.epoch, self.batch_in_epoch = 0, 0
         if resume:
             self._load_state(self.last_path)
         elif self.rank == 0:
@@ -247,22 +264,24 @@ class Trainer:
         self.backbone_cache = None
         if self.cfg.freeze_backbone:
             # entries belong to these backbone weights (after --init / --resume): other weights, another folder
-            enc = self.net.encoder
+            enc = self.net.scene.encoder
             digest = hashlib.sha1(b"".join(v.detach().cpu().numpy().tobytes()
                                            for v in enc.backbone.state_dict().values())).hexdigest()[:12]
             self.backbone_cache = FeatureCache(enc.backbone_levels, f"backbone-{digest}",
                                                self.out / "backbone_cache" / digest, self.device)
         if teacher_net is not None:
-            enc = self.net.encoder
+            enc = self.net.scene.encoder
             if (self.backbone_cache is not None and isinstance(teacher_net, MobileNetTeacher)
                     and teacher_net.is_trunk_of(enc)):  # the teacher is the frozen backbone: one network, one cache
                 self.teacher = TrunkTeacherCache(self.backbone_cache, enc.level_strides)
             else:
                 self.teacher = TeacherCache(teacher_net, self.out / "teacher_cache" / teacher_net.name, self.device)
         self.prior_cache = None
-        if self.cfg.stage == 2 and model_cfg.matcher.prior and not self.net.prior_trunk:
-            # the prior's frozen features at each of its scales, cached per image like the backbone's
-            ext, scales = self.net.prior_extractor(self.device), self.net.prior_cfg.scales
+        comparison = (self.aux or self.net.scorer).comparison
+        if self.cfg.stage == 2 and comparison is not None and not comparison.trunk:
+            # the comparison's frozen features at each of its scales, cached per image like the backbone's (the trunk
+            # comparison's maps are the cached backbone levels themselves)
+            ext, scales = comparison.extractor(self.device), comparison.baseline_cfg.scales
             self.prior_cache = FeatureCache(lambda x: extract(ext, x, scales), f"prior-{'-'.join(map(str, scales))}",
                                             self.out / "prior_cache", self.device)
 
@@ -271,14 +290,12 @@ class Trainer:
         per_image = [cache(im) for im in _uint8_images(item["images"][:self.cfg.n_input])]
         return [torch.stack(maps).to(self.device) for maps in zip(*per_image)]
 
-    def prior_features(self, item: dict, levels: list[torch.Tensor] | None) -> list[torch.Tensor] | None:
-        """The prior's maps of the item's input views (OddOneOutNet.prior_maps), one (n_input, C, h, w) per map: from
-        the frozen backbone's cached `levels` (prior_features "trunk") or the prior's own cache ("teacher"); None
-        when there is no prior or nothing cached (then the step computes them)."""
-        if self.cfg.stage != 2 or not self.mcfg.matcher.prior:
+    def prior_features(self, item: dict) -> list[torch.Tensor] | None:
+        """The comparison's maps of the item's input views (Comparison.maps), one (n_input, C, h, w) per map, from its
+        cache ("teacher" features); None when nothing is cached (no comparison, or "trunk": its maps are made from
+        the backbone levels in the step)."""
+        if self.prior_cache is None:
             return None
-        if self.net.prior_trunk:
-            return None if levels is None else self.net.trunk_prior_maps(levels)
         return self._cached_maps(self.prior_cache, item)
 
     @property
@@ -287,15 +304,40 @@ class Trainer:
 
     # ------------------------------------------------------------------ parameters
     def stage_params(self) -> None:
-        """Stage 1 trains everything but the matcher; stage 2 trains everything but the learned comparator (trained
-        on cached cells by `odd-one-out train-comparator`; kept as it is)."""
-        for p in self.net.matcher.parameters():
-            p.requires_grad_(self.cfg.stage == 2)
-        if self.net.comparator is not None:
-            self.net.comparator.requires_grad_(False)
+        """Stage 1 trains the scene encoder; stage 2 the scene encoder and the scorer that trains end to end (the
+        model's, or the auxiliary one). The box estimator and a scorer trained apart are kept as they are
+        (`odd-one-out train-boxes`, `train-comparator`)."""
+        self.net.scorer.requires_grad_(self.cfg.stage == 2 and self.net.scorer.end_to_end)
+        self.net.boxes.requires_grad_(False)
 
-    def _lr_factor(self) -> float:
-        return lr_factor(self.step, self.cfg)
+    def param_groups(self) -> dict[str, list[torch.nn.Parameter]]:
+        """OddOneOutNet.param_groups, with the auxiliary scorer's parameters in "network" and "prior"."""
+        groups = self.net.param_groups()
+        if self.aux is not None:
+            named = [(n, p) for n, p in self.aux.named_parameters() if p.requires_grad]
+            groups["network"] += [p for n, p in named if n.split(".")[-1] not in PRIOR_SCALARS]
+            prior = [p for n, p in named if n.split(".")[-1] in PRIOR_SCALARS]
+            if prior:
+                groups.setdefault("prior", []).extend(prior)
+        return groups
+
+    @property
+    def step(self) -> int:
+        return self.loop.step
+
+    def aux_items(self) -> dict:
+        """The checkpoint item of stage 2's auxiliary matcher ("aux_scorer": its state, the one trained here or the
+        --init checkpoint's), so that a later stage 2 (a fine-tune) continues it; not run in inspections."""
+        state = self.aux.state_dict() if self.aux is not None else self.aux_state
+        return {"aux_scorer": state} if state else {}
+
+    def train_mode(self) -> None:
+        """The network in training mode, but for what this stage keeps as it is (the box estimator; a scorer that
+        trains apart): their batch norms keep their statistics."""
+        self.net.train()
+        self.net.boxes.eval()
+        if not (self.cfg.stage == 2 and self.net.scorer.end_to_end):
+            self.net.scorer.eval()
 
     # ------------------------------------------------------------------ one step
     def teacher_targets(self, item: dict, views: slice, size: int) -> torch.Tensor:
@@ -321,9 +363,7 @@ class Trainer:
         With `timings`, adds the seconds spent in data, teacher (and cached backbone levels), forward, backward and
         optimizer to it, read from `clock` (e.g. time.process_time for CPU seconds)."""
         cfg = self.cfg
-        for g, base in zip(self.opt.param_groups, self.base_lrs):
-            g["lr"] = base * self._lr_factor()
-        self.opt.zero_grad(set_to_none=True)
+        self.loop.begin()
         sums: dict[str, float] = {}
         spent = dict.fromkeys(("data", "teacher", "forward", "backward", "optimizer"), 0.0)
         for idx in indices:
@@ -335,7 +375,7 @@ class Trainer:
             if self.mcfg.distill:
                 target = self.teacher_targets(item, slice(cfg.n_input, None), self.mcfg.render.feature_size)
             levels = self.backbone_levels(item) if self.backbone_cache is not None else None
-            prior_feats = self.prior_features(item, levels)
+            prior_feats = self.prior_features(item)
             t2 = clock()
             terms = self.step_loss(item, target, rng, levels, prior_feats)
             t3 = clock()
@@ -348,8 +388,7 @@ class Trainer:
             spent["forward"] += t3 - t2
             spent["backward"] += t4 - t3
         t5 = clock()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
-        self.opt.step()
+        self.loop.update()
         spent["optimizer"] = clock() - t5
         if timings is not None:
             for k, v in spent.items():
@@ -366,7 +405,7 @@ class Trainer:
 
     def train(self, progress: bool = True) -> Path:
         cfg = self.cfg
-        self.net.train()
+        self.train_mode()
         log_path = self.out / "log.csv"
         fields = ["step", "epoch", "stage", "total", "image", "feature", "bce", "predicted_match", "lr", "seconds",
                   "occupancy"]
@@ -388,13 +427,12 @@ class Trainer:
                     break
                 t0 = time.perf_counter()
                 sums = self.run_step(batches[self.batch_in_epoch])
-                self.step += 1
                 self.batch_in_epoch += 1
                 if self.rank == 0:
                     with open(log_path, "a", newline="") as f:
                         csv.writer(f).writerow([self.step, self.epoch, cfg.stage] +
                                                [f"{sums[k]:.6f}" if k in sums else "" for k in fields[3:8]] +
-                                               [f"{self.opt.param_groups[1]['lr']:.3g}",
+                                               [f"{self.loop.lr(1):.3g}",
                                                 f"{time.perf_counter() - t0:.2f}",
                                                 f"{sums['occupancy']:.6f}" if "occupancy" in sums else ""])
                     if bar is not None:
@@ -413,7 +451,7 @@ class Trainer:
         if self.rank == 0:
             save_checkpoint(final, self.net, meta={"stage": cfg.stage, "steps": self.step, "epochs": self.epoch,
                                                    "train": dataclasses.asdict(cfg)},
-                            teacher_pca=self.pca_state or {})
+                            teacher_pca=self.pca_state or {}, **self.aux_items())
         if bar is not None:
             bar.close()
         return final
@@ -422,18 +460,25 @@ class Trainer:
     def save_state(self) -> None:
         if self.rank != 0:
             return
-        save_checkpoint(self.last_path, self.net, meta={"stage": self.cfg.stage},
-                        optimizer=self.opt.state_dict(), step=self.step, epoch=self.epoch,
+        save_checkpoint(self.last_path, self.net, meta={"stage": self.cfg.stage}, **self.aux_items(),
+                        optimizer=self.loop.opt.state_dict(), step=self.step, epoch=self.epoch,
                         batch_in_epoch=self.batch_in_epoch, torch_rng=torch.get_rng_state(),
                         teacher_pca=self.pca_state or {}, train=dataclasses.asdict(self.cfg))
 
     def _load_state(self, path: Path) -> None:
         blob = read_checkpoint(path)
+        if blob.get("upgraded_from") == FORMAT_V1:  # its optimiser state follows the parameter order of then
+            raise ValueError(f"{path}: a resume file of the model before its stages (2026-12-07) cannot resume "
+                             f"exactly; start this stage again (--init its start checkpoint)")
         if blob["config"] != self.mcfg:
             raise ValueError(f"{path}: model config differs from this run's; resume with the same --config")
         self.net.load_state_dict(blob["model"])
-        self.opt.load_state_dict(blob["optimizer"])
-        self.step, self.epoch, self.batch_in_epoch = int(blob["step"]), int(blob["epoch"]), int(blob["batch_in_epoch"])
+        if self.aux is not None:
+            self.aux.load_state_dict(blob["aux_scorer"])
+        else:
+            self.aux_state = blob.get("aux_scorer", self.aux_state)
+        self.loop.load_state_dict({"optimizer": blob["optimizer"], "step": blob["step"]})
+        self.epoch, self.batch_in_epoch = int(blob["epoch"]), int(blob["batch_in_epoch"])
         torch.set_rng_state(blob["torch_rng"])
         log = self.out / "log.csv"
         if self.rank == 0 and log.exists():  # drop rows logged after this checkpoint by the stopped run
