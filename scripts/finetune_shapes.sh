@@ -5,7 +5,8 @@
 #   result: OUT/finetuned.pt; OUT/gain.md: the shipped and the fine-tuned model on the same held-out scenes
 # Budget knobs (environment): SCENES (training scenes), TEST (held-out scenes), STEPS1 STEPS2 (optimiser steps of
 # the reconstruction and end-to-end stages, two scenes each), BOXSTEPS REFINESTEPS (steps of the learned box head
-# and its refiner, 16 volumes / 8 scenes each), INIT (checkpoint to start from), BIN.
+# and its refiner, 16 volumes / 8 scenes each), INIT (checkpoint to start from), BIN, LOOK (the generator's look:
+# classic or real, as scripts/train_default.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {  # read whole before running, so that editing this file cannot change a run in progress
@@ -20,17 +21,18 @@ STEPS2=${STEPS2:-120}
 BOXSTEPS=${BOXSTEPS:-600}
 REFINESTEPS=${REFINESTEPS:-300}
 VIEWS=${VIEWS:-4,3}
+LOOK=${LOOK:-classic}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 LOG="$OUT/finetune.log"
 phase() { echo "$(date '+%F %T') $*" | tee -a "$LOG"; }
-phase "start ($SHAPES; SCENES=$SCENES TEST=$TEST STEPS1=$STEPS1 STEPS2=$STEPS2, from $INIT)"
+phase "start ($SHAPES; SCENES=$SCENES TEST=$TEST STEPS1=$STEPS1 STEPS2=$STEPS2 LOOK=$LOOK, from $INIT)"
 [ -f "$OUT/.done_gen" ] || {
   phase "generate $SCENES training scenes (seed 300) and $TEST held-out scenes (seed 950)"
   "$BIN/odd-one-out" generate --shapes "$SHAPES" --scenes "$SCENES" --seed 300 --split train --out "$OUT/data/train" \
-    --workers 2 > "$OUT/gen.log" 2>&1
+    --workers 2 --look "$LOOK" > "$OUT/gen.log" 2>&1
   "$BIN/odd-one-out" generate --shapes "$SHAPES" --scenes "$TEST" --seed 950 --split test --out "$OUT/data/test" \
-    --workers 2 >> "$OUT/gen.log" 2>&1
+    --workers 2 --look "$LOOK" >> "$OUT/gen.log" 2>&1
   touch "$OUT/.done_gen"; }
 RUN="$OUT/run"
 CONFIG=$("$BIN/python" -c 'import sys; from odd_one_out_ros.model.checkpoint import read_checkpoint as r

@@ -8,7 +8,8 @@
 # Budget knobs (environment): TOYS PARTS (training scenes), STEPS1 STEPS2 (optimiser steps, two scenes each),
 # BOXSTEPS REFINESTEPS (steps of the box head and its refiner, 16 volumes / 8 scenes each), CMPSTEPS (steps of the
 # comparator, 8 inspections each), TEST (scenes per held-out set), VIEWS (input,target views while
-# training), TUNE (scenes of each kind for box tuning), BIN (the venv's bin folder).
+# training), TUNE (scenes of each kind for box tuning), BIN (the venv's bin folder), LOOK (the generator's look of
+# every scene: classic, the look the shipped checkpoint was trained on, or real: `generate --look real`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 {  # read whole before running, so that editing this file cannot change a run in progress
@@ -24,6 +25,7 @@ CMPSTEPS=${CMPSTEPS:-2000}
 TEST=${TEST:-20}
 VIEWS=${VIEWS:-4,3}
 TUNE=${TUNE:-16}
+LOOK=${LOOK:-classic}
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 LOG="$OUT/recipe.log"
@@ -31,13 +33,13 @@ phase() { echo "$(date '+%F %T') $*" | tee -a "$LOG"; }
 done_flag() { [ -f "$OUT/.done_$1" ]; }
 mark() { touch "$OUT/.done_$1"; }
 
-phase "start (TOYS=$TOYS PARTS=$PARTS STEPS1=$STEPS1 STEPS2=$STEPS2 BOXSTEPS=$BOXSTEPS CMPSTEPS=$CMPSTEPS TEST=$TEST VIEWS=$VIEWS)"
+phase "start (TOYS=$TOYS PARTS=$PARTS STEPS1=$STEPS1 STEPS2=$STEPS2 BOXSTEPS=$BOXSTEPS CMPSTEPS=$CMPSTEPS TEST=$TEST VIEWS=$VIEWS LOOK=$LOOK)"
 # 1. data: training seeds 100/101; held-out seeds 900-902 are never trained or tuned on
 gen() {  # name kind scenes seed split
   done_flag "gen_$1" && return 0
   phase "generate $1 ($3 scenes, seed $4, split $5)"
   "$BIN/odd-one-out" generate --kind "$2" --scenes "$3" --seed "$4" --split "$5" --out "$OUT/data/$1" --workers 2 \
-    > "$OUT/gen_$1.log" 2>&1
+    --look "$LOOK" > "$OUT/gen_$1.log" 2>&1
   mark "gen_$1"
 }
 gen toys toys "$TOYS" 100 train
@@ -49,7 +51,7 @@ if ! done_flag gen_test_meshes; then  # scenes of meshes no training scene has (
   phase "generate test_meshes ($TEST scenes of scripts/example_meshes.py, seed 950, split test)"
   "$BIN/python" scripts/example_meshes.py "$OUT/meshes" > "$OUT/gen_test_meshes.log" 2>&1
   "$BIN/odd-one-out" generate --shapes "$OUT/meshes" --scenes "$TEST" --seed 950 --split test \
-    --out "$OUT/data/test_meshes" --workers 2 >> "$OUT/gen_test_meshes.log" 2>&1
+    --out "$OUT/data/test_meshes" --workers 2 --look "$LOOK" >> "$OUT/gen_test_meshes.log" 2>&1
   mark gen_test_meshes
 fi
 

@@ -2,6 +2,7 @@
 scripts/finetune_shapes.sh (the shipped checkpoint fine-tuned on a folder of the user's meshes). Real data
 generation, two-rank torchrun training, box tuning, evaluation with the baseline, the report; then a rerun
 resumes without redoing anything."""
+import json
 import os
 import subprocess
 import sys
@@ -62,7 +63,10 @@ def test_finetune_on_your_own_meshes_at_tiny_size(tmp_path):
     make_part(3).mesh().export(shapes / "bracket.stl")
     make_part(8).mesh().export(shapes / "flange.obj")
     out = tmp_path / "ft"
-    r = run("finetune_shapes.sh", shapes, out, SCENES=2, TEST=1, STEPS1=1, STEPS2=1, BOXSTEPS=2, REFINESTEPS=2)
+    r = run("finetune_shapes.sh", shapes, out, SCENES=2, TEST=1, STEPS1=1, STEPS2=1, BOXSTEPS=2, REFINESTEPS=2,
+            LOOK="real")  # (issue 36) the generator's look reaches every scene the recipe makes
+    for split in ("train", "test"):
+        assert json.loads((out / "data" / split / "generator.json").read_text())["config"]["look"] == "real"
     gain = (out / "gain.md").read_text()
     assert "| shipped |" in gain and "| finetuned |" in gain and "| shipped |" in r.stdout
     a, b = read_checkpoint(DEFAULT_CHECKPOINT)["model"], read_checkpoint(out / "finetuned.pt")["model"]
