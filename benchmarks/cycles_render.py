@@ -137,8 +137,11 @@ def main() -> int:
     for i in views:
         K, T_cw = d["K"][i], d["T_cw"][i]
         cam_data.lens = K[0, 0] * 36.0 / W
-        cam_data.shift_x = (W / 2 - K[0, 2]) / W
-        cam_data.shift_y = (K[1, 2] - H / 2) / W
+        # K's integer pixel coordinates are pixel centres (docs/frames.md); Blender's image plane runs from the
+        # corner, its pixel centres at +0.5: without the half pixel the render sat 0.45 px up and left of the
+        # generator's view (phase correlation, every quadrant of 16 views)
+        cam_data.shift_x = (W / 2 - (K[0, 2] + 0.5)) / W
+        cam_data.shift_y = ((K[1, 2] + 0.5) - H / 2) / W
         cam.matrix_world = Matrix((np.linalg.inv(T_cw) @ flip).tolist())
         sc.render.filepath = str(out / f"{i:04d}.png")
         t = time.perf_counter()

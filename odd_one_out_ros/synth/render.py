@@ -51,9 +51,8 @@ class Renderer:
         self.meshes, self.light, self.look = meshes, lighting, look or Look()
         self._rng = np.random.default_rng(self.look.seed)  # soft-shadow samples (classic: unused)
         floor = meshes[0].material if meshes and meshes[0].instance == 0 else None
-        self.floor_albedo = (np.add(floor.color, floor.color2) / 2).astype(np.float32) if floor is not None else \
-            np.full(3, 0.5, np.float32)  # what light bounced from the floor carries (linear)
-        self.floor_albedo = self.floor_albedo ** np.float32(self.look.gamma)
+        mean = np.add(floor.color, floor.color2) / 2 if floor is not None else np.full(3, 0.5)
+        self.floor_albedo = mean.astype(np.float32) ** np.float32(self.look.gamma)  # bounced light's colour (linear)
         offsets = np.cumsum([0] + [len(m.vertices) for m in meshes])
         self.vertices = np.concatenate([m.vertices for m in meshes]).astype(np.float64)
         self.normals = np.concatenate([m.normals for m in meshes]).astype(np.float32)  # float32: shading speed
