@@ -64,12 +64,11 @@ class Comparison:
         return out
 
     @torch.no_grad()
-    def raw_scores(self, enc: SceneEncoding, boxes: list[list[Box3D]], maps: list[list[torch.Tensor]] | None = None
-                   ) -> list[np.ndarray]:
+    def raw_scores(self, enc: SceneEncoding, boxes: list[list[Box3D]]) -> list[np.ndarray]:
         """Raw scores per scene (N_b,) float64, higher = more anomalous (model/baseline.py baseline_scores on
-        `maps`, computed here when not given)."""
+        `maps`)."""
         with record_function("prior"):
-            maps = self.maps(enc) if maps is None else maps
+            maps = self.maps(enc)
             return [baseline_scores(enc.images[b], enc.K[b], enc.T_cw[b], bs, None, self.baseline_cfg, maps[b])
                     for b, bs in enumerate(boxes)]
 

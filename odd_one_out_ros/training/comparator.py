@@ -55,6 +55,7 @@ def cache_cells(net: OddOneOutNet, dirs: list[Path], out: Path, views: int = 5, 
         for vs in view_subsets(len(meta.cameras), views, subsets, rng):
             images, K, T = views_to_tensors(meta.posed_views(vs), net.cfg.image_size, "cpu")
             insp = net(images, K, T, score=False)  # the inspection up to its boxes
+            insp.encoding.maps = comparison.maps(insp.encoding)  # once for both box lists below
             own = insp.boxes[0]
             jit = [jittered(b, rng) for b in truth]
             labels_own = np.full(len(own), -1)
