@@ -2,7 +2,7 @@
 --checkpoint) fed by C simulated cameras at R Hz for M minutes over DDS on loopback.
 
     python benchmarks/soak.py [--cameras 4] [--rate 10] [--minutes 10] [--size 256] [--qos reliable]
-                              [--checkpoint CKPT] [--json OUT]
+                              [--checkpoint CKPT] [--param NAME:=VALUE ...] [--json OUT]
 
 The cameras publish the sim rig's rendered views (inspection/sim.py, static poses from a rig file written for
 them) with CameraInfo, stamped with the clock. Prints, at the end (and a progress line every 30 s):
@@ -46,7 +46,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpoint: str = "",
-         domain: int | None = None, log=print) -> dict:
+         domain: int | None = None, log=print, params: tuple[str, ...] = ()) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.executors import MultiThreadedExecutor
@@ -75,6 +75,8 @@ def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpo
            "-p", "diagnostics_period:=1.0"]
     if checkpoint:
         cmd += ["-p", f"checkpoint:={checkpoint}"]
+    for p in params:  # more of the detector's parameters, NAME:=VALUE
+        cmd += ["-p", p]
     det_log = open(tmp / "detector.log", "w")
     proc = subprocess.Popen(cmd, stdout=det_log, stderr=subprocess.STDOUT, env=env)
 
@@ -87,7 +89,7 @@ def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpo
              for n, (_, cam) in zip(names, views)]
     lock = threading.Lock()
     published: dict[float, float] = {}  # stamp -> monotonic time its last image was published
-    state = {"sent": 0, "latency": [], "overhead": [], "inference": [], "reports": {}, "diag": None,
+    state = {"sent": 0, "latency": [], "overhead": [], "inference": [], "reports": {}, "overhead_at": [], "diag": None,
              "rss_first": None, "rss_peak": 0.0, "first_inspection": None}
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -106,6 +108,7 @@ def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpo
         got[key] = value
         if "e2e" in got and "model" in got:
             state["overhead"].append(got["e2e"] - got["model"])
+            state["overhead_at"].append(time.monotonic())
             del state["reports"][t]
 
     def on_markers(msg):
@@ -204,6 +207,9 @@ def soak(cameras: int, rate: float, minutes: float, size: int, qos: str, checkpo
         "inference_median_s": statistics.median(state["inference"]) if state["inference"] else float("nan"),
         "node_overhead_median_s": statistics.median(state["overhead"]) if state["overhead"] else float("nan"),
         "node_overhead_p95_s": pct(state["overhead"], 0.95),
+        "node_overhead_samples": [(round(a - t0, 2), round(v, 4))  # (s since the cameras started, s)
+                                  for a, v in zip(state["overhead_at"], state["overhead"])],
+        "params": list(params),
         "diagnostics": {"level": diag[1], "message": diag[2]} if diag else None,
         "crashed": crashed, "exit_code": exit_code, "detector_log": str(tmp / "detector.log")}
     out["lost_in_transport"] = out["frames_sent"] - out["frames_received"]
@@ -224,9 +230,11 @@ def main(argv=None) -> int:
     ap.add_argument("--size", type=int, default=256, help="square image size (px)")
     ap.add_argument("--qos", default="reliable", choices=("reliable", "sensor_data", "system_default"))
     ap.add_argument("--checkpoint", default="", help="default: the shipped checkpoint")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME:=VALUE",
+                    help="a detector parameter (repeatable), e.g. rig_check:=false")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
-    r = soak(args.cameras, args.rate, args.minutes, args.size, args.qos, args.checkpoint)
+    r = soak(args.cameras, args.rate, args.minutes, args.size, args.qos, args.checkpoint, params=tuple(args.param))
     if r["rss_after_warmup_mb"] is None:  # no inspection at all: say why, not a format error
         r["rss_after_warmup_mb"] = float("nan")
         print(f"no inspection; the detector's log: {r['detector_log']}")

@@ -32,7 +32,8 @@ class PosedView:
 
 
 class ViewError(ValueError):
-    """An image, CameraInfo or pose that cannot make a view; `kind` is "image", "camera_info" or "pose"."""
+    """An image, CameraInfo or pose that cannot make a view; `kind` is "image", "content" (an image without a scene:
+    content_problem), "camera_info" or "pose"."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

@@ -56,15 +56,14 @@ def draw_label(image: np.ndarray, text: str, xy: tuple[int, int], color, taken: 
         return x0, y_top, x0 + pw, y_top + ph
 
     def free(r):
-        return not any(r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3] for o in taken or [])
+        return not any(r[0] < o[2] and o[0] < r[2] and r[1] < o[3] and o[1] < r[3] for o in taken)
 
     first = xy[1] - th - 2
     candidates = (plate(first + k * ph) for d in range(6) for k in ((d,) if d == 0 else (d, -d)))
     r = next((c for c in candidates if free(c)), None) or plate(first)
     cv2.rectangle(image, (r[0], r[1]), (r[2] - 1, r[3] - 1), (20, 20, 20), -1)
     cv2.putText(image, text, (r[0] + 2, r[1] + 2 + th), cv2.FONT_HERSHEY_SIMPLEX, font_scale, color, 1, cv2.LINE_AA)
-    if taken is not None:
-        taken.append(r)
+    taken.append(r)
     return r
 
 

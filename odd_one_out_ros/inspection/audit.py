@@ -147,7 +147,7 @@ class AuditLog:
     def _fence(self, torn: tuple[int, int]) -> None:
         fence = {FENCE_KEY: "torn line", "offset": torn[0], "bytes": torn[1], "run_id": self.run_id,
                  "node": self.node, "time": _now()}
-        self._write(b"\n" + json.dumps(fence, separators=(",", ":")).encode() + b"\n")
+        self._write(b"\n" + _json_line(fence))
 
     def append(self, record: dict) -> str | None:
         """Write one record as one line. ValueError (nothing written) for a record that is not JSON (NaN, ...);
@@ -156,13 +156,14 @@ class AuditLog:
         record = {**record, "run_id": self.run_id}
         if self.node:
             record.setdefault("node", self.node)
-        json.dumps(record, allow_nan=False)  # ValueError before anything is written or counted as lost
+        line = _json_line(record)  # ValueError before anything is written or counted as lost
         with self._lock:
             if self._lost:
                 first, last, count = self._lost
                 record["audit_gap"] = {"first_id": first, "last_id": last, "count": count, "error": self._lost_error}
+                line = _json_line(record)
             try:
-                moved = self._append(record)
+                moved = self._append(line, record.get("inspection_id"))
             except OSError as e:  # no record of this inspection: the next one written names the gap
                 i = record.get("inspection_id")
                 if isinstance(i, int):
@@ -173,9 +174,9 @@ class AuditLog:
             return (f"{self.path}: the audit log {moved} while in use; opened again at its path, records from "
                     f"inspection {record.get('inspection_id')} on are in the new file") if moved else None
 
-    def _append(self, record: dict) -> str | None:
-        """append's work under the lock; returns how the file had gone (it was opened again), or None."""
-        data = json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
+    def _append(self, data: bytes, inspection_id) -> str | None:
+        """append's work under the lock (data: one record's line, of inspection_id); returns how the file had gone
+        (it was opened again), or None."""
         if self._closed:
             raise ValueError(f"{self.path}: the audit log is closed")
         if self._f is None:  # opening it again failed before (e.g. its folder was gone): try again
@@ -202,8 +203,8 @@ class AuditLog:
         except OSError:
             self._dirty = True
             raise
-        if isinstance(record.get("inspection_id"), int):
-            self.last_id = max(self.last_id, record["inspection_id"])
+        if isinstance(inspection_id, int):
+            self.last_id = max(self.last_id, inspection_id)
         return moved
 
     def close(self) -> str | None:
@@ -226,6 +227,11 @@ class AuditLog:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _json_line(record: dict) -> bytes:
+    """One audit line: compact JSON (ValueError for NaN / inf) and a newline, UTF-8."""
+    return json.dumps(record, separators=(",", ":"), allow_nan=False).encode("utf-8") + b"\n"
 
 
 def _line_start(fd: int, size: int) -> int:

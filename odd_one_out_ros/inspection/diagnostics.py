@@ -59,6 +59,14 @@ CAMERA_ERRORS = ("encoding", "image", "content", "camera_info", "clock_skew", "p
 BACK_PRESSURE = ("busy", "not_requested", "too_close", "frame_queue", "superseded", "inactive", "unmatched")
 
 
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
+def _shape(text: str) -> str:
+    """A message with its numbers aside (each one "#"): two messages of one shape are the same problem."""
+    return _NUMBER.sub("#", text)
+
+
 @dataclass
 class CameraState:
     last_ok: float  # last frame that passed the arrival checks (encoding, CameraInfo, clock)
@@ -175,7 +183,7 @@ class DetectorHealth:
     def _throttle(self, key: tuple[str, str], message: str, now: float, n: int = 1) -> str | None:
         cam, kind = key
         log = self._logs.get(key)
-        shape = re.sub(r"\d+(\.\d+)?", "#", message)  # "7199.8 s ahead" and "7200.0 s ahead": the same error
+        shape = _shape(message)  # "7199.8 s ahead" and "7200.0 s ahead": the same error
         if log is None or log.message != shape:
             self._logs[key] = _LogState(now, shape)
             return f"{cam}: {message}"
@@ -189,8 +197,7 @@ class DetectorHealth:
     @_locked
     def verdict(self, status: str, reason: str, now: float) -> bool:
         """A verdict went out; True when its status or the shape of its reason (numbers aside) is new."""
-        shape = (status, re.sub(r"\d+(\.\d+)?", "#", reason))
-        new = shape != (self.last_verdict[0], re.sub(r"\d+(\.\d+)?", "#", self.last_verdict[1]))
+        new = (status, _shape(reason)) != (self.last_verdict[0], _shape(self.last_verdict[1]))
         self.last_verdict = (status, reason)
         self.verdicts[status] += 1
         return new
@@ -237,7 +244,10 @@ class DetectorHealth:
     def blind(self, now: float) -> str:
         """Why no view set can be inspected: fewer than min_views cameras usable (after the start-up grace); ''
         otherwise."""
-        out = [c for c in self.cameras if self.camera_out(c, now)]
+        return self._blind([c for c in self.cameras if self.camera_out(c, now)], now)
+
+    def _blind(self, out: list[str], now: float) -> str:
+        """blind() of the cameras `out` (found out at `now`)."""
         usable = len(self.cameras) - len(out)
         if usable >= self.min_views or now - self.started < self.camera_timeout:
             return ""
@@ -274,7 +284,7 @@ class DetectorHealth:
         out = [c for c in self.cameras if self.camera_out(c, now)]
         usable = len(self.cameras) - len(out)
         grace = now - self.started < self.camera_timeout
-        blind = self.blind(now)
+        blind = self._blind(out, now)
         status, reason = self.last_verdict
         if self.last_error:
             level, message = ERROR, self.last_error

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..geometry import Box3D
 from ..views import PosedView
-from ..viz import GREEN, RED, box_edges, contact_sheet, draw_label
+from ..viz import GREEN, RED, WHITE, box_edges, contact_sheet, draw_label
 
 __all__ = ["overlay_image"]
 
@@ -19,9 +19,12 @@ def overlay_image(views: list[PosedView], boxes: list[Box3D], scores: list[float
     """Up to `max_views` views resized to tiles of the first view's aspect ratio, at most tile_width wide (views
     under 256 px are enlarged to 256, so labels are readable), in rows of at most 5 of about equal length. Labels
     "<index> <score>" on dark plates that do not overlap; the anomalous ones, then the highest scores, placed first
-    (nearest their boxes). box_scores: each box's score from the box estimator (drawn as "box 0.87"), or None."""
+    (nearest their boxes). box_scores: each box's score from the box estimator (drawn as "box 0.87"), or None.
+    No view (a verdict the model did not run on): one dark 256 x 256 tile saying so, to replace the last overlay."""
     if not views:
-        raise ValueError("overlay needs at least one view")
+        tile = np.full((256, 256, 3), 20, np.uint8)
+        draw_label(tile, "no usable view", (10, 128), WHITE, font_scale=0.6)
+        return tile
     views = views[:max_views]
     h0, w0 = views[0].image.shape[:2]
     tile_width = min(tile_width, max(w0, 256))  # (not larger than the view, but 256 px at least: readable labels)

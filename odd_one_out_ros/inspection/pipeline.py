@@ -27,7 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from ..sync import ApproximateSync
-from ..views import IMAGE_ENCODINGS, PosedView, ViewError, content_problem, stamp_seconds
+from ..views import IMAGE_ENCODINGS, PosedView, ViewError, stamp_seconds
 from .audit import AuditLog, interrupted_bags, view_bag_path, write_view_bag
 from .diagnostics import DetectorHealth
 from .gather import DropQueue, MovingViewSelector, RigGatherer, RigSet
@@ -458,14 +458,11 @@ class Pipeline:
             self.drop("pose", 1, cam, f"no camera pose: {e}")
             return None
         except ViewError as e:
-            self.drop(e.kind, 1, cam, f"unusable {e.kind.replace('_', ' ')}: {str(e).removeprefix(cam + ': ')}")
+            what = "image content" if e.kind == "content" else e.kind.replace("_", " ")
+            self.drop(e.kind, 1, cam, f"unusable {what}: {str(e).removeprefix(cam + ': ')}")
             return None
         except Exception as e:  # a bug (e.g. in a library), not a bad input: counted, logged, the set goes on
             self.drop("gather_error", 1, cam, f"making its view failed: {one_line(e)}")
-            return None
-        why = content_problem(built.view.image)
-        if why:
-            self.drop("content", 1, cam, f"unusable image content: {why}")
             return None
         self.health.view_ok(cam, time.monotonic())
         return GatheredView(built, frame, view_record(built.view, self.p.pose_source, **built.extra))

@@ -28,7 +28,15 @@ from ..calibration.detect import detect_tags
 from ..calibration.pose import PoseError, estimate_board_pose
 from ..calibration.rig import read_rig_yaml
 from ..geometry import PinholeCamera, Rigid
-from ..views import PosedView, ViewError, camera_info_to_calibration, image_to_rgb, pose_to_rigid, stamp_seconds
+from ..views import (
+    PosedView,
+    ViewError,
+    camera_info_to_calibration,
+    content_problem,
+    image_to_rgb,
+    pose_to_rigid,
+    stamp_seconds,
+)
 
 POSE_SOURCES = ("static", "apriltag", "topic")
 
@@ -176,13 +184,18 @@ class PoseResolver:
 
     def build_view(self, camera_name: str, image, info, pose=None) -> BuiltView:
         """sensor_msgs/Image + CameraInfo (+ the PoseStamped of pose source topic) -> the posed view, each message
-        converted once. Raises PoseError (no usable pose) or ViewError (kind "image", "camera_info" or "pose")."""
+        converted once. Raises PoseError (no usable pose) or ViewError (kind "image", "content", "camera_info" or
+        "pose"); an image without a scene is told before its pose is looked for (a black image: "content", not "no
+        tags")."""
         if self.source == "topic":  # the pose message first: a pose in another frame is named before all else
             T_cw, extra = self.resolve(camera_name, None, None, pose)
         try:
             rgb = image_to_rgb(image)
         except ValueError as e:
             raise ViewError("image", f"{camera_name}: {e}") from None
+        why = content_problem(rgb)
+        if why:
+            raise ViewError("content", f"{camera_name}: {why}")
         try:
             calib = camera_info_to_calibration(info, source=f"{camera_name}/camera_info")
         except ValueError as e:

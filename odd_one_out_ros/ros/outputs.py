@@ -153,9 +153,8 @@ def camera_transforms(frame_id: str, cameras: list[tuple[str, object, object]]):
     for child, T_wc, stamp in cameras:
         t = TransformStamped()
         t.header.frame_id, t.header.stamp, t.child_frame_id = frame_id, stamp, child
-        pose = rigid_to_pose(T_wc)
-        t.transform.translation.x, t.transform.translation.y, t.transform.translation.z = \
-            pose.position.x, pose.position.y, pose.position.z
-        t.transform.rotation = pose.orientation
+        tr, q = t.transform.translation, t.transform.rotation
+        tr.x, tr.y, tr.z = (float(v) for v in T_wc.t)
+        q.x, q.y, q.z, q.w = (float(v) for v in T_wc.as_quat())
         out.append(t)
     return out

@@ -7,7 +7,6 @@ import json
 from copy import copy
 from typing import Callable
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
 from rclpy.clock import Clock, ClockType
@@ -113,8 +112,7 @@ class DetectorPublishers:
             try:
                 sheet = overlay_image(views, [o.box for o in found], [o.score for o in found],
                                       [o["label"] == "anomalous" for o in objects], self.overlay_max_views,
-                                      box_scores=[o.box_score for o in found]) if views else \
-                    np.zeros((32, 32, 3), np.uint8)  # (no view at all: one dark tile replaces the last overlay)
+                                      box_scores=[o.box_score for o in found])
             except Exception as e:  # a picture that cannot be drawn (e.g. cv2 on absurd pixels) is no failed inspection
                 why = one_line(e)
                 if why != self._overlay_problem:  # said once per kind of problem, not per inspection
@@ -130,22 +128,19 @@ class DetectorPublishers:
         `odd_one_out/<camera>` (the optical frame as this detector sees it): the image's own frame_id may already
         have a parent in the robot's TF tree, and a frame has one parent."""
         TFMessage = self.tf.msg_type
+        if self.static_poses:  # (each static camera once)
+            items = [g for g in items if f"odd_one_out/{g.frame.camera}" not in self._static_tf]
         cams = [(f"odd_one_out/{g.frame.camera}", g.view.camera.T_cw.inverse(), g.frame.image.header.stamp)
                 for g in items]
         if not self.static_poses:
             self.tf.publish(TFMessage(transforms=camera_transforms(self.frame_id, cams)))
             return
-        new = [c for c in cams if c[0] not in self._static_tf]
-        if new:
-            self._static_tf.update({t.child_frame_id: t for t in camera_transforms(self.frame_id, new)})
+        if cams:
+            self._static_tf.update({t.child_frame_id: t for t in camera_transforms(self.frame_id, cams)})
             self.tf.publish(TFMessage(transforms=list(self._static_tf.values())))
 
     def diagnostics(self, level: int, message: str, values: dict) -> None:
-        node = self.node
-        msg = DiagnosticArray(status=[diagnostic_status(f"{node.get_name()}: odd-one-out detector",
-                                                        node.get_fully_qualified_name(), level, message, values)])
-        msg.header.stamp = node.get_clock().now().to_msg()
-        self.diag.publish(msg)
+        self.diag.publish(diagnostics_msg(self.node, level, message, values))
 
     def bag_messages(self, g: GatheredView) -> dict:
         """`view_bag_messages` in this detector's frame_id."""
@@ -189,10 +184,15 @@ class FaultStatus:
             self._timer = None
 
     def _publish(self) -> None:
-        node = self.node
-        if self.why and node.context.ok():
-            msg = DiagnosticArray(status=[diagnostic_status(
-                f"{node.get_name()}: odd-one-out detector", node.get_fully_qualified_name(), ERROR,
-                f"cannot inspect: {self.why}", {"lifecycle_state": "unconfigured or inactive"})])
-            msg.header.stamp = node.get_clock().now().to_msg()
-            self._pub.publish(msg)
+        if self.why and self.node.context.ok():
+            self._pub.publish(diagnostics_msg(self.node, ERROR, f"cannot inspect: {self.why}",
+                                              {"lifecycle_state": "unconfigured or inactive"}))
+
+
+def diagnostics_msg(node, level: int, message: str, values: dict) -> DiagnosticArray:
+    """The detector's one /diagnostics status ("<node name>: odd-one-out detector", hardware id = the node's full
+    name), stamped now."""
+    msg = DiagnosticArray(status=[diagnostic_status(f"{node.get_name()}: odd-one-out detector",
+                                                    node.get_fully_qualified_name(), level, message, values)])
+    msg.header.stamp = node.get_clock().now().to_msg()
+    return msg
