@@ -540,6 +540,36 @@ def test_resume_keeps_complete_scenes(toys):
         generate(GeneratorConfig(kind="toys", views=7, size=96, objects=(3, 5)), 3, toys, 5, progress=False)
 
 
+def test_metadata_holds_each_copys_full_pose_and_copies_correspond_through_it():
+    """Parts rest on different faces: rotation_matrix (written, then read back) is each copy's shape frame -> world,
+    resting pose and scale included, so that every vertex of one normal copy maps exactly onto the same vertex of
+    another; the box keeps its own yaw (bbox_yaw); the official sample (yaw-only matrices) still reads as before."""
+    from odd_one_out_ros.data.scene_meta import _object_from_json
+    from odd_one_out_ros.synth.writer import metadata
+
+    rests = set()
+    for seed in range(6):
+        scene = build_scene(GeneratorConfig(kind="parts", objects=(4, 6), views=2, size=64),
+                            np.random.default_rng(seed))
+        meta = metadata(scene, {})
+        read = [_object_from_json(o, "test") for o in meta["objects"]]
+        normal = [(o, r) for o, r in zip(scene.objects, read) if not o.anomalous]
+        for o, r in zip(scene.objects, read):
+            np.testing.assert_allclose(r.shape_to_world(), o.shape_to_world(), atol=1e-9)
+            assert r.box.yaw == pytest.approx(o.yaw)
+            rests.add(tuple(np.round(r.pose.R[:, 2], 3)))  # where the shape's own z points: its resting face
+        for (a, ra), (b, rb) in zip(normal, normal[1:]):
+            va = trimesh.transform_points(np.asarray(a.shape.mesh().vertices), a.local_to_world())
+            vb = trimesh.transform_points(np.asarray(b.shape.mesh().vertices), b.local_to_world())
+            mapped = trimesh.transform_points(va, rb.shape_to_world() @ np.linalg.inv(ra.shape_to_world()))
+            np.testing.assert_allclose(mapped, vb, atol=1e-6)
+    assert len(rests) > 1  # some copies rest on another face: a yaw alone could not relate them
+    sample = read_scene_meta(SAMPLE_SCENE)
+    banana = sample.objects[0]
+    assert banana.pose is not None and banana.scale == pytest.approx(1.0, abs=1e-4)
+    assert banana.box.yaw == pytest.approx(2.681814, abs=1e-5)  # (its rotation_euler z)
+
+
 def test_parts_and_user_meshes(tmp_path):
     scene = build_scene(GeneratorConfig(kind="parts", **SMALL), np.random.default_rng(4))
     assert scene.info["category"].startswith("part/")

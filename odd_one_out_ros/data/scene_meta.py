@@ -31,6 +31,17 @@ class SceneObject:
     anomalous: bool
     anomaly_type: str   # "" for normal objects, e.g. "crack"
     category: str       # e.g. "banana", "" when unknown
+    pose: Rigid | None = None  # the shape's own frame -> world (rotation_matrix without its scale); None: not given
+    scale: float = 1.0  # of the shape's own frame in the world (rotation_matrix = pose with its rotation x scale)
+
+    def shape_to_world(self) -> np.ndarray | None:
+        """(4, 4) the shape's own frame -> world, scale included (the layout's rotation_matrix), or None. Two copies
+        of one shape correspond through it: a point x of copy a is copy b's shape_to_world() @ inv(a's) @ x."""
+        if self.pose is None:
+            return None
+        T = self.pose.as_matrix()
+        T[:3, :3] *= self.scale
+        return T
 
 
 @dataclass(frozen=True)
@@ -63,12 +74,30 @@ class SceneMeta:
         return sorted({int(round(i * k / n)) % k for i in range(n)})
 
 
+def _pose(matrix) -> tuple[Rigid | None, float]:
+    """rotation_matrix (4x4, or 3x3: no translation) -> (the rotation and translation as a Rigid, its uniform scale);
+    (None, 1.0) when absent. ValueError for a matrix that is no scaled rotation."""
+    if matrix is None:
+        return None, 1.0
+    M = np.asarray(matrix, dtype=np.float64)
+    if M.shape not in ((4, 4), (3, 3)) or not np.all(np.isfinite(M)):
+        raise ValueError(f"rotation_matrix must be a finite 4x4 or 3x3 matrix, got shape {M.shape}")
+    A = M[:3, :3]
+    scale = float(np.cbrt(np.linalg.det(A)))
+    if scale <= 1e-9 or not np.allclose(A.T @ A, scale ** 2 * np.eye(3), atol=1e-4 * max(1.0, scale ** 2)):
+        raise ValueError("rotation_matrix is not a rotation times a uniform scale")
+    t = M[:3, 3] if M.shape == (4, 4) else np.zeros(3)
+    return Rigid(A / scale, t), scale
+
+
 def _object_from_json(o: dict, source: str) -> SceneObject:
     try:
         (cx, cy, cz), (sx, sy, sz) = o["bbox"]  # extents along the object's own x, y, z (docs/frames.md)
-        if "rotation_matrix" in o:
-            R = np.asarray(o["rotation_matrix"], dtype=np.float64)
-            yaw = float(np.arctan2(R[1, 0], R[0, 0]))
+        pose, scale = _pose(o.get("rotation_matrix"))
+        if "bbox_yaw" in o:  # (the generator's synth/2: the box's yaw apart from the shape's full pose)
+            yaw = float(o["bbox_yaw"])
+        elif pose is not None:  # official scenes and synth/1: objects turned about z only, the box with them
+            yaw = float(np.arctan2(pose.R[1, 0], pose.R[0, 0]))
         else:
             yaw = float(o.get("rotation_euler", [0, 0, 0])[2])
         stem = Path(str(o.get("path", ""))).stem  # banana_028-crack-001
@@ -79,7 +108,8 @@ def _object_from_json(o: dict, source: str) -> SceneObject:
             anomalous = len(parts) > 1
         anomaly_type = str(o.get("anomaly_type", parts[1] if anomalous and len(parts) > 1 else ""))
         category = str(o.get("category", re.sub(r"_\d+$", "", parts[0])))
-        return SceneObject(str(o["name"]), Box3D((cx, cy, cz), (sx, sy, sz), yaw), anomalous, anomaly_type, category)
+        return SceneObject(str(o["name"]), Box3D((cx, cy, cz), (sx, sy, sz), yaw), anomalous, anomaly_type, category,
+                           pose, scale)
     except (KeyError, TypeError, ValueError) as e:
         raise SceneFormatError(f"{source}: bad object entry {o.get('name', '?')!r}: {e!r}") from None
 

@@ -80,12 +80,20 @@ class PlacedObject:
     anomaly_type: str
     category: str
     shape_id: str
+    shape_to_local: np.ndarray = field(default_factory=lambda: np.eye(4))
+    """(4, 4) the shape's own frame (the unit-size shape every copy of the scene is made from) -> the object's local
+    frame: resting pose times scale, then the shift that centres the box; copies relate through it"""
 
     def local_to_world(self) -> np.ndarray:
         T = np.eye(4)
         T[:3, :3] = yaw_to_matrix(self.yaw)
         T[:3, 3] = self.location
         return T
+
+    def shape_to_world(self) -> np.ndarray:
+        """(4, 4) the shape's own frame -> world: yaw x resting pose x scale (the official layout's
+        rotation_matrix, Blender's matrix_world)."""
+        return self.local_to_world() @ self.shape_to_local
 
 
 @dataclass
@@ -189,7 +197,8 @@ def _usable(shape: Shape) -> bool:
 
 
 def _posed(shape: Shape, R: np.ndarray, scale: float) -> tuple[Shape, np.ndarray, np.ndarray]:
-    """Rotate, scale and centre a shape: box centre at the origin; returns (shape, box size, local centre)."""
+    """Rotate, scale and centre a shape: box centre at the origin; returns (shape, box size, local centre c): a point
+    p of `shape` goes to scale R p - c."""
     out = shape.copy()
     T = R.copy()
     T[:3, :3] *= scale
@@ -315,7 +324,10 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
         objs, polys, ok = [], [], True
         for k in range(n):
             R = rests[int(rng.choice(len(rests), p=rest_p))]
-            shape, ext, _ = _posed(normal, R, size * rng.uniform(0.97, 1.03))
+            scale = size * rng.uniform(0.97, 1.03)
+            shape, ext, c = _posed(normal, R, scale)
+            to_local = np.eye(4)
+            to_local[:3, :3], to_local[:3, 3] = scale * R[:3, :3], -c
             outline = _outline(shape)
             for _ in range(400):
                 yaw = float(rng.uniform(-np.pi, np.pi))
@@ -332,7 +344,7 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
             box = Box3D(loc, ext, yaw)
             polys.append(poly)
             objs.append(PlacedObject(f"object.{k:03d}" if k else "object", shape, yaw, loc, box,
-                                    False, "", category, shape_id))
+                                    False, "", category, shape_id, to_local))
         if ok:
             break
         size *= 0.9
@@ -361,7 +373,10 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
             T = obj.local_to_world()
             # keep the anomalous object on the floor at the same spot
             loc = np.array([*(T[:3, :3] @ c + obj.location)[:2], ext[2] / 2])
-            cand = PlacedObject(obj.name, an, obj.yaw, loc, Box3D(loc, ext, obj.yaw), True, kind, category, shape_id)
+            shift = np.eye(4)
+            shift[:3, 3] = -c  # (its box centred again)
+            cand = PlacedObject(obj.name, an, obj.yaw, loc, Box3D(loc, ext, obj.yaw), True, kind, category, shape_id,
+                                shift @ obj.shape_to_local)
             if anomaly_visible_px(obj, cand, cameras) >= cfg.min_visible_px:
                 objs[k] = cand
                 break

@@ -5,23 +5,30 @@
     segmentations/<object>/<object>_NNNN.png   per-object masks (0 / 255), plus floor_object
     binary_labels/NNNN.png              mask of the anomalous objects (0 / 255)
     scene3d.metadata.json               objects (name, path, rotation_matrix, rotation_euler, location, scale,
-                                        bbox [[cx, cy, cz], [sx, sy, sz]], label, anomaly_type, category),
+                                        bbox [[cx, cy, cz], [sx, sy, sz]], bbox_yaw, label, anomaly_type, category),
                                         camera.K and camera.poses[i].rotation (4x4 world-to-camera)
+Object poses as Blender's (the official layout): rotation_matrix (4x4) maps the shape's own frame (the unit-size
+shape every copy of the scene is made from) to the world, resting pose, yaw and scale included (Blender's
+matrix_world); rotation_euler its rotation as Blender's XYZ Euler angles (rad), location its translation, scale
+its scale. The box is centred at bbox[0], extents bbox[1] along its own axes, turned by bbox_yaw about world +z
+(since format synth/2; before it, rotation_matrix held only the box's yaw and location).
 The folder is written under <name>.partial and renamed when complete, so an interrupted run never
 leaves a scene that looks complete.
 """
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from ..fileio import atomic_path
 from .scene import Scene, render_scene
 
-FORMAT = "odd_one_out_ros/synth/1"
+FORMAT = "odd_one_out_ros/synth/2"  # synth/1: rotation_matrix = the box's yaw only, no bbox_yaw
 
 
 def _png(path: Path, img: np.ndarray) -> None:
@@ -32,11 +39,15 @@ def _png(path: Path, img: np.ndarray) -> None:
 def metadata(scene: Scene, seed_info: dict) -> dict:
     objects = []
     for o in scene.objects:
-        T = o.local_to_world()
+        T = o.shape_to_world()
+        scale = float(np.cbrt(np.linalg.det(T[:3, :3])))
         path = o.shape_id if not o.anomalous else f"{o.shape_id}-{o.anomaly_type}-001"
-        objects.append({"name": o.name, "path": path, "rotation_matrix": T.tolist(),
-                        "rotation_euler": [0.0, 0.0, float(o.yaw)], "location": o.location.tolist(),
-                        "scale": [1.0, 1.0, 1.0], "bbox": [o.box.center.tolist(), o.box.size.tolist()],
+        with warnings.catch_warnings():  # (gimbal lock, e.g. a part on its side: one of many equal answers is fine)
+            warnings.simplefilter("ignore", UserWarning)
+            euler = Rotation.from_matrix(T[:3, :3] / scale).as_euler("xyz").tolist()
+        objects.append({"name": o.name, "path": path, "rotation_matrix": T.tolist(), "rotation_euler": euler,
+                        "location": T[:3, 3].tolist(), "scale": [scale] * 3, "bbox_yaw": float(o.yaw),
+                        "bbox": [o.box.center.tolist(), o.box.size.tolist()],
                         "label": int(o.anomalous), "anomaly_type": o.anomaly_type, "category": o.category})
     K = scene.cameras[0].K
     meta = {"objects": objects,
