@@ -544,10 +544,10 @@ def test_metadata_holds_each_copys_full_pose_and_copies_correspond_through_it():
     """Parts rest on different faces: rotation_matrix (written, then read back) is each copy's shape frame -> world,
     resting pose and scale included, so that every vertex of one normal copy maps exactly onto the same vertex of
     another; the box keeps its own yaw (bbox_yaw); the official sample (yaw-only matrices) still reads as before."""
-    from odd_one_out_ros.data.scene_meta import _object_from_json
+    from odd_one_out_ros.data.scene_meta import _object_from_json, box_to_box, quarter_turn
     from odd_one_out_ros.synth.writer import metadata
 
-    rests = set()
+    rests, turns, pairs = set(), 0, 0
     for seed in range(6):
         scene = build_scene(GeneratorConfig(kind="parts", objects=(4, 6), views=2, size=64),
                             np.random.default_rng(seed))
@@ -563,7 +563,16 @@ def test_metadata_holds_each_copys_full_pose_and_copies_correspond_through_it():
             vb = trimesh.transform_points(np.asarray(b.shape.mesh().vertices), b.local_to_world())
             mapped = trimesh.transform_points(va, rb.shape_to_world() @ np.linalg.inv(ra.shape_to_world()))
             np.testing.assert_allclose(mapped, vb, atol=1e-6)
-    assert len(rests) > 1  # some copies rest on another face: a yaw alone could not relate them
+            # in the boxes' own frames (the comparison's): one box's cell is the other's through box_to_box, a
+            # quarter turn about z exactly when both rest on the same face
+            T = box_to_box(ra, rb)
+            np.testing.assert_allclose(trimesh.transform_points(np.asarray(a.shape.mesh().vertices), T),
+                                       np.asarray(b.shape.mesh().vertices), atol=1e-6)
+            same_face = np.allclose((ra.box.rotation.T @ ra.pose.R)[2], (rb.box.rotation.T @ rb.pose.R)[2], atol=1e-3)
+            turns += quarter_turn(T, 1.0) is not None
+            assert (quarter_turn(T, 1.0) is not None) == same_face
+            pairs += 1
+    assert len(rests) > 1 and 0 < turns < pairs  # some copies rest on another face: no turn about z relates them
     sample = read_scene_meta(SAMPLE_SCENE)
     banana = sample.objects[0]
     assert banana.pose is not None and banana.scale == pytest.approx(1.0, abs=1e-4)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..geometry import Box3D, PinholeCamera, Rigid
 
-__all__ = ["SceneObject", "SceneMeta", "read_scene_meta", "SceneFormatError"]
+__all__ = ["SceneObject", "SceneMeta", "read_scene_meta", "SceneFormatError", "box_to_box", "quarter_turn"]
 
 
 class SceneFormatError(ValueError):
@@ -42,6 +42,36 @@ class SceneObject:
         T = self.pose.as_matrix()
         T[:3, :3] *= self.scale
         return T
+
+
+def box_to_box(a: SceneObject, b: SceneObject) -> np.ndarray | None:
+    """(4, 4) the map from copy a's box frame (origin at the box centre, axes turned by its yaw) to copy b's that their
+    poses give (the same point of the shape in both: rotation x scale ratio, then a shift); None without poses."""
+    Ma, Mb = a.shape_to_world(), b.shape_to_world()
+    if Ma is None or Mb is None:
+        return None
+    return np.linalg.inv(_box_frame(b.box)) @ Mb @ np.linalg.inv(Ma) @ _box_frame(a.box)
+
+
+def _box_frame(box: Box3D) -> np.ndarray:
+    """(4, 4) box frame -> world."""
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = box.rotation, box.center
+    return T
+
+
+def quarter_turn(T: np.ndarray, tol_deg: float = 10.0) -> int | None:
+    """k when the rotation of a box-to-box map T (4, 4) (box_to_box; its scale divided out) is within tol_deg of a
+    turn by k x 90 degrees about the boxes' z (k = 0..3: the turns the comparison tries), else None (the copies rest
+    on different faces, or are turned otherwise)."""
+    A = T[:3, :3] / np.cbrt(np.linalg.det(T[:3, :3]))
+    for k in range(4):
+        c, s = round(np.cos(k * np.pi / 2)), round(np.sin(k * np.pi / 2))
+        Rk = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
+        cos = np.clip((np.trace(Rk.T @ A) - 1) / 2, -1.0, 1.0)
+        if np.degrees(np.arccos(cos)) <= tol_deg:
+            return k
+    return None
 
 
 @dataclass(frozen=True)
