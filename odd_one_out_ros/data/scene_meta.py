@@ -50,14 +50,8 @@ def box_to_box(a: SceneObject, b: SceneObject) -> np.ndarray | None:
     Ma, Mb = a.shape_to_world(), b.shape_to_world()
     if Ma is None or Mb is None:
         return None
-    return np.linalg.inv(_box_frame(b.box)) @ Mb @ np.linalg.inv(Ma) @ _box_frame(a.box)
-
-
-def _box_frame(box: Box3D) -> np.ndarray:
-    """(4, 4) box frame -> world."""
-    T = np.eye(4)
-    T[:3, :3], T[:3, 3] = box.rotation, box.center
-    return T
+    box_a, box_b = (Rigid(o.box.rotation, o.box.center).as_matrix() for o in (a, b))  # box frame -> world
+    return np.linalg.inv(box_b) @ Mb @ np.linalg.inv(Ma) @ box_a
 
 
 def quarter_turn(T: np.ndarray, tol_deg: float = 10.0) -> int | None:
