@@ -36,7 +36,7 @@ def main() -> int:
     args = ap.parse_args()
     from odd_one_out_ros.data.scene_meta import read_scene_meta
     from odd_one_out_ros.resources import DEFAULT_CHECKPOINT
-    from odd_one_out_ros.synth.generate import generate, rebuild_scene
+    from odd_one_out_ros.synth.generate import generate, rebuild_scene_dir
     from odd_one_out_ros.synth.photoreal import export_for_cycles
     from odd_one_out_ros.synth.scene import GeneratorConfig
 
@@ -55,8 +55,7 @@ def main() -> int:
         if target.exists():
             shutil.rmtree(target)
         shutil.copytree(scene_dir, target)
-        info = json.loads((scene_dir / "scene3d.metadata.json").read_text())["generator"]
-        scene = rebuild_scene(cfg, info["seed"], info["index"], info["split"])
+        scene = rebuild_scene_dir(scene_dir)
         with tempfile.TemporaryDirectory() as tmp:
             npz = export_for_cycles(scene, Path(tmp) / "scene.npz")
             r = subprocess.run([args.bpy_python, str(REPO / "benchmarks" / "cycles_render.py"), str(npz), tmp,

@@ -186,6 +186,36 @@ def test_geometry_helpers():
     assert not B._occluded(cam, np.array([[0, 0, 0.5]]), np.array([1]), boxes, 1.0).any()
 
 
+def test_the_24_turns_map_box_axes_onto_axes_and_a_forced_turn_is_the_one_compared():
+    M = B.turn_matrices(24)
+    assert len({m.tobytes() for m in M}) == 24 and all(round(np.linalg.det(m)) == 1 for m in M)
+    assert np.array_equal(M[:4], B.turn_matrices(4))  # the quarter turns about z first: indices agree
+    inv = B.turn_inverses(24)
+    assert all(np.array_equal(M[inv[r]] @ M[r], np.eye(3)) for r in range(24))
+    g = 3
+    perms = B.rotation_perms(g, 24)
+    assert np.array_equal(perms[:4], B.rotation_perms(g, 4))
+    coords = np.stack(np.unravel_index(np.arange(g ** 3), (g, g, g)), -1) - 1  # centred cell coordinates
+    for m, p in zip(M, perms):  # cell c of one object faces cell perm[c] of its partner: M c
+        assert np.array_equal(coords[p], coords @ m.T)
+    # a partner whose grid is the object's turned by r: the comparison picks r, and forcing r gives the same scores
+    gen = torch.Generator().manual_seed(0)
+    desc = torch.nn.functional.normalize(torch.randn(1, g ** 3, 8, generator=gen), dim=-1)
+    r = 13  # not its own inverse
+    partner = torch.empty_like(desc)
+    partner[0, perms[r]] = desc[0]  # partner cell M c holds the object's cell c
+    noise = torch.nn.functional.normalize(torch.randn(2, g ** 3, 8, generator=gen), dim=-1)
+    all_desc, valid = torch.cat([desc, partner, noise]), torch.ones(4, g ** 3, dtype=torch.bool)
+    cfg = B.BaselineConfig(grid=g, rotations=24)
+    S = torch.einsum("ipc,jqc->ipjq", all_desc, all_desc)
+    turns = B.choose_turns(B.turned_similarity(S, cfg)[0], valid, cfg)
+    assert int(turns[0, 1]) == r and int(turns[1, 0]) == inv[r]
+    chosen = B.score_cells(all_desc, valid, cfg)
+    assert chosen[0] == pytest.approx(0.0, abs=1e-6)  # its exact copy, turned, is found
+    assert torch.allclose(B.score_cells(all_desc, valid, cfg, turns), chosen)
+    assert B.score_cells(all_desc, valid, cfg, torch.zeros(4, 4, dtype=torch.long))[0] > 0.1  # unturned: no match
+
+
 def test_calibration():
     s = np.array([1.0, 1.1, 0.9, 1.05, 3.0])
     p = B.calibrate(s)

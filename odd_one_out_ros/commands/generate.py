@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="classic (the shipped model's training data) or real: per scene crease-angle normals, gamma, "
                         "soft shadows, bounce light, plastic / painted / metal finish, camera noise, blur, vignetting "
                         "(docs/generator.md)")
+    p.add_argument("--anomalies", default="",
+                   help="comma-separated anomaly types to draw, e.g. translated_part,rotated_part,missing_part "
+                        "(default: every type of the kind; synth/anomalies.py)")
 
 
 def run(args) -> int:
@@ -44,7 +47,7 @@ def run(args) -> int:
         raise CommandError("--scenes, --views, --workers must be >= 1 and --size >= 16")
     cfg = GeneratorConfig(kind="custom" if args.shapes else args.kind, views=args.views, size=args.size,
                           objects=args.objects, apriltag_board=args.apriltag_board, shapes_dir=args.shapes or "",
-                          look=args.look)
+                          look=args.look, anomaly_types=tuple(t for t in args.anomalies.split(",") if t))
     try:
         splits = generate(cfg, args.scenes, args.out, args.seed, args.split, args.workers,
                           progress=True)

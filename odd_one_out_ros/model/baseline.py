@@ -34,6 +34,7 @@ two, and a single box gets 0.
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,7 +63,8 @@ class BaselineConfig:
     standardize: bool = False
     """per-scene standardisation of every feature channel"""
     rotations: int = 4
-    """rotations of the partner's grid about z tried per pair: 1 (none), 2 (0, 180 deg) or 4 (multiples of 90)"""
+    """turns of the partner's grid tried per pair (turn_matrices): 1 (none), 2 (0, 180 deg about z), 4 (multiples of
+    90 deg about z) or 24 (every turn mapping axes onto axes: copies resting on different faces)"""
     radius: int = 0
     """neighbourhood (cells) searched around a cell's position in the partner; -1 = all cells (no position)"""
     global_weight: float = 0.0
@@ -96,17 +98,43 @@ def cell_points(box: Box3D, g: int, margin: float = 0.0) -> np.ndarray:
     return local @ box.rotation.T + box.center
 
 
+def turn_matrices(rotations: int) -> np.ndarray:
+    """(R, 3, 3) integer rotations of a box's normalised frame tried per pair: 1 (none), 2 (0, 180 deg about z), 4
+    (quarter turns about z, k x 90 deg at index k) or 24 (every proper rotation that maps a box's axes onto axes,
+    the 4 quarter turns about z first: copies resting on another face of a box-like part)."""
+    def rz(k):
+        c, s = round(np.cos(k * np.pi / 2)), round(np.sin(k * np.pi / 2))
+        return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
+
+    if rotations not in (1, 2, 4, 24):
+        raise ValueError(f"rotations must be 1, 2, 4 or 24, got {rotations}")
+    if rotations < 24:
+        return np.stack([rz(k) for k in ((0,), (0, 2), (0, 1, 2, 3))[(1, 2, 4).index(rotations)]])
+    out = [rz(k) for k in range(4)]
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            M = np.zeros((3, 3), int)
+            M[range(3), perm] = signs
+            if round(np.linalg.det(M)) == 1 and not any((M == o).all() for o in out):
+                out.append(M)
+    return np.stack(out)
+
+
+def turn_inverses(rotations: int) -> np.ndarray:
+    """(R,) index of each turn's inverse in turn_matrices(rotations)."""
+    M = turn_matrices(rotations)
+    return np.array([next(j for j in range(len(M)) if (M[j] == m.T).all()) for m in M])
+
+
 def rotation_perms(g: int, rotations: int) -> np.ndarray:
-    """(R, g^3) cell index of the partner cell that corresponds to each cell after rotating the grid about z."""
-    ix, iy, iz = np.meshgrid(np.arange(g), np.arange(g), np.arange(g), indexing="ij")
+    """(R, g^3) cell index of the partner cell that corresponds to each cell after turning the grid by each of
+    turn_matrices(rotations) (cell c of one object against cell perm[r, c] of its partner)."""
+    idx = np.stack(np.meshgrid(np.arange(g), np.arange(g), np.arange(g), indexing="ij"), axis=-1).reshape(-1, 3)
+    u = 2 * idx - (g - 1)  # centred cell coordinates, doubled to stay integer
     out = []
-    for r in range(4 if rotations >= 4 else (2 if rotations >= 2 else 1)):
-        if rotations == 2 and r == 1:
-            r = 2  # 0 and 180 degrees
-        x, y = ix, iy
-        for _ in range(r):
-            x, y = g - 1 - y, x
-        out.append(((x * g + y) * g + iz).reshape(-1))
+    for M in turn_matrices(rotations):
+        c = (u @ M.T + (g - 1)) // 2
+        out.append((c[:, 0] * g + c[:, 1]) * g + c[:, 2])
     return np.stack(out)
 
 
@@ -170,14 +198,24 @@ def cell_features(feats: list[torch.Tensor], K: torch.Tensor, T_cw: torch.Tensor
         Tn = T_cw.double().cpu().numpy()
         centers = -np.einsum("vji,vj->vi", Tn[:, :3, :3], Tn[:, :3, 3])  # -R^T t
         mask = torch.from_numpy(~_occluded(centers, pts, np.repeat(np.arange(N), P), boxes, cfg.occluder_shrink))[None]
+    out, count = lift_points(feats, K, T_cw, image_hw, pts, mask)
+    return [x.reshape(N, P, -1) for x in out], (count > 0).reshape(N, P)
+
+
+@torch.no_grad()
+def lift_points(feats: list[torch.Tensor], K: torch.Tensor, T_cw: torch.Tensor, image_hw: tuple[int, int],
+                pts: np.ndarray, mask: torch.Tensor | None = None) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """World points pts (M, 3) -> per scale their view-averaged features (M, C) and the number of views that see
+    each (M,) (model.volume.sample_views). feats[s] (V, C, h, w); K (V, 3, 3) for image_hw images; T_cw (V, 4, 4);
+    mask (1, V, M) bool: views allowed per point."""
     H, W = image_hw
-    points, T = torch.from_numpy(pts).float()[None], T_cw.float().cpu()[None]
+    points, T = torch.from_numpy(np.asarray(pts)).float()[None], T_cw.float().cpu()[None]
     out, count = [], None
     for f in feats:
         h, w = f.shape[-2:]
         mean, count = sample_views(f[None], scale_intrinsics(K.float().cpu()[None], w / W, h / H), T, points, mask)
-        out.append(mean[0].T.reshape(N, P, -1))  # (C, M) -> (N, P, C)
-    return out, (count[0, 0] > 0).reshape(N, P)
+        out.append(mean[0].T)  # (C, M) -> (M, C)
+    return out, count[0, 0]
 
 
 def _descriptors(cells: list[torch.Tensor], valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
@@ -212,32 +250,46 @@ def object_scores(cell: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) 
     return torch.stack(scores)
 
 
+def turned_similarity(S: torch.Tensor, cfg: BaselineConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Cosines S (N, P, N', P) of every cell pair -> loc (R, N, P, N'): for each turn r of
+    turn_matrices(cfg.rotations), cell p of i against its best match within cfg.radius cells of the turned position
+    in j; and the neighbourhoods (idx, ok) of _neighbours."""
+    N, P = S.shape[:2]
+    idx, ok = _neighbours(cfg.grid, rotation_perms(cfg.grid, cfg.rotations), cfg.radius)  # (R, P, Q)
+    Q = idx.shape[-1]
+    loc = []
+    for r in range(len(idx)):
+        gi = torch.from_numpy(idx[r]).reshape(1, P, 1, Q).expand(N, P, N, Q)
+        s = torch.gather(S, 3, gi).masked_fill(~torch.from_numpy(ok[r]).reshape(1, P, 1, Q), -2.0)
+        loc.append(s.max(-1).values)  # (N, P, N)
+    return torch.stack(loc), idx, ok
+
+
+def choose_turns(loc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
+    """loc (R, N, P, N) of turned_similarity -> (N, N) the turn per pair (i, j) with the highest mean over i's valid
+    cells (with both_ways, plus the mean over j's cells under the inverse turn)."""
+    vm = valid.float()
+    mean_r = (loc * vm[None, :, :, None]).sum(2) / vm.sum(1).clamp(min=1)[None, :, None]  # (R, N, N)
+    if cfg.both_ways:  # rotation r for (i, j) is the inverse rotation for (j, i)
+        mean_r = mean_r + mean_r[turn_inverses(cfg.rotations)].transpose(1, 2)
+    return mean_r.argmax(0)
+
+
 @torch.no_grad()
-def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
-    """desc (N, P, C), valid (N, P) -> raw scores (N,)."""
+def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig, turns: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """desc (N, P, C), valid (N, P) -> raw scores (N,). turns (N, N) long: the turn (index into
+    turn_matrices(cfg.rotations)) that maps each i's grid onto each j's, instead of the best one per pair (e.g. the
+    one the copies' recorded poses give); with radius >= 0 only."""
     N, P, _ = desc.shape
-    g = cfg.grid
     S = torch.einsum("ipc,jqc->ipjq", desc, desc)  # (N, P, N, P) cosines
     S = S.masked_fill(~valid[None, None], -2.0)  # invalid partner cells never match
     # rotation-invariant best match over all partner cells
     glob = S.max(-1).values  # (N, P, N)
     if cfg.radius >= 0:
-        perms = rotation_perms(g, cfg.rotations)
-        idx, ok = _neighbours(g, perms, cfg.radius)  # (R, P, Q)
-        R, _, Q = idx.shape
-        loc = []
-        for r in range(R):
-            gi = torch.from_numpy(idx[r]).reshape(1, P, 1, Q).expand(N, P, N, Q)
-            s = torch.gather(S, 3, gi).masked_fill(~torch.from_numpy(ok[r]).reshape(1, P, 1, Q), -2.0)
-            loc.append(s.max(-1).values)  # (N, P, N)
-        loc = torch.stack(loc)  # (R, N, P, N)
-        # choose the rotation per pair (i, j) on the mean over the valid cells of i (both ways when asked)
-        vm = valid.float()
-        mean_r = (loc * vm[None, :, :, None]).sum(2) / vm.sum(1).clamp(min=1)[None, :, None]  # (R, N, N)
-        inv = [0, 3, 2, 1] if len(perms) == 4 else list(range(len(perms)))  # index of the inverse rotation
-        if cfg.both_ways:  # rotation r for (i, j) is the inverse rotation for (j, i)
-            mean_r = mean_r + mean_r[inv].transpose(1, 2)
-        best = mean_r.argmax(0)  # (N, N)
+        loc = turned_similarity(S, cfg)[0]  # (R, N, P, N)
+        inv = turn_inverses(cfg.rotations)
+        best = choose_turns(loc, valid, cfg) if turns is None else turns.long()  # (N, N)
         loc = torch.gather(loc, 0, best[None, :, None, :].expand(1, N, P, N))[0]  # (N, P, N)
         sim = (1 - cfg.global_weight) * loc + cfg.global_weight * glob
     else:
@@ -250,14 +302,8 @@ def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) ->
         # j's cells matched into i: dist_rev[i, q, j] = distance of cell q of j to its best match in i
         if cfg.radius >= 0:
             # rotation r maps i's cell c to j's cell perm[r, c]; the inverse direction uses the inverse rotation
-            St = S.permute(2, 3, 0, 1)  # (j, q, i, c): cosines of j's cells with i's
-            loc_t = []
-            for r in range(len(perms)):
-                gi = torch.from_numpy(idx[r]).reshape(1, P, 1, Q).expand(N, P, N, Q)
-                s = torch.gather(St, 3, gi).masked_fill(~torch.from_numpy(ok[r]).reshape(1, P, 1, Q), -2.0)
-                loc_t.append(s.max(-1).values)  # (j, q, i) under rotation r of i's grid
-            loc_t = torch.stack(loc_t)  # (R, j, q, i)
-            r_inv = torch.tensor(inv)[best.T]  # (j, i): i->j rotation inverted
+            loc_t = turned_similarity(S.permute(2, 3, 0, 1), cfg)[0]  # (R, j, q, i): j's cells against i's turned
+            r_inv = torch.from_numpy(inv)[best.T]  # (j, i): i->j rotation inverted
             rev = torch.gather(loc_t, 0, r_inv[None, :, None, :].expand(1, N, P, N))[0]  # (j, q, i)
             rev = (1 - cfg.global_weight) * rev + cfg.global_weight * S.permute(2, 3, 0, 1).max(-1).values
         else:

@@ -146,11 +146,17 @@ def bump(shape: Shape, rng: np.random.Generator) -> Shape:
     return _rest(_warp(shape, fn, {i}))
 
 
+REST_SHIFT = "rest_shift"
+"""params key: the translation (3,) an operator applied to the whole shape (_rest), so that the scene knows where
+the unchanged rest of an anomalous copy lies (its pose in the metadata)"""
+
+
 def _rest(shape: Shape) -> Shape:
-    """Move the shape back onto z = 0 (deformations may lift or sink it)."""
+    """Move the shape back onto z = 0 (deformations may lift or sink it); the move is added to params[REST_SHIFT]."""
     z0 = shape.bounds[0][2]
     for p in shape.parts:
         p.mesh.apply_translation([0, 0, -z0])
+    shape.params[REST_SHIFT] = np.asarray(shape.params.get(REST_SHIFT, np.zeros(3))) + [0, 0, -z0]
     return shape
 
 

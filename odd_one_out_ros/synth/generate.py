@@ -73,6 +73,16 @@ def rebuild_scene(cfg: GeneratorConfig, seed: int, index: int, split: str) -> Sc
     return build_scene(cfg, rng, categories_for(split) if cfg.kind == "toys" else None, user, board)
 
 
+def rebuild_scene_dir(scene_dir: str | Path) -> Scene:
+    """The Scene of a scene folder written by generate() (its dataset's generator.json and the scene's `generator`
+    block): meshes and poses for measurements the metadata does not hold."""
+    scene_dir = Path(scene_dir)
+    settings = json.loads((scene_dir.parent.parent / "generator.json").read_text())
+    info = json.loads((scene_dir / "scene3d.metadata.json").read_text())["generator"]
+    cfg = GeneratorConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in settings["config"].items()})
+    return rebuild_scene(cfg, info["seed"], info["index"], info["split"])
+
+
 _BOARDS: dict[str, dict] = {}
 
 
@@ -92,7 +102,8 @@ def generate(cfg: GeneratorConfig, scenes: int, out: str | Path, seed: int, spli
         load_user_shapes(cfg.shapes_dir)  # fail early, naming the bad file
     if cfg.apriltag_board:
         _board(cfg.board_file)
-    config = {k: v for k, v in asdict(cfg).items() if (k, v) != ("look", "classic")}  # (as folders made before)
+    # settings at their defaults from before they existed are left out (as folders made before)
+    config = {k: v for k, v in asdict(cfg).items() if (k, v) not in (("look", "classic"), ("anomaly_types", ()))}
     settings = {"config": config, "seed": seed}
     gen_file = out / "generator.json"
     if gen_file.exists():

@@ -61,6 +61,9 @@ class GeneratorConfig:
     """camera distance with apriltag_board: the tags lie on a 1 m square around the tray and must be in view"""
     focal: float = 0.8333
     """focal length / image width (ToysAD: 213.33 / 256)"""
+    anomaly_types: tuple[str, ...] = ()
+    """draw anomalies only of these types (e.g. the structural translated_part, rotated_part, missing_part for a
+    development set); () = every type the kind has"""
     look: str = "classic"
     """classic (the shipped model's training data) or real (look.random_look per scene: crease-angle normals, gamma,
     soft shadows, bounce light, finishes, camera effects)"""
@@ -308,6 +311,11 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
         category, shape_id, kinds, upright = f"user/{name}", name, TOY_ANOMALIES, False
     else:
         raise ValueError(f"unknown kind {cfg.kind!r}")
+    if cfg.anomaly_types:
+        unknown = sorted(set(cfg.anomaly_types) - set(kinds))
+        if unknown:
+            raise ValueError(f"anomaly types {unknown} are not drawn for {cfg.kind}; choose from {list(kinds)}")
+        kinds = tuple(cfg.anomaly_types)
     normal.shape_id = shape_id
     normal = normal.normalized(1.0)  # unit size; the scene scale comes below
     area = cfg.area_radius if board is None else min(cfg.area_radius, 0.36)  # inside the tray board's ring
@@ -373,8 +381,8 @@ def build_scene(cfg: GeneratorConfig, rng: np.random.Generator, categories: list
             T = obj.local_to_world()
             # keep the anomalous object on the floor at the same spot
             loc = np.array([*(T[:3, :3] @ c + obj.location)[:2], ext[2] / 2])
-            shift = np.eye(4)
-            shift[:3, 3] = -c  # (its box centred again)
+            shift = np.eye(4)  # the normal's local frame -> the anomalous copy's: the operator's own move, then its
+            shift[:3, 3] = an.params.pop(anomalies.REST_SHIFT, np.zeros(3)) - c  # box centred again
             cand = PlacedObject(obj.name, an, obj.yaw, loc, Box3D(loc, ext, obj.yaw), True, kind, category, shape_id,
                                 shift @ obj.shape_to_local)
             if anomaly_visible_px(obj, cand, cameras) >= cfg.min_visible_px:
