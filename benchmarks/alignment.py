@@ -191,6 +191,28 @@ def bootstrap_auc(labels: list[np.ndarray], scores: list[np.ndarray], keep: list
     return full, float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
+def auc_by_type(labels: list[np.ndarray], types: list[np.ndarray], scores: list[np.ndarray], reps: int,
+                rng: np.random.Generator) -> dict:
+    """{"auc": all objects, TYPE: {"count", "auc": that type against every normal object}}, each AUC (value, 2.5 %,
+    97.5 %) over scenes resampled (bootstrap_auc); labels, types, scores: per scene (N,)."""
+    out = {"auc": bootstrap_auc(labels, scores, [np.ones(len(y), bool) for y in labels], reps, rng)}
+    for t in sorted({t for ts in types for t in ts if t}):
+        keep = [(y == 0) | (ts == t) for y, ts in zip(labels, types)]
+        out[t] = {"count": int(sum(((ts == t) & (y == 1)).sum() for y, ts in zip(labels, types))),
+                  "auc": bootstrap_auc(labels, scores, keep, reps, rng)}
+    return out
+
+
+def format_aucs(row: dict) -> str:
+    """One line of auc_by_type's figures."""
+    a = row["auc"]
+    line = f"AUC {a[0]:.1f} [{a[1]:.1f}, {a[2]:.1f}]"
+    for t, v in row.items():
+        if t != "auc" and isinstance(v, dict) and v["auc"][0] is not None:
+            line += f"; {t} ({v['count']}) {v['auc'][0]:.1f} [{v['auc'][1]:.1f}, {v['auc'][2]:.1f}]"
+    return line
+
+
 def main(argv=None) -> int:
     from odd_one_out_ros.commands import write_json
     from odd_one_out_ros.data.dataset import scene_dirs
@@ -288,29 +310,17 @@ def main(argv=None) -> int:
                 per[name]["scores"].append(calibrate(raw, cfg))
         rng = np.random.default_rng(0)
         out = {"scenes": len(labels), "views": args.views}
-        all_types = sorted({t for ts in types for t in ts if t})
         for name in arms:
-            sc = per[name]["scores"]
             pairs, alignable, right = per[name]["aligned"]
-            row = {"normal_pairs": pairs, "alignable": 100 * alignable / max(pairs, 1),
-                   "aligned": 100 * right / max(pairs, 1),
-                   "auc": bootstrap_auc(labels, sc, [np.ones(len(y), bool) for y in labels], args.bootstrap, rng)}
-            for t in all_types:
-                keep = [(y == 0) | (ts == t) for y, ts in zip(labels, types)]
-                row[t] = {"count": int(sum(((ts == t) & (y == 1)).sum() for y, ts in zip(labels, types))),
-                          "auc": bootstrap_auc(labels, sc, keep, args.bootstrap, rng)}
-            out[name] = row
+            out[name] = {"normal_pairs": pairs, "alignable": 100 * alignable / max(pairs, 1),
+                         "aligned": 100 * right / max(pairs, 1),
+                         **auc_by_type(labels, types, per[name]["scores"], args.bootstrap, rng)}
         report[root] = out
         print(f"{root}: {out['scenes']} scenes, {args.views} views, ground-truth boxes")
         for name in arms:
             r = out[name]
-            a = r["auc"]
-            line = (f"  {name:<16} normal pairs {r['normal_pairs']}: turn set can align {r['alignable']:.0f} %, "
-                    f"chosen right {r['aligned']:.0f} %; AUC {a[0]:.1f} [{a[1]:.1f}, {a[2]:.1f}]")
-            for t in all_types:
-                if r[t]["auc"][0] is not None:
-                    line += f"; {t} ({r[t]['count']}) {r[t]['auc'][0]:.1f} [{r[t]['auc'][1]:.1f}, {r[t]['auc'][2]:.1f}]"
-            print(line, flush=True)
+            print(f"  {name:<16} normal pairs {r['normal_pairs']}: turn set can align {r['alignable']:.0f} %, "
+                  f"chosen right {r['aligned']:.0f} %; " + format_aucs(r), flush=True)
     if args.json:
         write_json(args.json, report, indent=1)
     return 0

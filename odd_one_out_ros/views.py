@@ -35,9 +35,16 @@ class ViewError(ValueError):
     """An image, CameraInfo or pose that cannot make a view; `kind` is "image", "content" (an image without a scene:
     content_problem), "camera_info" or "pose"."""
 
+    WHAT = {"image": "image", "content": "image content", "camera_info": "camera info", "pose": "pose"}
+    """how a message names what was unusable, by kind"""
+
     def __init__(self, kind: str, message: str):
         super().__init__(message)
         self.kind = kind
+
+    @property
+    def what(self) -> str:
+        return self.WHAT.get(self.kind, self.kind.replace("_", " "))
 
 
 def camera_info_to_calibration(msg, source: str = "camera_info") -> CameraCalibration:

@@ -458,8 +458,7 @@ class Pipeline:
             self.drop("pose", 1, cam, f"no camera pose: {e}")
             return None
         except ViewError as e:
-            what = "image content" if e.kind == "content" else e.kind.replace("_", " ")
-            self.drop(e.kind, 1, cam, f"unusable {what}: {str(e).removeprefix(cam + ': ')}")
+            self.drop(e.kind, 1, cam, f"unusable {e.what}: {str(e).removeprefix(cam + ': ')}")
             return None
         except Exception as e:  # a bug (e.g. in a library), not a bad input: counted, logged, the set goes on
             self.drop("gather_error", 1, cam, f"making its view failed: {one_line(e)}")
