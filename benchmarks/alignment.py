@@ -293,7 +293,7 @@ def main(argv=None) -> int:
                 desc = _descriptors(cells, valid, cfg)
                 turns = turn_matrices(cfg.rotations)
                 S = torch.einsum("ipc,jqc->ipjq", desc, desc).masked_fill(~valid[None, None], -2.0)
-                chosen = choose_turns(turned_similarity(S, cfg)[0], valid, cfg)
+                chosen = choose_turns(turned_similarity(S, cfg), valid, cfg)
                 forced = None
                 if choice == "poses":
                     forced = torch.tensor([[pose_turn(a, b, turns) if a is not b else 0 for b in objs] for a in objs])

@@ -35,8 +35,8 @@ class ViewError(ValueError):
     """An image, CameraInfo or pose that cannot make a view; `kind` is "image", "content" (an image without a scene:
     content_problem), "camera_info" or "pose"."""
 
-    WHAT = {"image": "image", "content": "image content", "camera_info": "camera info", "pose": "pose"}
-    """how a message names what was unusable, by kind"""
+    WHAT = {"content": "image content"}
+    """how a message names what was unusable, where not the kind's own name (underscores as spaces)"""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)

@@ -208,7 +208,7 @@ def test_the_24_turns_map_box_axes_onto_axes_and_a_forced_turn_is_the_one_compar
     all_desc, valid = torch.cat([desc, partner, noise]), torch.ones(4, g ** 3, dtype=torch.bool)
     cfg = B.BaselineConfig(grid=g, rotations=24)
     S = torch.einsum("ipc,jqc->ipjq", all_desc, all_desc)
-    turns = B.choose_turns(B.turned_similarity(S, cfg)[0], valid, cfg)
+    turns = B.choose_turns(B.turned_similarity(S, cfg), valid, cfg)
     assert int(turns[0, 1]) == r and int(turns[1, 0]) == inv[r]
     chosen = B.score_cells(all_desc, valid, cfg)
     assert chosen[0] == pytest.approx(0.0, abs=1e-6)  # its exact copy, turned, is found

@@ -250,10 +250,10 @@ def object_scores(cell: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) 
     return torch.stack(scores)
 
 
-def turned_similarity(S: torch.Tensor, cfg: BaselineConfig) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+def turned_similarity(S: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
     """Cosines S (N, P, N', P) of every cell pair -> loc (R, N, P, N'): for each turn r of
     turn_matrices(cfg.rotations), cell p of i against its best match within cfg.radius cells of the turned position
-    in j; and the neighbourhoods (idx, ok) of _neighbours."""
+    in j."""
     N, P = S.shape[:2]
     idx, ok = _neighbours(cfg.grid, rotation_perms(cfg.grid, cfg.rotations), cfg.radius)  # (R, P, Q)
     Q = idx.shape[-1]
@@ -262,7 +262,7 @@ def turned_similarity(S: torch.Tensor, cfg: BaselineConfig) -> tuple[torch.Tenso
         gi = torch.from_numpy(idx[r]).reshape(1, P, 1, Q).expand(N, P, N, Q)
         s = torch.gather(S, 3, gi).masked_fill(~torch.from_numpy(ok[r]).reshape(1, P, 1, Q), -2.0)
         loc.append(s.max(-1).values)  # (N, P, N)
-    return torch.stack(loc), idx, ok
+    return torch.stack(loc)
 
 
 def choose_turns(loc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig) -> torch.Tensor:
@@ -287,7 +287,7 @@ def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig, tu
     # rotation-invariant best match over all partner cells
     glob = S.max(-1).values  # (N, P, N)
     if cfg.radius >= 0:
-        loc = turned_similarity(S, cfg)[0]  # (R, N, P, N)
+        loc = turned_similarity(S, cfg)  # (R, N, P, N)
         inv = turn_inverses(cfg.rotations)
         best = choose_turns(loc, valid, cfg) if turns is None else turns.long()  # (N, N)
         loc = torch.gather(loc, 0, best[None, :, None, :].expand(1, N, P, N))[0]  # (N, P, N)
@@ -302,7 +302,7 @@ def score_cells(desc: torch.Tensor, valid: torch.Tensor, cfg: BaselineConfig, tu
         # j's cells matched into i: dist_rev[i, q, j] = distance of cell q of j to its best match in i
         if cfg.radius >= 0:
             # rotation r maps i's cell c to j's cell perm[r, c]; the inverse direction uses the inverse rotation
-            loc_t = turned_similarity(S.permute(2, 3, 0, 1), cfg)[0]  # (R, j, q, i): j's cells against i's turned
+            loc_t = turned_similarity(S.permute(2, 3, 0, 1), cfg)  # (R, j, q, i): j's cells against i's turned
             r_inv = torch.from_numpy(inv)[best.T]  # (j, i): i->j rotation inverted
             rev = torch.gather(loc_t, 0, r_inv[None, :, None, :].expand(1, N, P, N))[0]  # (j, q, i)
             rev = (1 - cfg.global_weight) * rev + cfg.global_weight * S.permute(2, 3, 0, 1).max(-1).values
