@@ -12,8 +12,9 @@ comparison's own choice, the best mean cosine; "poses" = the turn nearest to the
 an oracle that shows what alignment alone is worth; "exact" = no grid turn: each partner's features lifted at the
 very points of the shape that the object's cells hold, from the recorded poses, whatever the copies' resting faces;
 "metric" = each partner's features lifted at the cell centres turned by each of ROTATIONS about the box centres in
-metres (not stretched to the partner's box), the turn chosen by the images; "_seen" after either: each point's
-features only from the views that see it (the rendered depth: an oracle)).
+metres (not stretched to the partner's box), the turn chosen by the images; "search" = each pair registered from the
+images alone over turns x shifts of up to a quarter of the box (search_scores); "_seen" after exact or metric: each
+point's features only from the views that see it (the rendered depth: an oracle)).
 
 Alignment, per pair of normal copies: a turn is right when it carries one copy's surface onto the other's (95 % of
 400 surface points within 4 % of its size of the other copy's 5000: a symmetric part has several right turns; a
