@@ -64,11 +64,9 @@ def turn_residuals(a, b, pa: np.ndarray, pb_tree: cKDTree, turns: np.ndarray) ->
 
 def pose_turn(a, b, turns: np.ndarray) -> int:
     """Index of the turn nearest (angle) to the rotation from a's box frame to b's that the recorded poses give."""
-    from odd_one_out_ros.data.scene_meta import box_to_box
+    from odd_one_out_ros.data.scene_meta import box_to_box, nearest_turn
 
-    T = box_to_box(a, b)
-    A = T[:3, :3] / np.cbrt(np.linalg.det(T[:3, :3]))
-    return int(np.argmax([np.trace(M.T @ A) for M in turns]))
+    return nearest_turn(box_to_box(a, b), turns)[0]
 
 
 def seen_mask(depths: np.ndarray, K: torch.Tensor, T: torch.Tensor, pts: np.ndarray, tol: float) -> torch.Tensor:
@@ -143,10 +141,11 @@ def search_scores(feats, K, T, image_hw, boxes, cfg, steps: int = 5, reach: floa
     dist = torch.full((N, N, P), float("inf"))
     for i in range(N):
         u = (own[i] - boxes[i].center) @ boxes[i].rotation  # (P, 3) metres in i's box frame
+        turned = np.einsum("rab,pb->rpa", turns, u)[:, None]  # (R, 1, P, 3)
         for j in range(N):
             if j == i:
                 continue
-            q = np.einsum("rab,pb->rpa", turns, u)[:, None] + (shifts * boxes[j].size)[None, :, None]  # (R, S, P, 3)
+            q = turned + (shifts * boxes[j].size)[None, :, None]  # (R, S, P, 3)
             g = torch.from_numpy(q / (boxes[j].size * grow / 2)).float().reshape(1, 1, 1, -1, 3)  # j's volume, [-1, 1]
             smp = F.grid_sample(vol[j:j + 1], g, align_corners=False, padding_mode="zeros")[0, :, 0, 0]  # (C+1, M)
             fj = F.normalize(smp[:C].T, dim=-1).reshape(len(turns), len(shifts), P, C)
@@ -274,6 +273,8 @@ def main(argv=None) -> int:
             labels.append(np.array([int(o.anomalous) for o in objs]))
             types.append(np.array([o.anomaly_type for o in objs]))
             cells, valid = cell_features(feats, K[0], T[0], tuple(images.shape[-2:]), gt, BaselineConfig(grid=6))
+            desc = _descriptors(cells, valid, BaselineConfig(grid=6))  # (the arms' configs differ in turns and top)
+            S = torch.einsum("ipc,jqc->ipjq", desc, desc).masked_fill(~valid[None, None], -2.0)  # (N, P, N, P)
             for name, (cfg, choice) in arms.items():
                 if choice == "search":
                     raw = search_scores(feats, K[0], T[0], tuple(images.shape[-2:]), gt, cfg)
@@ -291,9 +292,7 @@ def main(argv=None) -> int:
                                             candidate_maps(objs, choice, cfg.rotations), depths)
                     per[name]["scores"].append(calibrate(raw, cfg))
                     continue
-                desc = _descriptors(cells, valid, cfg)
                 turns = turn_matrices(cfg.rotations)
-                S = torch.einsum("ipc,jqc->ipjq", desc, desc).masked_fill(~valid[None, None], -2.0)
                 chosen = choose_turns(turned_similarity(S, cfg), valid, cfg)
                 forced = None
                 if choice == "poses":

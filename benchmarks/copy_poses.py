@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import json
 import sys
-from pathlib import Path
 
 import numpy as np
 
@@ -45,6 +43,8 @@ def measure(kind: str, scenes: int, seed: int) -> dict:
 
 
 def main(argv=None) -> int:
+    from odd_one_out_ros.commands import write_json
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--scenes", type=int, default=100)
     ap.add_argument("--seed", type=int, default=7100, help="first scene seed (default: seeds no recipe trains on)")
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
               f"{100 * r['scenes_all_normal_pairs_quarter_turn']:.0f} % of scenes with all normal copies so; "
               f"(anomalous, normal) pairs {r['anomalous_pairs']}, {100 * r['anomalous_pairs_quarter_turn']:.1f} %")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=1))
+        write_json(args.json, rows, indent=1)
     return 0
 
 

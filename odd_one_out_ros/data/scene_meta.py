@@ -54,18 +54,24 @@ def box_to_box(a: SceneObject, b: SceneObject) -> np.ndarray | None:
     return np.linalg.inv(box_b) @ Mb @ np.linalg.inv(Ma) @ box_a
 
 
+def nearest_turn(T: np.ndarray, turns: np.ndarray) -> tuple[int, float]:
+    """(index, angle in degrees) of the rotation among turns (R, 3, 3) nearest to the rotation of a box-to-box map T
+    (4, 4) (box_to_box; its scale divided out)."""
+    A = T[:3, :3] / np.cbrt(np.linalg.det(T[:3, :3]))
+    cos = np.clip((np.einsum("rij,ij->r", turns, A) - 1) / 2, -1.0, 1.0)  # (trace(M^T A) - 1) / 2 per turn
+    k = int(np.argmax(cos))
+    return k, float(np.degrees(np.arccos(cos[k])))
+
+
 def quarter_turn(T: np.ndarray, tol_deg: float = 10.0) -> int | None:
     """k when the rotation of a box-to-box map T (4, 4) (box_to_box; its scale divided out) is within tol_deg of a
     turn by k x 90 degrees about the boxes' z (k = 0..3: the turns the comparison tries), else None (the copies rest
     on different faces, or are turned otherwise)."""
-    A = T[:3, :3] / np.cbrt(np.linalg.det(T[:3, :3]))
-    for k in range(4):
-        c, s = round(np.cos(k * np.pi / 2)), round(np.sin(k * np.pi / 2))
-        Rk = np.array([[c, -s, 0], [s, c, 0], [0, 0, 1.0]])
-        cos = np.clip((np.trace(Rk.T @ A) - 1) / 2, -1.0, 1.0)
-        if np.degrees(np.arccos(cos)) <= tol_deg:
-            return k
-    return None
+    c, s = np.round(np.cos(np.arange(4) * np.pi / 2)), np.round(np.sin(np.arange(4) * np.pi / 2))
+    z, o = np.zeros(4), np.ones(4)
+    turns = np.stack([np.stack([c, -s, z], -1), np.stack([s, c, z], -1), np.stack([z, z, o], -1)], 1)  # (4, 3, 3)
+    k, angle = nearest_turn(T, turns)
+    return k if angle <= tol_deg else None
 
 
 @dataclass(frozen=True)
